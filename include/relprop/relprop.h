@@ -1,0 +1,174 @@
+/* relprop — explain transformer classifiers exported to ONNX.
+ *
+ * The story of a use, in the order data flows:
+ *
+ *     rp_error err;
+ *     rp_model *m = NULL;
+ *     if (rp_model_load("vit.onnx", &m, &err) != RP_OK) { puts(err.msg); ... }
+ *     rp_tensor x;                               // (1,3,H,W) float32, normalised
+ *     rp_npy_read("x.npy", &x, &err);
+ *     rp_tensor logits = {0};
+ *     rp_model_run(m, &x, &logits, &err);        // logits: (1,C), owned by caller
+ *     ...
+ *     rp_tensor_release(&logits); rp_tensor_release(&x); rp_model_free(m);
+ *
+ * Loading is split in two steps for tools that want to look before they run:
+ * rp_model_open builds the graph (and fails only on files it cannot read),
+ * rp_model_prepare resolves kernels, infers shapes and folds constants (and
+ * fails on unsupported ops or inconsistent shapes). rp_model_load does both.
+ *
+ * Conventions: every fallible function returns RP_OK or an error code and
+ * fills *err with one line naming the file, node, op and what was expected.
+ * err may be NULL. Nothing here prints, aborts or exits. Tensors handed back
+ * to the caller are owned by the caller and released with rp_tensor_release.
+ */
+#ifndef RELPROP_H
+#define RELPROP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RP_VERSION_STRING "0.1.0"
+
+typedef enum rp_status {
+    RP_OK = 0,
+    RP_ERR_IO,          /* a file could not be read or written */
+    RP_ERR_FORMAT,      /* not ONNX / not .npy, truncated, corrupt */
+    RP_ERR_UNSUPPORTED, /* an op, attribute value or dtype relprop does not implement */
+    RP_ERR_SHAPE,       /* shapes that do not fit together */
+    RP_ERR_DTYPE,       /* wrong element type */
+    RP_ERR_VALUE,       /* a bad value: attribute out of range, NaN, index out of bounds */
+    RP_ERR_NOMEM,
+    RP_ERR_ARG,         /* a caller passed something inconsistent */
+    RP_ERR_INTERNAL
+} rp_status;
+
+typedef struct rp_error {
+    rp_status code;
+    char msg[1024];
+} rp_error;
+
+/* "io", "format", ... for messages. */
+const char *rp_status_name(rp_status s);
+
+/* ONNX TensorProto.DataType numbers. */
+typedef enum rp_dtype {
+    RP_UNDEFINED = 0,
+    RP_FLOAT = 1,
+    RP_UINT8 = 2,
+    RP_INT8 = 3,
+    RP_UINT16 = 4,
+    RP_INT16 = 5,
+    RP_INT32 = 6,
+    RP_INT64 = 7,
+    RP_STRING = 8,
+    RP_BOOL = 9,
+    RP_FLOAT16 = 10,
+    RP_DOUBLE = 11,
+    RP_UINT32 = 12,
+    RP_UINT64 = 13
+} rp_dtype;
+
+#define RP_MAX_RANK 8
+
+typedef struct rp_tensor {
+    rp_dtype dtype;
+    int rank;
+    int64_t dims[RP_MAX_RANK]; /* outermost first */
+    int64_t count;             /* product of dims; 1 for rank 0 */
+    void *data;                /* C order; owner depends on where it came from */
+} rp_tensor;
+
+/* Allocate a zero-filled tensor; the caller owns it (rp_tensor_release).
+ * A zero-element tensor is valid (data may then be NULL). */
+rp_status rp_tensor_alloc(rp_tensor *t, rp_dtype dt, int rank, const int64_t *dims, rp_error *err);
+/* Free data of a tensor from rp_tensor_alloc / rp_npy_read / rp_model_run and
+ * zero the struct. Safe on a zeroed tensor. */
+void rp_tensor_release(rp_tensor *t);
+
+/* NumPy .npy files (format 1.0–3.0, C order, little-endian; float32, float64,
+ * int8..int64, uint8..uint64, bool). The tensor is owned by the caller. */
+rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err);
+/* Write t as .npy. Written to a temporary file in the same folder and renamed,
+ * so a failure never leaves a partial file at path. */
+rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err);
+
+/* ---- models ---- */
+
+typedef struct rp_model rp_model;
+
+/* Parse an ONNX file into relprop's own graph. Fails on unreadable, truncated
+ * or non-ONNX files and on missing external data. *out is NULL on failure. */
+rp_status rp_model_open(const char *path, rp_model **out, rp_error *err);
+/* Resolve kernels for the model's opsets, infer static shapes (a symbolic
+ * batch dimension binds to 1), fold constant subgraphs, allocate run buffers.
+ * Calling it twice is harmless. */
+rp_status rp_model_prepare(rp_model *m, rp_error *err);
+/* rp_model_open + rp_model_prepare. */
+rp_status rp_model_load(const char *path, rp_model **out, rp_error *err);
+void rp_model_free(rp_model *m);
+
+const char *rp_model_path(const rp_model *m);
+/* Opset of the default ONNX domain (0 if the model does not import it). */
+int rp_model_opset(const rp_model *m);
+
+/* Graph inputs that are not initializers, and graph outputs. info gives name,
+ * dtype and shape (data NULL); shapes are final only after prepare. */
+int rp_model_input_count(const rp_model *m);
+const char *rp_model_input_name(const rp_model *m, int i);
+const rp_tensor *rp_model_input_info(const rp_model *m, int i);
+int rp_model_output_count(const rp_model *m);
+const char *rp_model_output_name(const rp_model *m, int i);
+const rp_tensor *rp_model_output_info(const rp_model *m, int i);
+
+/* The nodes as they came from the file (folded ones included). */
+int rp_model_node_count(const rp_model *m);
+const char *rp_model_node_name(const rp_model *m, int i);
+const char *rp_model_node_op(const rp_model *m, int i);
+const char *rp_model_node_domain(const rp_model *m, int i);
+/* Whether relprop has a kernel for node i at the model's opset. */
+bool rp_model_node_supported(const rp_model *m, int i);
+/* Whether node i was computed at load time (constant folding). After prepare. */
+bool rp_model_node_folded(const rp_model *m, int i);
+
+/* Run the model on one input (the first graph input), returning the first
+ * graph output in *out, which the caller owns. The input must have the
+ * prepared shape and dtype. */
+rp_status rp_model_run(rp_model *m, const rp_tensor *input, rp_tensor *out, rp_error *err);
+
+/* ---- structure found in the graph (after prepare) ---- */
+
+/* An attention layer (METHOD.md §1): a softmax whose output is the left
+ * operand of a product with an activation. */
+typedef struct rp_attention_info {
+    const char *softmax_node; /* the Softmax node, or the last node of its decomposition */
+    const char *product_node; /* the MatMul/Einsum A·V */
+    int heads;                /* H */
+    int tokens;               /* N */
+} rp_attention_info;
+
+int rp_model_attention_count(const rp_model *m);
+rp_status rp_model_attention(const rp_model *m, int i, rp_attention_info *info, rp_error *err);
+
+/* How tokens map to the image, inferred from the patch Conv and the token
+ * concatenation. Fields are 0 where nothing was found. */
+typedef struct rp_token_layout {
+    int image_h, image_w;     /* input spatial size */
+    int patch_h, patch_w;     /* the patch Conv's kernel = stride */
+    int grid_h, grid_w;       /* patches per column / row */
+    int prefix_tokens;        /* tokens before the patches (CLS, distillation, registers) */
+    int tokens;               /* prefix + grid_h * grid_w */
+    const char *patch_node;   /* the Conv that makes the patches */
+} rp_token_layout;
+
+rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages relprop needs to build, test and run its tools,
+# when they are missing. Safe to run again.
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config
+  libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+  libopenblas-dev check libsubunit-dev libstb-dev libcjson-dev
+  libonnx-testdata
+  python3 python3-numpy
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

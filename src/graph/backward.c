@@ -1,0 +1,149 @@
+#include "graph/backward.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+
+static bool is_float(const rp_value *v)
+{
+    return v->t.dtype == RP_FLOAT;
+}
+
+void rp_valuebuf_free(rp_valuebuf *b)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < b->n; i++)
+        rp_tensor_release(&b->t[i]);
+    free(b->t);
+    free(b->on_path);
+    memset(b, 0, sizeof *b);
+}
+
+void rp_valuebuf_zero(rp_valuebuf *b)
+{
+    for (int i = 0; i < b->n; i++)
+        if (b->t[i].data)
+            memset(b->t[i].data, 0, (size_t)b->t[i].count * sizeof(float));
+}
+
+rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, const int *targets, int n_targets,
+                           rp_error *err)
+{
+    if (b->n != g->n_values) {
+        rp_valuebuf_free(b);
+        b->t = calloc((size_t)g->n_values, sizeof *b->t);
+        b->on_path = calloc((size_t)g->n_values, sizeof *b->on_path);
+        if (!b->t || !b->on_path) {
+            rp_valuebuf_free(b);
+            return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        }
+        b->n = g->n_values;
+    }
+    /* from_target: reachable forward from a target (or from any input when none given). */
+    bool *from_target = calloc((size_t)g->n_values, sizeof *from_target);
+    bool *to_out = calloc((size_t)g->n_values, sizeof *to_out);
+    if (!from_target || !to_out) {
+        free(from_target);
+        free(to_out);
+        return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+    }
+    if (n_targets == 0) {
+        for (int i = 0; i < g->n_values; i++)
+            from_target[i] = g->values[i].kind == RP_VALUE_INPUT;
+    } else {
+        for (int k = 0; k < n_targets; k++)
+            from_target[targets[k]] = true;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *n = &g->nodes[i];
+        if (n->folded)
+            continue;
+        bool any = false;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && from_target[n->in[k]] && !(n->op->nondiff_inputs & (1u << k)))
+                any = true;
+        if (any)
+            for (int k = 0; k < n->n_out; k++)
+                if (n->out[k] >= 0)
+                    from_target[n->out[k]] = true;
+    }
+    to_out[out_value] = true;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const rp_node *n = &g->nodes[i];
+        if (n->folded)
+            continue;
+        bool any = false;
+        for (int k = 0; k < n->n_out; k++)
+            if (n->out[k] >= 0 && to_out[n->out[k]])
+                any = true;
+        if (any)
+            for (int k = 0; k < n->n_in; k++)
+                if (n->in[k] >= 0 && !(n->op->nondiff_inputs & (1u << k)))
+                    to_out[n->in[k]] = true;
+    }
+    rp_status st = RP_OK;
+    for (int i = 0; i < g->n_values; i++) {
+        const rp_value *v = &g->values[i];
+        b->on_path[i] = from_target[i] && to_out[i] && v->kind != RP_VALUE_CONSTANT && is_float(v);
+        if (!b->on_path[i]) {
+            rp_tensor_release(&b->t[i]);
+            continue;
+        }
+        if (b->t[i].data && rp_shape_equal(&b->t[i], &v->t))
+            continue;
+        rp_tensor_release(&b->t[i]);
+        if ((st = rp_tensor_alloc(&b->t[i], RP_FLOAT, v->t.rank, v->t.dims, err)))
+            break;
+    }
+    free(from_target);
+    free(to_out);
+    if (st == RP_OK)
+        rp_valuebuf_zero(b);
+    return st;
+}
+
+rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, rp_valuebuf *grads, rp_error *err)
+{
+    const char *path = g->path ? g->path : "model";
+    rp_tensor *gy = &grads->t[out_value];
+    if (!grads->on_path[out_value] || !gy->data)
+        return rp_fail(err, RP_ERR_ARG, "%s: backward: output '%s' was not planned", path, g->values[out_value].name);
+    if (seed->dtype != RP_FLOAT || seed->count != gy->count)
+        return rp_fail(err, RP_ERR_SHAPE, "%s: backward: seed does not match output '%s'", path,
+                       g->values[out_value].name);
+    memcpy(gy->data, seed->data, (size_t)seed->count * sizeof(float));
+
+    rp_tensor *gout[64], *gin[64];
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        rp_node *n = &g->nodes[i];
+        if (n->folded)
+            continue;
+        bool any_out = false, any_in = false;
+        if (n->n_out > 64 || n->n_in > 64)
+            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s): more than 64 inputs or outputs", path,
+                           n->name, n->op_type);
+        for (int k = 0; k < n->n_out; k++) {
+            gout[k] = n->out[k] >= 0 && grads->on_path[n->out[k]] ? &grads->t[n->out[k]] : NULL;
+            any_out |= gout[k] != NULL;
+        }
+        for (int k = 0; k < n->n_in; k++) {
+            gin[k] = n->in[k] >= 0 && grads->on_path[n->in[k]] && !(n->op->nondiff_inputs & (1u << k))
+                         ? &grads->t[n->in[k]]
+                         : NULL;
+            any_in |= gin[k] != NULL;
+        }
+        if (!any_out || !any_in)
+            continue;
+        if (!n->op->backward)
+            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s, opset %d): no gradient for this op", path,
+                           n->name, n->op_type, n->opset);
+        rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in,
+                     .out = n->out_t, .n_out = n->n_out, .params = n->params, .err = err};
+        rp_status st = n->op->backward(&c, gout, gin);
+        if (st)
+            return rp_error_prefix(err, "%s (gradient)", path);
+    }
+    return RP_OK;
+}

@@ -1,0 +1,143 @@
+/* relprop's own graph: values and nodes indexed by integer id. Protobuf types
+ * never appear here; src/graph/onnx_load.c is the only file that sees them.
+ *
+ * Lifecycle: rp_graph_load (file → graph, no shapes) → optional
+ * rp_graph_bind_constant (tests feed runtime inputs as data) →
+ * rp_graph_prepare (kernels, shapes, constant folding, buffers) →
+ * rp_graph_forward (any number of times) → rp_graph_free. */
+#ifndef RP_GRAPH_GRAPH_H
+#define RP_GRAPH_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+struct rp_op;
+
+typedef enum rp_value_kind {
+    RP_VALUE_INPUT,      /* a graph input fed at run time */
+    RP_VALUE_CONSTANT,   /* initializer, Constant output, or folded at prepare */
+    RP_VALUE_ACTIVATION  /* computed by a node at run time */
+} rp_value_kind;
+
+typedef struct rp_value {
+    char *name;
+    rp_value_kind kind;
+    rp_tensor t;         /* dtype/shape; data owned by this value (NULL until known) */
+    bool shape_known;    /* set by the loader from value_info, or by prepare */
+    char *dim_params[RP_MAX_RANK]; /* symbolic dim names from the file, or NULL */
+    int producer;        /* node id, -1 for inputs and initializers */
+    bool is_graph_output;
+} rp_value;
+
+/* ONNX AttributeProto.AttributeType numbers. */
+typedef enum rp_attr_type {
+    RP_ATTR_UNDEFINED = 0,
+    RP_ATTR_FLOAT = 1,
+    RP_ATTR_INT = 2,
+    RP_ATTR_STRING = 3,
+    RP_ATTR_TENSOR = 4,
+    RP_ATTR_GRAPH = 5,
+    RP_ATTR_FLOATS = 6,
+    RP_ATTR_INTS = 7,
+    RP_ATTR_STRINGS = 8
+} rp_attr_type;
+
+typedef struct rp_attr {
+    char *name;
+    rp_attr_type type;
+    float f;
+    int64_t i;
+    char *s;             /* NUL-terminated copy (STRING) */
+    int64_t n;           /* element count of floats / ints / strings */
+    float *floats;
+    int64_t *ints;
+    char **strings;
+    rp_tensor *tensor;   /* TENSOR: owned, data owned */
+} rp_attr;
+
+typedef struct rp_node {
+    char *name;          /* never NULL: the loader invents "<op>_<index>" when empty */
+    char *op_type;
+    char *domain;        /* "" for the default ONNX domain */
+    int opset;           /* the model's opset for this node's domain */
+    int n_in, n_out;
+    int *in, *out;       /* value ids; -1 for an omitted optional input/output */
+    int n_attr;
+    rp_attr *attr;
+    const struct rp_op *op; /* resolved at prepare; NULL if unsupported */
+    void *params;        /* op-private, from prepare; a flat struct freed with free() */
+    bool folded;         /* computed at prepare; not run */
+    rp_tensor **in_t;    /* prepare: tensors of in[] (NULL where absent), handed to kernels */
+    rp_tensor **out_t;
+} rp_node;
+
+typedef struct rp_opset_import {
+    char *domain;
+    int64_t version;
+} rp_opset_import;
+
+typedef struct rp_graph {
+    char *path;          /* the file, for messages */
+    char *model_dir;     /* folder of the file, for external data */
+    int64_t ir_version;
+    int n_values, n_nodes;
+    rp_value *values;
+    rp_node *nodes;      /* topologically ordered (checked at load) */
+    int n_inputs, n_outputs;
+    int *inputs;         /* graph inputs that are not initializers */
+    int *outputs;
+    int n_opsets;
+    rp_opset_import *opsets;
+    int n_metadata;
+    char **metadata_keys, **metadata_values; /* model metadata_props */
+    bool prepared;
+} rp_graph;
+
+/* Read and parse an ONNX file. Checks topological order and that every input
+ * is produced before use; decodes initializers and Constant attributes in all
+ * encodings; resolves external data inside the model's folder only.
+ * *out is NULL on failure. */
+rp_status rp_graph_load(const char *path, rp_graph **out, rp_error *err);
+/* Parse from memory (the loader's core; used by tests and fuzzers). path is
+ * only for messages and external data (may be NULL: then no external data). */
+rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path,
+                               rp_graph **out, rp_error *err);
+void rp_graph_free(rp_graph *g);
+
+/* Parse one serialized TensorProto (ONNX test-data .pb files) into *out,
+ * which the caller owns (rp_tensor_release). *name_out (may be NULL) receives
+ * a malloc'd copy of the tensor's name. */
+rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, rp_error *err);
+
+/* Value id by name, or -1. */
+int rp_graph_find_value(const rp_graph *g, const char *name);
+/* Node id by name, or -1. */
+int rp_graph_find_node(const rp_graph *g, const char *name);
+/* Opset of a domain ("" and "ai.onnx" are the same), or 0 if not imported. */
+int rp_graph_opset(const rp_graph *g, const char *domain);
+
+/* Before prepare: make graph input `value_id` a constant with a copy of t's
+ * data (conformance tests pass shape-like inputs this way). */
+rp_status rp_graph_bind_constant(rp_graph *g, int value_id, const rp_tensor *t, rp_error *err);
+/* Whether some consumer of value_id needs its data at prepare (rp_op.const_inputs). */
+bool rp_graph_value_needs_data(const rp_graph *g, int value_id);
+
+/* Resolve kernels, infer shapes in topological order (a graph input's symbolic
+ * dims bind to 1), run every node whose inputs are all constant (constant
+ * folding), allocate buffers for the remaining activations. */
+rp_status rp_graph_prepare(rp_graph *g, rp_error *err);
+
+/* Run the non-folded nodes. inputs[i] feeds g->inputs[i] (copied in; shapes
+ * and dtypes must equal the prepared ones). Results stay in the values. */
+rp_status rp_graph_forward(rp_graph *g, const rp_tensor *const *inputs, int n_inputs, rp_error *err);
+
+/* Consumers of a value: fills ids (up to cap) and returns the total count. */
+int rp_graph_consumers(const rp_graph *g, int value_id, int *ids, int cap);
+
+/* Attribute lookup on a node; NULL if absent. */
+const rp_attr *rp_node_attr(const rp_node *n, const char *name);
+
+#endif

@@ -1,0 +1,146 @@
+/* The public rp_model: a graph plus the structure found in it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/graph.h"
+#include "graph/structure.h"
+#include "ops/ops.h"
+
+struct rp_model {
+    rp_graph *g;
+    rp_attention_layer *attn;
+    int n_attn;
+    rp_patch_embedding patches;
+};
+
+rp_status rp_model_open(const char *path, rp_model **out, rp_error *err)
+{
+    *out = NULL;
+    rp_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+    rp_status st = rp_graph_load(path, &m->g, err);
+    if (st) {
+        free(m);
+        return st;
+    }
+    *out = m;
+    return RP_OK;
+}
+
+rp_status rp_model_prepare(rp_model *m, rp_error *err)
+{
+    if (m->g->prepared)
+        return RP_OK;
+    rp_status st = rp_graph_prepare(m->g, err);
+    if (st)
+        return st;
+    if (m->g->n_inputs < 1 || m->g->n_outputs < 1)
+        return rp_fail(err, RP_ERR_FORMAT, "%s: the model needs at least one input and one output", m->g->path);
+    st = rp_find_attention(m->g, &m->attn, &m->n_attn, err);
+    if (st)
+        return st;
+    rp_find_patch_embedding(m->g, &m->patches);
+    return RP_OK;
+}
+
+rp_status rp_model_load(const char *path, rp_model **out, rp_error *err)
+{
+    rp_status st = rp_model_open(path, out, err);
+    if (st)
+        return st;
+    st = rp_model_prepare(*out, err);
+    if (st) {
+        rp_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+void rp_model_free(rp_model *m)
+{
+    if (!m)
+        return;
+    rp_graph_free(m->g);
+    free(m->attn);
+    free(m);
+}
+
+const char *rp_model_path(const rp_model *m) { return m->g->path; }
+int rp_model_opset(const rp_model *m) { return rp_graph_opset(m->g, ""); }
+
+int rp_model_input_count(const rp_model *m) { return m->g->n_inputs; }
+const char *rp_model_input_name(const rp_model *m, int i) { return m->g->values[m->g->inputs[i]].name; }
+const rp_tensor *rp_model_input_info(const rp_model *m, int i) { return &m->g->values[m->g->inputs[i]].t; }
+int rp_model_output_count(const rp_model *m) { return m->g->n_outputs; }
+const char *rp_model_output_name(const rp_model *m, int i) { return m->g->values[m->g->outputs[i]].name; }
+const rp_tensor *rp_model_output_info(const rp_model *m, int i) { return &m->g->values[m->g->outputs[i]].t; }
+
+int rp_model_node_count(const rp_model *m) { return m->g->n_nodes; }
+const char *rp_model_node_name(const rp_model *m, int i) { return m->g->nodes[i].name; }
+const char *rp_model_node_op(const rp_model *m, int i) { return m->g->nodes[i].op_type; }
+const char *rp_model_node_domain(const rp_model *m, int i) { return m->g->nodes[i].domain; }
+bool rp_model_node_folded(const rp_model *m, int i) { return m->g->nodes[i].folded; }
+
+bool rp_model_node_supported(const rp_model *m, int i)
+{
+    const rp_node *n = &m->g->nodes[i];
+    bool default_domain = n->domain[0] == 0 || strcmp(n->domain, "ai.onnx") == 0;
+    return default_domain && rp_op_lookup(n->op_type, n->opset) != NULL;
+}
+
+rp_status rp_model_run(rp_model *m, const rp_tensor *input, rp_tensor *out, rp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    rp_status st = rp_model_prepare(m, err);
+    if (st)
+        return st;
+    if (m->g->n_inputs != 1)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: the model has %d inputs; relprop runs models with one input",
+                       m->g->path, m->g->n_inputs);
+    st = rp_graph_forward(m->g, &input, 1, err);
+    if (st)
+        return st;
+    const rp_tensor *y = &m->g->values[m->g->outputs[0]].t;
+    st = rp_tensor_alloc(out, y->dtype, y->rank, y->dims, err);
+    if (st)
+        return st;
+    if (y->count)
+        memcpy(out->data, y->data, (size_t)y->count * rp_dtype_size(y->dtype));
+    return RP_OK;
+}
+
+int rp_model_attention_count(const rp_model *m) { return m->n_attn; }
+
+rp_status rp_model_attention(const rp_model *m, int i, rp_attention_info *info, rp_error *err)
+{
+    if (i < 0 || i >= m->n_attn)
+        return rp_fail(err, RP_ERR_ARG, "attention layer %d does not exist (the model has %d)", i, m->n_attn);
+    const rp_attention_layer *l = &m->attn[i];
+    info->softmax_node = m->g->nodes[l->softmax_node].name;
+    info->product_node = m->g->nodes[l->product_node].name;
+    info->heads = l->heads;
+    info->tokens = l->tokens;
+    return RP_OK;
+}
+
+rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const rp_patch_embedding *p = &m->patches;
+    if (p->conv_node < 0)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: no Conv reads the image input, so no patch grid was found",
+                       m->g->path);
+    out->image_h = p->image_h;
+    out->image_w = p->image_w;
+    out->patch_h = p->patch_h;
+    out->patch_w = p->patch_w;
+    out->grid_h = p->grid_h;
+    out->grid_w = p->grid_w;
+    out->patch_node = m->g->nodes[p->conv_node].name;
+    if (m->n_attn > 0) {
+        out->tokens = m->attn[0].tokens;
+        out->prefix_tokens = out->tokens - p->grid_h * p->grid_w;
+    }
+    return RP_OK;
+}

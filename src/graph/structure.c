@@ -1,0 +1,120 @@
+#include "graph/structure.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_op(const rp_node *n, const char *op)
+{
+    return strcmp(n->op_type, op) == 0;
+}
+
+/* Ops that hand A on unchanged (as far as attention is concerned). */
+static bool is_passthrough(const rp_node *n)
+{
+    return is_op(n, "Dropout") || is_op(n, "Identity") || is_op(n, "Cast");
+}
+
+static bool is_activation(const rp_graph *g, int v)
+{
+    return v >= 0 && g->values[v].kind != RP_VALUE_CONSTANT;
+}
+
+/* Div(e, ReduceSum(e)) with e = Exp(...): a softmax an exporter spelled out. */
+static bool is_decomposed_softmax(const rp_graph *g, const rp_node *n)
+{
+    if (!is_op(n, "Div") || n->n_in < 2 || n->in[0] < 0 || n->in[1] < 0)
+        return false;
+    int e = n->in[0], s = n->in[1];
+    int pe = g->values[e].producer, ps = g->values[s].producer;
+    if (pe < 0 || ps < 0 || !is_op(&g->nodes[pe], "Exp"))
+        return false;
+    const rp_node *sum = &g->nodes[ps];
+    return is_op(sum, "ReduceSum") && sum->n_in >= 1 && sum->in[0] == e;
+}
+
+/* Follow A through pass-through ops to a product that takes it as the left
+ * operand with an activation on the right. Returns the product node or -1. */
+static int find_product(const rp_graph *g, int value, int *left, int depth)
+{
+    if (depth > 8)
+        return -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *c = &g->nodes[i];
+        if (c->folded || c->n_in < 1)
+            continue;
+        if ((is_op(c, "MatMul") || is_op(c, "Einsum")) && c->n_in == 2 && c->in[0] == value &&
+            is_activation(g, c->in[1])) {
+            *left = value;
+            return i;
+        }
+        if (is_passthrough(c) && c->in[0] == value && c->n_out >= 1 && c->out[0] >= 0) {
+            int p = find_product(g, c->out[0], left, depth + 1);
+            if (p >= 0)
+                return p;
+        }
+    }
+    return -1;
+}
+
+rp_status rp_find_attention(const rp_graph *g, rp_attention_layer **out, int *n_out, rp_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    rp_attention_layer *layers = NULL;
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *s = &g->nodes[i];
+        if (s->folded || s->n_out < 1 || s->out[0] < 0)
+            continue;
+        if (!is_op(s, "Softmax") && !is_decomposed_softmax(g, s))
+            continue;
+        int left = -1;
+        int p = find_product(g, s->out[0], &left, 0);
+        if (p < 0)
+            continue;
+        const rp_tensor *a = &g->values[s->out[0]].t;
+        if (a->rank < 3) /* a 2-D softmax times a matrix is no attention over tokens */
+            continue;
+        rp_attention_layer *grown = realloc(layers, sizeof *layers * (size_t)(n + 1));
+        if (!grown) {
+            free(layers);
+            return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        }
+        layers = grown;
+        rp_attention_layer *l = &layers[n++];
+        l->softmax_node = i;
+        l->probs_value = s->out[0];
+        l->product_node = p;
+        l->product_left = left;
+        l->tokens = (int)a->dims[a->rank - 1];
+        l->heads = (int)(a->rank >= 4 ? a->dims[a->rank - 3] : a->dims[0]);
+    }
+    *out = layers;
+    *n_out = n;
+    return RP_OK;
+}
+
+void rp_find_patch_embedding(const rp_graph *g, rp_patch_embedding *out)
+{
+    memset(out, 0, sizeof *out);
+    out->conv_node = -1;
+    if (g->n_inputs < 1)
+        return;
+    int image = g->inputs[0];
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *c = &g->nodes[i];
+        if (!is_op(c, "Conv") || c->n_in < 2 || c->in[0] != image || c->in[1] < 0 || c->out[0] < 0)
+            continue;
+        const rp_tensor *x = &g->values[image].t, *w = &g->values[c->in[1]].t, *y = &g->values[c->out[0]].t;
+        if (x->rank != 4 || w->rank != 4 || y->rank != 4)
+            continue;
+        out->conv_node = i;
+        out->image_h = (int)x->dims[2];
+        out->image_w = (int)x->dims[3];
+        out->patch_h = (int)w->dims[2];
+        out->patch_w = (int)w->dims[3];
+        out->grid_h = (int)y->dims[2];
+        out->grid_w = (int)y->dims[3];
+        return;
+    }
+}

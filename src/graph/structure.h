@@ -1,0 +1,33 @@
+/* Structure found by looking at the graph, not at node names: attention
+ * layers (METHOD.md §1) and how tokens map to image patches. Used by inspect
+ * now and by the relevance methods, which need A, its gradient and relevance
+ * per layer. */
+#ifndef RP_GRAPH_STRUCTURE_H
+#define RP_GRAPH_STRUCTURE_H
+
+#include "graph/graph.h"
+
+typedef struct rp_attention_layer {
+    int softmax_node;  /* Softmax node, or the Div that ends an Exp/ReduceSum/Div decomposition */
+    int probs_value;   /* its output: the attention probabilities A */
+    int product_node;  /* MatMul/Einsum taking A (possibly through Dropout/Identity/Cast) as left operand */
+    int product_left;  /* the value the product reads as its left operand */
+    int heads;         /* H (for [B*H,N,N], B = 1 gives H = dims[0]) */
+    int tokens;        /* N */
+} rp_attention_layer;
+
+/* Attention layers in forward order. *out is malloc'd (caller frees); zero
+ * layers is not an error. The graph must be prepared (shapes known). */
+rp_status rp_find_attention(const rp_graph *g, rp_attention_layer **out, int *n_out, rp_error *err);
+
+typedef struct rp_patch_embedding {
+    int conv_node;            /* -1 if no Conv reads the image */
+    int image_h, image_w;
+    int patch_h, patch_w;
+    int grid_h, grid_w;
+} rp_patch_embedding;
+
+/* The Conv that turns the image (the first graph input) into patches. */
+void rp_find_patch_embedding(const rp_graph *g, rp_patch_embedding *out);
+
+#endif

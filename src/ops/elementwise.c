@@ -1,0 +1,758 @@
+/* Elementwise ops: numpy-broadcast arithmetic and comparison, one-input math,
+ * Where, Clip, Cast.
+ *
+ * Kernels are chosen per dtype at prepare and stored as function pointers in
+ * the node's params, so forward does no type dispatch. Broadcasting is planned
+ * at prepare too: output dims of size 1 are dropped and neighbouring dims that
+ * every operand walks contiguously (or broadcasts over together) are merged,
+ * so the innermost dim is as long as possible and each operand's stride on it
+ * is 0 or 1. Forward walks the outer dims with an odometer and hands whole
+ * rows to a row kernel whose loops are plain array loops; same-shape,
+ * scalar and row-vector operands all end up in one long or a few short rows.
+ *
+ * Integer arithmetic is done in unsigned types so overflow wraps as numpy's
+ * does instead of being undefined behaviour in C. */
+#include <float.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+
+#define N_DT 14 /* rp_dtype values run 0..13 */
+
+/* A row of a broadcast op: n outputs from operands x[k]; bit k of `fixed`
+ * says operand k stays on its first element for the whole row. */
+typedef void (*row_fn)(char *y, const char *const *x, int64_t n, unsigned fixed);
+/* A one-input op over n contiguous elements. */
+typedef void (*map_fn)(char *y, const char *x, int64_t n, const void *aux);
+
+typedef struct ew {
+    row_fn row;        /* broadcast ops */
+    map_fn map;        /* one-input ops */
+    int n;             /* inputs of a broadcast op */
+    int arity;         /* operands per row call: 2, or 3 for Where */
+    int rank;          /* rank of the merged broadcast (>= 1) */
+    rp_dtype to;       /* Cast / CastLike target */
+    bool has_lo, has_hi; /* Clip-6 attributes */
+    float lo, hi;
+    double lo_d, hi_d;
+    int64_t dims[RP_MAX_RANK];
+    int64_t st[][RP_MAX_RANK]; /* element strides of inputs 0..n-1, then of the output */
+} ew;
+
+/* Clip bounds as pointers to one element of the input's dtype; NULL = none. */
+typedef struct clip_bounds {
+    const void *lo, *hi;
+} clip_bounds;
+
+/* X(arg, dtype, C type, short name, kind, wrap type, lowest, highest).
+ * kind: F float, S signed, U unsigned, B bool. The wrap type is where + - *
+ * happen so integer overflow wraps. */
+#define NUMERIC_TYPES(X, A) \
+    X(A, RP_FLOAT, float, f32, F, float, -INFINITY, INFINITY) \
+    X(A, RP_DOUBLE, double, f64, F, double, -INFINITY, INFINITY) \
+    X(A, RP_INT8, int8_t, i8, S, uint32_t, INT8_MIN, INT8_MAX) \
+    X(A, RP_INT16, int16_t, i16, S, uint32_t, INT16_MIN, INT16_MAX) \
+    X(A, RP_INT32, int32_t, i32, S, uint32_t, INT32_MIN, INT32_MAX) \
+    X(A, RP_INT64, int64_t, i64, S, uint64_t, INT64_MIN, INT64_MAX) \
+    X(A, RP_UINT8, uint8_t, u8, U, uint32_t, 0, UINT8_MAX) \
+    X(A, RP_UINT16, uint16_t, u16, U, uint32_t, 0, UINT16_MAX) \
+    X(A, RP_UINT32, uint32_t, u32, U, uint32_t, 0, UINT32_MAX) \
+    X(A, RP_UINT64, uint64_t, u64, U, uint64_t, 0, UINT64_MAX)
+#define ALL_TYPES(X, A) \
+    NUMERIC_TYPES(X, A) \
+    X(A, RP_BOOL, uint8_t, b8, B, uint32_t, 0, 1)
+#define SIGNED_TYPES(X, A) \
+    X(A, RP_FLOAT, float, f32, F, float, -INFINITY, INFINITY) \
+    X(A, RP_DOUBLE, double, f64, F, double, -INFINITY, INFINITY) \
+    X(A, RP_INT8, int8_t, i8, S, uint32_t, INT8_MIN, INT8_MAX) \
+    X(A, RP_INT16, int16_t, i16, S, uint32_t, INT16_MIN, INT16_MAX) \
+    X(A, RP_INT32, int32_t, i32, S, uint32_t, INT32_MIN, INT32_MAX) \
+    X(A, RP_INT64, int64_t, i64, S, uint64_t, INT64_MIN, INT64_MAX)
+
+/* Table entry [dtype] = prefix_shortname. */
+#define ENTRY(P, DT, T, N, K, W, LO, HI) [DT] = P##_##N,
+
+/* ---- broadcast row kernels ---- */
+
+/* EXPR reads av and bv. The four branches are the four stride patterns an
+ * inner row can have; each is a loop the compiler can keep in registers. */
+#define BIN_ROW(name, TA, TB, TY, EXPR) \
+    static void name(char *y_, const char *const *x, int64_t n, unsigned fixed) \
+    { \
+        TY *y = (TY *)(void *)y_; \
+        const TA *a = (const TA *)(const void *)x[0]; \
+        const TB *b = (const TB *)(const void *)x[1]; \
+        if (fixed == 0) { \
+            for (int64_t i = 0; i < n; i++) { \
+                TA av = a[i]; \
+                TB bv = b[i]; \
+                y[i] = (TY)(EXPR); \
+            } \
+        } else if (fixed == 1) { \
+            TA av = a[0]; \
+            for (int64_t i = 0; i < n; i++) { \
+                TB bv = b[i]; \
+                y[i] = (TY)(EXPR); \
+            } \
+        } else if (fixed == 2) { \
+            TB bv = b[0]; \
+            for (int64_t i = 0; i < n; i++) { \
+                TA av = a[i]; \
+                y[i] = (TY)(EXPR); \
+            } \
+        } else { \
+            TA av = a[0]; \
+            TB bv = b[0]; \
+            TY v = (TY)(EXPR); \
+            for (int64_t i = 0; i < n; i++) \
+                y[i] = v; \
+        } \
+    }
+
+#define ADD_X(K, T, W) ((W)av + (W)bv)
+#define SUB_X(K, T, W) ((W)av - (W)bv)
+#define MUL_X(K, T, W) ((W)av * (W)bv)
+/* Integer division truncates as C does; x/0 is 0 (numpy warns and gives 0)
+ * and INT_MIN/-1 wraps, rather than trapping. */
+#define DIV_F(T, W) (av / bv)
+#define DIV_S(T, W) (bv == 0 ? (W)0 : bv == -1 ? (W)0 - (W)av : (W)(av / bv))
+#define DIV_U(T, W) (bv == 0 ? 0 : av / bv)
+#define DIV_X(K, T, W) DIV_##K(T, W)
+/* numpy's maximum/minimum propagate NaN. */
+#define MAX_F(T) (isnan(av) || av > bv ? av : bv)
+#define MAX_S(T) (av > bv ? av : bv)
+#define MAX_U(T) (av > bv ? av : bv)
+#define MAX_X(K, T, W) MAX_##K(T)
+#define MIN_F(T) (isnan(av) || av < bv ? av : bv)
+#define MIN_S(T) (av < bv ? av : bv)
+#define MIN_U(T) (av < bv ? av : bv)
+#define MIN_X(K, T, W) MIN_##K(T)
+#define EQ_X(K, T, W) (av == bv)
+
+#define GEN_SAME(OP, DT, T, N, K, W, LO, HI) BIN_ROW(OP##_##N, T, T, T, OP##_X(K, T, W))
+#define GEN_EQ(OP, DT, T, N, K, W, LO, HI) BIN_ROW(eq_##N, T, T, uint8_t, EQ_X(K, T, W))
+
+NUMERIC_TYPES(GEN_SAME, ADD)
+NUMERIC_TYPES(GEN_SAME, SUB)
+NUMERIC_TYPES(GEN_SAME, MUL)
+NUMERIC_TYPES(GEN_SAME, DIV)
+NUMERIC_TYPES(GEN_SAME, MAX)
+NUMERIC_TYPES(GEN_SAME, MIN)
+ALL_TYPES(GEN_EQ, _)
+
+static const row_fn add_rows[N_DT] = {NUMERIC_TYPES(ENTRY, ADD)};
+static const row_fn sub_rows[N_DT] = {NUMERIC_TYPES(ENTRY, SUB)};
+static const row_fn mul_rows[N_DT] = {NUMERIC_TYPES(ENTRY, MUL)};
+static const row_fn div_rows[N_DT] = {NUMERIC_TYPES(ENTRY, DIV)};
+static const row_fn max_rows[N_DT] = {NUMERIC_TYPES(ENTRY, MAX)};
+static const row_fn min_rows[N_DT] = {NUMERIC_TYPES(ENTRY, MIN)};
+static const row_fn eq_rows[N_DT] = {ALL_TYPES(ENTRY, eq)};
+
+/* Integer powers by squaring, wrapping like the integer's own arithmetic.
+ * A negative exponent truncates 1/a^|e| toward zero. */
+static int64_t ipow_u(int64_t a, uint64_t e)
+{
+    uint64_t r = 1, base = (uint64_t)a;
+    while (e) {
+        if (e & 1)
+            r *= base;
+        base *= base;
+        e >>= 1;
+    }
+    return (int64_t)r;
+}
+
+static int64_t ipow_s(int64_t a, int64_t e)
+{
+    if (e >= 0)
+        return ipow_u(a, (uint64_t)e);
+    if (a == 1)
+        return 1;
+    if (a == -1)
+        return (e & 1) ? -1 : 1;
+    return 0;
+}
+
+/* Pow's output has the base's dtype (Pow-12+); the exponent may be any
+ * numeric dtype. A float exponent on an integer base is evaluated in double
+ * and truncated, as the ONNX reference does. */
+#define POWT_f32 float
+#define POWT_f64 double
+#define POWT_i32 int32_t
+#define POWT_i64 int64_t
+#define POWI_F pow((double)av, (double)bv)
+#define POWI_S ipow_s((int64_t)av, (int64_t)bv)
+#define POWI_U ipow_u((int64_t)av, (uint64_t)bv)
+#define POWX_f32(K) powf(av, (float)bv)
+#define POWX_f64(K) pow(av, (double)bv)
+#define POWX_i32(K) POWI_##K
+#define POWX_i64(K) POWI_##K
+#define GEN_POW(P, DT, T, N, K, W, LO, HI) BIN_ROW(pow_##P##_##N, POWT_##P, T, POWT_##P, POWX_##P(K))
+NUMERIC_TYPES(GEN_POW, f32)
+NUMERIC_TYPES(GEN_POW, f64)
+NUMERIC_TYPES(GEN_POW, i32)
+NUMERIC_TYPES(GEN_POW, i64)
+
+static const row_fn pow_rows[N_DT][N_DT] = {
+    [RP_FLOAT] = {NUMERIC_TYPES(ENTRY, pow_f32)},
+    [RP_DOUBLE] = {NUMERIC_TYPES(ENTRY, pow_f64)},
+    [RP_INT32] = {NUMERIC_TYPES(ENTRY, pow_i32)},
+    [RP_INT64] = {NUMERIC_TYPES(ENTRY, pow_i64)},
+};
+
+/* Decomposed LayerNorm squares with Pow(x, 2): a multiply instead of powf
+ * (powf(x, 2) is x*x correctly rounded, so results are identical). */
+static void pow_f32_f32_fast(char *y_, const char *const *x, int64_t n, unsigned fixed)
+{
+    if (fixed == 2 && *(const float *)(const void *)x[1] == 2.0f) {
+        float *y = (float *)(void *)y_;
+        const float *a = (const float *)(const void *)x[0];
+        for (int64_t i = 0; i < n; i++)
+            y[i] = a[i] * a[i];
+        return;
+    }
+    pow_f32_f32(y_, x, n, fixed);
+}
+
+/* Where moves elements without looking at them, so one kernel per size. */
+#define GEN_WHERE(T, N) \
+    static void where_##N(char *y_, const char *const *x, int64_t n, unsigned fixed) \
+    { \
+        T *y = (T *)(void *)y_; \
+        const uint8_t *c = (const uint8_t *)x[0]; \
+        const T *a = (const T *)(const void *)x[1], *b = (const T *)(const void *)x[2]; \
+        if (fixed == 0) { \
+            for (int64_t i = 0; i < n; i++) \
+                y[i] = c[i] ? a[i] : b[i]; \
+            return; \
+        } \
+        ptrdiff_t sc = !(fixed & 1), sa = !(fixed & 2), sb = !(fixed & 4); \
+        for (int64_t i = 0; i < n; i++, c += sc, a += sa, b += sb) \
+            y[i] = *c ? *a : *b; \
+    }
+GEN_WHERE(uint8_t, 1)
+GEN_WHERE(uint16_t, 2)
+GEN_WHERE(uint32_t, 4)
+GEN_WHERE(uint64_t, 8)
+
+/* ---- one-input kernels ---- */
+
+#define MAP(name, T, EXPR) \
+    static void name(char *y_, const char *x_, int64_t n, const void *aux) \
+    { \
+        T *y = (T *)(void *)y_; \
+        const T *x = (const T *)(const void *)x_; \
+        (void)aux; \
+        for (int64_t i = 0; i < n; i++) { \
+            T v = x[i]; \
+            y[i] = (T)(EXPR); \
+        } \
+    }
+
+#define SQRT2_INV 0.70710678118654752440
+#define SQRT_2_PI 0.79788456080286535588 /* sqrt(2/pi), Gelu's tanh form */
+
+MAP(sqrt_f32, float, sqrtf(v))
+MAP(sqrt_f64, double, sqrt(v))
+MAP(erf_f32, float, erff(v))
+MAP(erf_f64, double, erf(v))
+MAP(tanh_f32, float, tanhf(v))
+MAP(tanh_f64, double, tanh(v))
+MAP(exp_f32, float, expf(v))
+MAP(exp_f64, double, exp(v))
+MAP(sigmoid_f32, float, 1.0f / (1.0f + expf(-v)))
+MAP(sigmoid_f64, double, 1.0 / (1.0 + exp(-v)))
+MAP(recip_f32, float, 1.0f / v)
+MAP(recip_f64, double, 1.0 / v)
+MAP(gelu_f32, float, 0.5f * v * (1.0f + erff(v * (float)SQRT2_INV)))
+MAP(gelu_f64, double, 0.5 * v * (1.0 + erf(v * SQRT2_INV)))
+MAP(gelut_f32, float, 0.5f * v * (1.0f + tanhf((float)SQRT_2_PI * (v + 0.044715f * v * v * v))))
+MAP(gelut_f64, double, 0.5 * v * (1.0 + tanh(SQRT_2_PI * (v + 0.044715 * v * v * v))))
+
+/* Relu keeps NaN (v < 0 is false for it), as numpy's clip does. */
+#define GEN_RELU(P, DT, T, N, K, W, LO, HI) MAP(relu_##N, T, v < 0 ? 0 : v)
+#define NEG_F(T, W) (-v)
+#define NEG_S(T, W) ((W)0 - (W)v)
+#define GEN_NEG(P, DT, T, N, K, W, LO, HI) MAP(neg_##N, T, NEG_##K(T, W))
+SIGNED_TYPES(GEN_RELU, _)
+SIGNED_TYPES(GEN_NEG, _)
+
+#define FLOAT_ENTRIES(P) {[RP_FLOAT] = P##_f32, [RP_DOUBLE] = P##_f64}
+static const map_fn sqrt_maps[N_DT] = FLOAT_ENTRIES(sqrt);
+static const map_fn erf_maps[N_DT] = FLOAT_ENTRIES(erf);
+static const map_fn tanh_maps[N_DT] = FLOAT_ENTRIES(tanh);
+static const map_fn exp_maps[N_DT] = FLOAT_ENTRIES(exp);
+static const map_fn sigmoid_maps[N_DT] = FLOAT_ENTRIES(sigmoid);
+static const map_fn recip_maps[N_DT] = FLOAT_ENTRIES(recip);
+static const map_fn gelu_maps[N_DT] = FLOAT_ENTRIES(gelu);
+static const map_fn gelut_maps[N_DT] = FLOAT_ENTRIES(gelut);
+static const map_fn relu_maps[N_DT] = {SIGNED_TYPES(ENTRY, relu)};
+static const map_fn neg_maps[N_DT] = {SIGNED_TYPES(ENTRY, neg)};
+
+/* Clamp to lo, then to hi: when lo > hi every element becomes hi, as ONNX
+ * specifies. NaN passes through both comparisons unchanged. */
+#define GEN_CLIP(P, DT, T, N, K, W, LO, HI) \
+    static void clip_##N(char *y_, const char *x_, int64_t n, const void *aux) \
+    { \
+        const clip_bounds *cb = aux; \
+        T *y = (T *)(void *)y_; \
+        const T *x = (const T *)(const void *)x_; \
+        T lo = cb->lo ? *(const T *)cb->lo : (T)(LO); \
+        T hi = cb->hi ? *(const T *)cb->hi : (T)(HI); \
+        for (int64_t i = 0; i < n; i++) { \
+            T v = x[i] < lo ? lo : x[i]; \
+            y[i] = v > hi ? hi : v; \
+        } \
+    }
+NUMERIC_TYPES(GEN_CLIP, _)
+static const map_fn clip_maps[N_DT] = {NUMERIC_TYPES(ENTRY, clip)};
+
+/* Cast: C conversions (float to integer truncates), anything to bool is != 0.
+ * The target list is spelled out again because a list macro cannot expand
+ * inside its own expansion. */
+#define CONV_F(T, v) ((T)(v))
+#define CONV_S(T, v) ((T)(v))
+#define CONV_U(T, v) ((T)(v))
+#define CONV_B(T, v) ((T)((v) != 0))
+#define CAST_LOOP(SRC, T, KIND) \
+    for (int64_t i = 0; i < n; i++) \
+        ((T *)(void *)y)[i] = CONV_##KIND(T, ((const SRC *)(const void *)x)[i]); \
+    break;
+#define GEN_CAST(P, DT, SRC, N, K, W, LO, HI) \
+    static void cast_##N(char *y, const char *x, int64_t n, const void *aux) \
+    { \
+        switch (((const ew *)aux)->to) { \
+        case RP_FLOAT: CAST_LOOP(SRC, float, F) \
+        case RP_DOUBLE: CAST_LOOP(SRC, double, F) \
+        case RP_INT8: CAST_LOOP(SRC, int8_t, S) \
+        case RP_INT16: CAST_LOOP(SRC, int16_t, S) \
+        case RP_INT32: CAST_LOOP(SRC, int32_t, S) \
+        case RP_INT64: CAST_LOOP(SRC, int64_t, S) \
+        case RP_UINT8: CAST_LOOP(SRC, uint8_t, U) \
+        case RP_UINT16: CAST_LOOP(SRC, uint16_t, U) \
+        case RP_UINT32: CAST_LOOP(SRC, uint32_t, U) \
+        case RP_UINT64: CAST_LOOP(SRC, uint64_t, U) \
+        case RP_BOOL: CAST_LOOP(SRC, uint8_t, B) \
+        default: break; \
+        } \
+    }
+ALL_TYPES(GEN_CAST, _)
+static const map_fn cast_maps[N_DT] = {ALL_TYPES(ENTRY, cast)};
+
+/* ---- planning and walking a broadcast ---- */
+
+/* Bit dt set for each dtype a table has a kernel for. */
+static uint32_t rows_mask(const row_fn *t)
+{
+    uint32_t m = 0;
+    for (int dt = 0; dt < N_DT; dt++)
+        m |= t[dt] ? 1u << dt : 0;
+    return m;
+}
+
+static uint32_t maps_mask(const map_fn *t)
+{
+    uint32_t m = 0;
+    for (int dt = 0; dt < N_DT; dt++)
+        m |= t[dt] ? 1u << dt : 0;
+    return m;
+}
+
+static row_fn row_at(const row_fn *t, rp_dtype dt)
+{
+    return (int)dt >= 0 && (int)dt < N_DT ? t[dt] : NULL;
+}
+
+static map_fn map_at(const map_fn *t, rp_dtype dt)
+{
+    return (int)dt >= 0 && (int)dt < N_DT ? t[dt] : NULL;
+}
+
+/* "float32, float64" */
+static const char *dtype_list(uint32_t mask, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int dt = 0; dt < N_DT && used < len; dt++)
+        if (mask & (1u << dt))
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? ", " : "", rp_dtype_name((rp_dtype)dt));
+    return buf;
+}
+
+static rp_status unsupported(rp_kctx *c, const char *what, rp_dtype dt, uint32_t mask)
+{
+    char list[256];
+    return rp_kfail(c, RP_ERR_UNSUPPORTED, "%s dtype %s not supported, expected %s", what, rp_dtype_name(dt),
+                    dtype_list(mask, list, sizeof list));
+}
+
+/* Present inputs: optional trailing ones the model left out do not count. */
+static int present(const rp_kctx *c)
+{
+    int n = c->n_in;
+    while (n > 0 && !c->in[n - 1])
+        n--;
+    return n;
+}
+
+/* Broadcast inputs 0..n-1 into out[0] (dtype ydt), then merge dims as the file
+ * comment describes. Leaves params in c->params. */
+static rp_status plan(rp_kctx *c, int n, int arity, rp_dtype ydt, row_fn row)
+{
+    rp_tensor *y = c->out[0];
+    for (int k = 0; k < n; k++)
+        if (!c->in[k])
+            return rp_kfail(c, RP_ERR_FORMAT, "input %d is missing", k);
+    y->dtype = ydt;
+    rp_status st = rp_broadcast_shape(c, (const rp_tensor *const *)c->in, n, y);
+    if (st)
+        return st;
+    ew *p = calloc(1, sizeof *p + (size_t)(n + 1) * sizeof p->st[0]);
+    if (!p)
+        return rp_kfail(c, RP_ERR_NOMEM, "out of memory");
+    c->params = p;
+    p->row = row;
+    p->n = n;
+    p->arity = arity;
+    for (int k = 0; k < n; k++)
+        rp_broadcast_strides(c->in[k], y, p->st[k]);
+    rp_broadcast_strides(y, y, p->st[n]);
+
+    /* Writing slot r never overtakes reading slot d (r <= d), so in place. */
+    int r = 0;
+    for (int d = 0; d < y->rank; d++) {
+        if (y->dims[d] == 1)
+            continue;
+        bool merge = r > 0;
+        for (int k = 0; k <= n && merge; k++)
+            merge = p->st[k][r - 1] == p->st[k][d] * y->dims[d];
+        if (merge) {
+            p->dims[r - 1] *= y->dims[d];
+            for (int k = 0; k <= n; k++)
+                p->st[k][r - 1] = p->st[k][d];
+        } else {
+            p->dims[r] = y->dims[d];
+            for (int k = 0; k <= n; k++)
+                p->st[k][r] = p->st[k][d];
+            r++;
+        }
+    }
+    if (r == 0) { /* one element */
+        p->dims[0] = 1;
+        for (int k = 0; k <= n; k++)
+            p->st[k][0] = 0;
+        r = 1;
+    }
+    p->rank = r;
+    return RP_OK;
+}
+
+/* Run `row` over the merged broadcast for the m operands whose stride rows
+ * are ops[0..m). Outer dims advance by an odometer, one row call per step. */
+static void walk(const ew *p, int m, const int *ops, const char *const *x, const size_t *es, char *y, size_t ey,
+                 int64_t count)
+{
+    int r = p->rank;
+    int64_t inner = p->dims[r - 1];
+    unsigned fixed = 0;
+    const char *px[3];
+    for (int k = 0; k < m; k++) {
+        px[k] = x[k];
+        if (p->st[ops[k]][r - 1] == 0)
+            fixed |= 1u << k;
+    }
+    int64_t idx[RP_MAX_RANK] = {0};
+    for (int64_t done = 0; done < count; done += inner, y += inner * (int64_t)ey) {
+        p->row(y, px, inner, fixed);
+        for (int d = r - 2; d >= 0; d--) {
+            if (++idx[d] < p->dims[d]) {
+                for (int k = 0; k < m; k++)
+                    px[k] += p->st[ops[k]][d] * (int64_t)es[k];
+                break;
+            }
+            idx[d] = 0;
+            for (int k = 0; k < m; k++)
+                px[k] -= p->st[ops[k]][d] * (p->dims[d] - 1) * (int64_t)es[k];
+        }
+    }
+}
+
+static rp_status fw_bcast(rp_kctx *c)
+{
+    const ew *p = c->params;
+    rp_tensor *y = c->out[0];
+    if (y->count == 0)
+        return RP_OK;
+    size_t ey = rp_dtype_size(y->dtype);
+    if (p->n == 1) { /* one-input Max/Min/Sum: the output is the input */
+        memcpy(y->data, c->in[0]->data, (size_t)y->count * ey);
+        return RP_OK;
+    }
+    const char *x[3];
+    size_t es[3];
+    int ops[3];
+    for (int k = 0; k < p->arity; k++) {
+        x[k] = c->in[k]->data;
+        es[k] = rp_dtype_size(c->in[k]->dtype);
+        ops[k] = k;
+    }
+    walk(p, p->arity, ops, x, es, y->data, ey, y->count);
+    /* Further variadic inputs fold into the output in place: the output's
+     * own stride row walks it contiguously. */
+    for (int k = p->arity; k < p->n; k++) {
+        const char *xk[2] = {y->data, c->in[k]->data};
+        size_t esk[2] = {ey, ey};
+        int opk[2] = {p->n, k};
+        walk(p, 2, opk, xk, esk, y->data, ey, y->count);
+    }
+    return RP_OK;
+}
+
+/* ---- prepare for broadcast ops ---- */
+
+/* All inputs of one dtype with a kernel in `table`. */
+static rp_status prep_same(rp_kctx *c, const row_fn *table, bool to_bool)
+{
+    int n = present(c);
+    for (int k = 0; k < n; k++)
+        if (!c->in[k])
+            return rp_kfail(c, RP_ERR_FORMAT, "input %d is missing", k);
+    rp_dtype dt = c->in[0]->dtype;
+    for (int k = 1; k < n; k++)
+        if (c->in[k]->dtype != dt)
+            return rp_kfail(c, RP_ERR_DTYPE, "input %d has dtype %s but input 0 has %s; expected the same dtype", k,
+                            rp_dtype_name(c->in[k]->dtype), rp_dtype_name(dt));
+    row_fn row = row_at(table, dt);
+    if (!row)
+        return unsupported(c, "input", dt, rows_mask(table));
+    return plan(c, n, 2, to_bool ? RP_BOOL : dt, row);
+}
+
+static rp_status prep_add(rp_kctx *c) { return prep_same(c, add_rows, false); }
+static rp_status prep_sub(rp_kctx *c) { return prep_same(c, sub_rows, false); }
+static rp_status prep_mul(rp_kctx *c) { return prep_same(c, mul_rows, false); }
+static rp_status prep_div(rp_kctx *c) { return prep_same(c, div_rows, false); }
+static rp_status prep_max(rp_kctx *c) { return prep_same(c, max_rows, false); }
+static rp_status prep_min(rp_kctx *c) { return prep_same(c, min_rows, false); }
+static rp_status prep_sum(rp_kctx *c) { return prep_same(c, add_rows, false); }
+static rp_status prep_equal(rp_kctx *c) { return prep_same(c, eq_rows, true); }
+
+static rp_status prep_pow(rp_kctx *c)
+{
+    if (!c->in[0] || !c->in[1])
+        return rp_kfail(c, RP_ERR_FORMAT, "expected two inputs (base, exponent)");
+    rp_dtype bt = c->in[0]->dtype, et = c->in[1]->dtype;
+    const uint32_t bases = 1u << RP_FLOAT | 1u << RP_DOUBLE | 1u << RP_INT32 | 1u << RP_INT64;
+    if ((int)bt < 0 || (int)bt >= N_DT || !(bases & 1u << bt))
+        return unsupported(c, "base", bt, bases);
+    row_fn row = row_at(pow_rows[bt], et);
+    if (!row)
+        return unsupported(c, "exponent", et, rows_mask(pow_rows[bt]));
+    if (bt == RP_FLOAT && et == RP_FLOAT)
+        row = pow_f32_f32_fast;
+    return plan(c, 2, 2, bt, row);
+}
+
+static rp_status prep_where(rp_kctx *c)
+{
+    for (int k = 0; k < 3; k++)
+        if (k >= c->n_in || !c->in[k])
+            return rp_kfail(c, RP_ERR_FORMAT, "expected three inputs (condition, X, Y)");
+    if (c->in[0]->dtype != RP_BOOL)
+        return rp_kfail(c, RP_ERR_DTYPE, "condition has dtype %s, expected bool", rp_dtype_name(c->in[0]->dtype));
+    rp_dtype dt = c->in[1]->dtype;
+    if (c->in[2]->dtype != dt)
+        return rp_kfail(c, RP_ERR_DTYPE, "X has dtype %s but Y has %s; expected the same dtype", rp_dtype_name(dt),
+                        rp_dtype_name(c->in[2]->dtype));
+    row_fn row;
+    switch (rp_dtype_size(dt)) {
+    case 1: row = where_1; break;
+    case 2: row = where_2; break;
+    case 4: row = where_4; break;
+    case 8: row = where_8; break;
+    default: return rp_kfail(c, RP_ERR_UNSUPPORTED, "X dtype %s not supported", rp_dtype_name(dt));
+    }
+    return plan(c, 3, 3, dt, row);
+}
+
+/* ---- one-input ops ---- */
+
+static rp_status prep_map_to(rp_kctx *c, const map_fn *table, rp_dtype ydt)
+{
+    if (c->n_in < 1 || !c->in[0])
+        return rp_kfail(c, RP_ERR_FORMAT, "input 0 is missing");
+    rp_tensor *x = c->in[0];
+    map_fn map = map_at(table, x->dtype);
+    if (!map)
+        return unsupported(c, "input", x->dtype, maps_mask(table));
+    ew *p = calloc(1, sizeof *p);
+    if (!p)
+        return rp_kfail(c, RP_ERR_NOMEM, "out of memory");
+    c->params = p;
+    p->map = map;
+    p->to = ydt;
+    rp_tensor_set_shape(c->out[0], ydt, x->rank, x->dims);
+    return RP_OK;
+}
+
+static rp_status prep_map(rp_kctx *c, const map_fn *table)
+{
+    return prep_map_to(c, table, c->n_in >= 1 && c->in[0] ? c->in[0]->dtype : RP_UNDEFINED);
+}
+
+static rp_status fw_map(rp_kctx *c)
+{
+    const ew *p = c->params;
+    if (c->out[0]->count)
+        p->map(c->out[0]->data, c->in[0]->data, c->out[0]->count, p);
+    return RP_OK;
+}
+
+static rp_status prep_sqrt(rp_kctx *c) { return prep_map(c, sqrt_maps); }
+static rp_status prep_erf(rp_kctx *c) { return prep_map(c, erf_maps); }
+static rp_status prep_tanh(rp_kctx *c) { return prep_map(c, tanh_maps); }
+static rp_status prep_exp(rp_kctx *c) { return prep_map(c, exp_maps); }
+static rp_status prep_sigmoid(rp_kctx *c) { return prep_map(c, sigmoid_maps); }
+static rp_status prep_recip(rp_kctx *c) { return prep_map(c, recip_maps); }
+static rp_status prep_relu(rp_kctx *c) { return prep_map(c, relu_maps); }
+static rp_status prep_neg(rp_kctx *c) { return prep_map(c, neg_maps); }
+
+static rp_status prep_gelu(rp_kctx *c)
+{
+    const char *a = rp_attr_string(c->node, "approximate", "none");
+    if (strcmp(a, "none") == 0)
+        return prep_map(c, gelu_maps);
+    if (strcmp(a, "tanh") == 0)
+        return prep_map(c, gelut_maps);
+    return rp_kfail(c, RP_ERR_VALUE, "approximate is '%s', expected 'none' or 'tanh'", a);
+}
+
+static rp_status prep_cast_to(rp_kctx *c, int64_t to)
+{
+    if (to < 0 || to >= N_DT || !cast_maps[to]) {
+        char list[256];
+        return rp_kfail(c, RP_ERR_UNSUPPORTED, "target dtype %s (%lld) not supported, expected %s",
+                        rp_dtype_name((rp_dtype)to), (long long)to, dtype_list(maps_mask(cast_maps), list, sizeof list));
+    }
+    return prep_map_to(c, cast_maps, (rp_dtype)to);
+}
+
+static rp_status prep_cast(rp_kctx *c)
+{
+    if (!rp_node_attr(c->node, "to"))
+        return rp_kfail(c, RP_ERR_FORMAT, "attribute 'to' is missing");
+    return prep_cast_to(c, rp_attr_int(c->node, "to", -1));
+}
+
+static rp_status prep_castlike(rp_kctx *c)
+{
+    if (c->n_in < 2 || !c->in[1])
+        return rp_kfail(c, RP_ERR_FORMAT, "expected two inputs (input, target_type)");
+    return prep_cast_to(c, c->in[1]->dtype);
+}
+
+/* Clip-6: bounds are float attributes, for float and double inputs. */
+static rp_status prep_clip6(rp_kctx *c)
+{
+    if (c->n_in < 1 || !c->in[0])
+        return rp_kfail(c, RP_ERR_FORMAT, "input 0 is missing");
+    rp_dtype dt = c->in[0]->dtype;
+    if (dt != RP_FLOAT && dt != RP_DOUBLE)
+        return unsupported(c, "input", dt, 1u << RP_FLOAT | 1u << RP_DOUBLE);
+    rp_status st = prep_map(c, clip_maps);
+    if (st)
+        return st;
+    ew *p = c->params;
+    p->has_lo = rp_node_attr(c->node, "min") != NULL;
+    p->has_hi = rp_node_attr(c->node, "max") != NULL;
+    p->lo = rp_attr_float(c->node, "min", -FLT_MAX);
+    p->hi = rp_attr_float(c->node, "max", FLT_MAX);
+    p->lo_d = p->lo;
+    p->hi_d = p->hi;
+    return RP_OK;
+}
+
+static rp_status fw_clip6(rp_kctx *c)
+{
+    const ew *p = c->params;
+    bool f32 = c->in[0]->dtype == RP_FLOAT;
+    clip_bounds b = {p->has_lo ? (f32 ? (const void *)&p->lo : (const void *)&p->lo_d) : NULL,
+                     p->has_hi ? (f32 ? (const void *)&p->hi : (const void *)&p->hi_d) : NULL};
+    if (c->out[0]->count)
+        p->map(c->out[0]->data, c->in[0]->data, c->out[0]->count, &b);
+    return RP_OK;
+}
+
+/* Clip-11+: optional scalar min/max inputs, which may be computed at run
+ * time, so forward reads them. */
+static rp_status prep_clip11(rp_kctx *c)
+{
+    rp_status st = prep_map(c, clip_maps);
+    if (st)
+        return st;
+    static const char *const names[3] = {"input", "min", "max"};
+    for (int k = 1; k < 3 && k < c->n_in; k++) {
+        const rp_tensor *b = c->in[k];
+        if (!b)
+            continue;
+        if (b->dtype != c->in[0]->dtype)
+            return rp_kfail(c, RP_ERR_DTYPE, "%s has dtype %s but input has %s; expected the same dtype", names[k],
+                            rp_dtype_name(b->dtype), rp_dtype_name(c->in[0]->dtype));
+        if (b->count != 1) {
+            char s[96];
+            return rp_kfail(c, RP_ERR_SHAPE, "%s has shape %s, expected a scalar", names[k],
+                            rp_shape_str(b, s, sizeof s));
+        }
+    }
+    return RP_OK;
+}
+
+static rp_status fw_clip11(rp_kctx *c)
+{
+    const ew *p = c->params;
+    clip_bounds b = {c->n_in > 1 && c->in[1] ? c->in[1]->data : NULL,
+                     c->n_in > 2 && c->in[2] ? c->in[2]->data : NULL};
+    if (c->out[0]->count)
+        p->map(c->out[0]->data, c->in[0]->data, c->out[0]->count, &b);
+    return RP_OK;
+}
+
+/* ---- the table ---- */
+
+#define VARIADIC INT32_MAX
+#define ROW(name, since, min_in, max_in, nondiff, prep, fw) \
+    {name, since, min_in, max_in, 1, 1, 0, nondiff, 0, prep, fw, NULL}
+
+const rp_op rp_ops_elementwise[] = {
+    /* Add..Div before opset 7 broadcast by a `broadcast`/`axis` attribute; not supported. */
+    ROW("Add", 7, 2, 2, 0, prep_add, fw_bcast),
+    ROW("Sub", 7, 2, 2, 0, prep_sub, fw_bcast),
+    ROW("Mul", 7, 2, 2, 0, prep_mul, fw_bcast),
+    ROW("Div", 7, 2, 2, 0, prep_div, fw_bcast),
+    ROW("Pow", 7, 2, 2, 0, prep_pow, fw_bcast),
+    ROW("Equal", 7, 2, 2, 3u, prep_equal, fw_bcast),
+    /* Opsets 6..7 of these want equal shapes, which broadcasting also serves. */
+    ROW("Max", 6, 1, VARIADIC, 0, prep_max, fw_bcast),
+    ROW("Min", 6, 1, VARIADIC, 0, prep_min, fw_bcast),
+    ROW("Sum", 6, 1, VARIADIC, 0, prep_sum, fw_bcast),
+    ROW("Where", 9, 3, 3, 1u, prep_where, fw_bcast),
+    ROW("Sqrt", 6, 1, 1, 0, prep_sqrt, fw_map),
+    ROW("Erf", 9, 1, 1, 0, prep_erf, fw_map),
+    ROW("Tanh", 6, 1, 1, 0, prep_tanh, fw_map),
+    ROW("Relu", 6, 1, 1, 0, prep_relu, fw_map),
+    ROW("Sigmoid", 6, 1, 1, 0, prep_sigmoid, fw_map),
+    ROW("Exp", 6, 1, 1, 0, prep_exp, fw_map),
+    ROW("Neg", 6, 1, 1, 0, prep_neg, fw_map),
+    ROW("Reciprocal", 6, 1, 1, 0, prep_recip, fw_map),
+    ROW("Gelu", 20, 1, 1, 0, prep_gelu, fw_map),
+    ROW("Clip", 6, 1, 1, 0, prep_clip6, fw_clip6),
+    ROW("Clip", 11, 1, 3, 0, prep_clip11, fw_clip11),
+    ROW("Cast", 6, 1, 1, 0, prep_cast, fw_map),
+    /* target_type contributes only its dtype. */
+    ROW("CastLike", 15, 2, 2, 2u, prep_castlike, fw_map),
+};
+const size_t rp_ops_elementwise_count = sizeof rp_ops_elementwise / sizeof rp_ops_elementwise[0];

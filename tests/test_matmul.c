@@ -1,0 +1,765 @@
+/* MatMul, Gemm, Einsum and Conv kernels called through rp_op_lookup with a
+ * hand-built rp_kctx (no graph, no loader), checked against naive loops on
+ * random data and against small hand-computed cases. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+
+/* ---- harness: one node, its attributes, its tensors ---- */
+
+#define MAX_ATTR 8
+#define MAX_IO 4
+
+typedef struct kcase {
+    rp_attr attr[MAX_ATTR];
+    int n_attr;
+    int64_t ints[MAX_ATTR][2 * RP_MAX_RANK];
+    rp_node node;
+    rp_tensor in[MAX_IO], out[1];
+    rp_tensor *inp[MAX_IO], *outp[1];
+    rp_kctx ctx;
+    rp_error err;
+} kcase;
+
+static void kc_init(kcase *k, const char *op, int opset)
+{
+    memset(k, 0, sizeof *k);
+    k->node.name = "test_node";
+    k->node.op_type = (char *)op;
+    k->node.domain = "";
+    k->node.opset = opset;
+    k->node.attr = k->attr;
+    k->ctx.node = &k->node;
+    k->ctx.opset = opset;
+    k->ctx.in = k->inp;
+    k->ctx.out = k->outp;
+    k->ctx.err = &k->err;
+    k->outp[0] = &k->out[0];
+    k->ctx.n_out = 1;
+}
+
+static rp_attr *kc_attr(kcase *k, const char *name, rp_attr_type type)
+{
+    ck_assert_int_lt(k->n_attr, MAX_ATTR);
+    rp_attr *a = &k->attr[k->n_attr++];
+    a->name = (char *)name;
+    a->type = type;
+    k->node.n_attr = k->n_attr;
+    return a;
+}
+
+static void kc_int(kcase *k, const char *name, int64_t v) { kc_attr(k, name, RP_ATTR_INT)->i = v; }
+static void kc_float(kcase *k, const char *name, float v) { kc_attr(k, name, RP_ATTR_FLOAT)->f = v; }
+static void kc_string(kcase *k, const char *name, const char *v) { kc_attr(k, name, RP_ATTR_STRING)->s = (char *)v; }
+
+static void kc_ints(kcase *k, const char *name, const int64_t *v, int n)
+{
+    int slot = k->n_attr;
+    rp_attr *a = kc_attr(k, name, RP_ATTR_INTS);
+    memcpy(k->ints[slot], v, sizeof(int64_t) * (size_t)n);
+    a->ints = k->ints[slot];
+    a->n = n;
+}
+
+/* data is borrowed. */
+static void kc_input(kcase *k, int i, rp_dtype dt, int rank, const int64_t *dims, const void *data)
+{
+    ck_assert(rp_tensor_set_shape(&k->in[i], dt, rank, dims));
+    k->in[i].data = (void *)data;
+    k->inp[i] = &k->in[i];
+    if (i + 1 > k->ctx.n_in)
+        k->ctx.n_in = i + 1;
+}
+
+/* prepare, allocate the output, forward. */
+static rp_status kc_run(kcase *k)
+{
+    const rp_op *op = rp_op_lookup(k->node.op_type, k->ctx.opset);
+    ck_assert_msg(op != NULL, "no kernel for %s at opset %d", k->node.op_type, k->ctx.opset);
+    ck_assert_int_ge(k->ctx.n_in, op->min_in);
+    ck_assert_int_le(k->ctx.n_in, op->max_in);
+    ck_assert_ptr_null(op->backward);
+    rp_status st = op->prepare(&k->ctx);
+    if (st != RP_OK)
+        return st;
+    size_t bytes = (size_t)k->out[0].count * rp_dtype_size(k->out[0].dtype);
+    /* Poison, so a kernel that leaves an element unwritten fails. */
+    k->out[0].data = malloc(bytes ? bytes : 1);
+    memset(k->out[0].data, 0x7f, bytes);
+    return op->forward(&k->ctx);
+}
+
+static void kc_free(kcase *k)
+{
+    free(k->ctx.params);
+    k->ctx.params = NULL;
+    free(k->out[0].data);
+    k->out[0].data = NULL;
+}
+
+static void assert_shape(const rp_tensor *t, int rank, const int64_t *dims)
+{
+    ck_assert_int_eq(t->rank, rank);
+    for (int d = 0; d < rank; d++)
+        ck_assert_int_eq(t->dims[d], dims[d]);
+}
+
+static void assert_close_f(const float *y, const double *ref, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(y[i] - ref[i]) <= 1e-5 + 1e-4 * fabs(ref[i]), "element %lld: got %.9g, want %.9g",
+                      (long long)i, y[i], ref[i]);
+}
+
+static void assert_close_d(const double *y, const double *ref, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(y[i] - ref[i]) <= 1e-12 + 1e-10 * fabs(ref[i]), "element %lld: got %.17g, want %.17g",
+                      (long long)i, y[i], ref[i]);
+}
+
+static unsigned rng = 12345u;
+
+static float *rand_f(int64_t n)
+{
+    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) {
+        rng = rng * 1103515245u + 12345u;
+        x[i] = (float)((rng >> 8) % 2001) / 1000.0f - 1.0f;
+    }
+    return x;
+}
+
+/* ---- MatMul ---- */
+
+/* Naive numpy matmul of A [.., M, K] and B [.., K, N] with batch dims
+ * broadcast; both given as rank-5 arrays (leading 1s) for simple indexing. */
+static void naive_matmul5(const float *a, const int64_t *ad, const float *b, const int64_t *bd, double *y,
+                          int64_t *yd)
+{
+    for (int d = 0; d < 3; d++)
+        yd[d] = ad[d] > bd[d] ? ad[d] : bd[d];
+    int64_t M = ad[3], K = ad[4], N = bd[4];
+    yd[3] = M;
+    yd[4] = N;
+    int64_t o = 0;
+    for (int64_t i0 = 0; i0 < yd[0]; i0++)
+        for (int64_t i1 = 0; i1 < yd[1]; i1++)
+            for (int64_t i2 = 0; i2 < yd[2]; i2++) {
+                int64_t ja = (((ad[0] > 1 ? i0 : 0) * ad[1] + (ad[1] > 1 ? i1 : 0)) * ad[2] + (ad[2] > 1 ? i2 : 0));
+                int64_t jb = (((bd[0] > 1 ? i0 : 0) * bd[1] + (bd[1] > 1 ? i1 : 0)) * bd[2] + (bd[2] > 1 ? i2 : 0));
+                for (int64_t m = 0; m < M; m++)
+                    for (int64_t n = 0; n < N; n++) {
+                        double s = 0;
+                        for (int64_t k = 0; k < K; k++)
+                            s += (double)a[ja * M * K + m * K + k] * b[jb * K * N + k * N + n];
+                        y[o++] = s;
+                    }
+            }
+}
+
+/* Random A and B of the given shapes (any rank >= 2) against the naive loop. */
+static void check_matmul(int ra, const int64_t *ad, int rb, const int64_t *bd)
+{
+    int64_t a5[5] = {1, 1, 1, 1, 1}, b5[5] = {1, 1, 1, 1, 1}, y5[5];
+    for (int d = 0; d < ra; d++)
+        a5[5 - ra + d] = ad[d];
+    for (int d = 0; d < rb; d++)
+        b5[5 - rb + d] = bd[d];
+    int64_t na = rp_shape_count(5, a5), nb = rp_shape_count(5, b5);
+    float *a = rand_f(na), *b = rand_f(nb);
+    double *ref = malloc(sizeof(double) * 4096);
+    naive_matmul5(a, a5, b, b5, ref, y5);
+    kcase k;
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_FLOAT, ra, ad, a);
+    kc_input(&k, 1, RP_FLOAT, rb, bd, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    int ry = ra > rb ? ra : rb;
+    assert_shape(&k.out[0], ry, y5 + 5 - ry);
+    ck_assert_int_le(k.out[0].count, 4096);
+    assert_close_f(k.out[0].data, ref, k.out[0].count);
+    kc_free(&k);
+    free(a);
+    free(b);
+    free(ref);
+}
+
+START_TEST(matmul_batched_broadcast)
+{
+    /* Both sides broadcast on different axes. */
+    check_matmul(5, (int64_t[]){2, 1, 3, 4, 5}, 3, (int64_t[]){3, 5, 6});
+    check_matmul(4, (int64_t[]){3, 1, 3, 4}, 4, (int64_t[]){1, 2, 4, 2});
+    /* Attention-like: same batch on both sides. */
+    check_matmul(4, (int64_t[]){1, 3, 7, 4}, 4, (int64_t[]){1, 3, 4, 7});
+    /* Activation times a shared 2-D weight (the folded tall GEMM). */
+    check_matmul(3, (int64_t[]){2, 9, 6}, 2, (int64_t[]){6, 5});
+    /* Shared weight with size-1 batch dims: still folds. */
+    check_matmul(3, (int64_t[]){3, 4, 6}, 3, (int64_t[]){1, 6, 5});
+    /* 2-D left operand against a batched right one. */
+    check_matmul(2, (int64_t[]){4, 5}, 3, (int64_t[]){3, 5, 2});
+    check_matmul(2, (int64_t[]){1, 1}, 2, (int64_t[]){1, 1});
+}
+END_TEST
+
+START_TEST(matmul_vit_projection)
+{
+    /* [1,65,96] x [96,288]: the QKV projection of a small ViT. */
+    check_matmul(3, (int64_t[]){1, 65, 16}, 2, (int64_t[]){16, 48});
+}
+END_TEST
+
+START_TEST(matmul_1d)
+{
+    /* [3] . [3] = scalar. */
+    float a[3] = {1, 2, 3}, b[3] = {4, -5, 6};
+    kcase k;
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){3}, a);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){3}, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(k.out[0].rank, 0);
+    ck_assert_float_eq(((float *)k.out[0].data)[0], 12.0f);
+    kc_free(&k);
+
+    /* [2] x [3,2,1]: the added 1 is removed: out [3,1]. */
+    float v[2] = {1, -1}, B[6] = {1, 2, 3, 5, 8, 13};
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){2}, v);
+    kc_input(&k, 1, RP_FLOAT, 3, (int64_t[]){3, 2, 1}, B);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 2, (int64_t[]){3, 1});
+    assert_close_f(k.out[0].data, (double[]){-1, -2, -5}, 3);
+    kc_free(&k);
+
+    /* [2,2,3] x [3]: out [2,2]. */
+    float A[12] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1};
+    float w[3] = {2, 3, 4};
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_FLOAT, 3, (int64_t[]){2, 2, 3}, A);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){3}, w);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 2, (int64_t[]){2, 2});
+    assert_close_f(k.out[0].data, (double[]){2, 3, 4, 9}, 4);
+    kc_free(&k);
+}
+END_TEST
+
+START_TEST(matmul_double_and_errors)
+{
+    double a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1};
+    kcase k;
+    kc_init(&k, "MatMul", 1);
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_DOUBLE, 2, (int64_t[]){3, 2}, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(k.out[0].dtype, RP_DOUBLE);
+    assert_close_d(k.out[0].data, (double[]){4, 5, 10, 11}, 4);
+    kc_free(&k);
+
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_DOUBLE, 2, (int64_t[]){2, 3}, b);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(k.err.msg, "test_node"));
+    kc_free(&k);
+
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_DOUBLE, 3, (int64_t[]){2, 1, 3}, a);
+    kc_input(&k, 1, RP_DOUBLE, 3, (int64_t[]){3, 3, 1}, b);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_SHAPE);
+    kc_free(&k);
+
+    int64_t ia[4] = {0};
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_INT64, 2, (int64_t[]){2, 2}, ia);
+    kc_input(&k, 1, RP_INT64, 2, (int64_t[]){2, 2}, ia);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_UNSUPPORTED);
+    kc_free(&k);
+
+    /* Empty contraction: zeros, not garbage. */
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 0}, a);
+    kc_input(&k, 1, RP_FLOAT, 2, (int64_t[]){0, 3}, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_close_f(k.out[0].data, (double[]){0, 0, 0, 0, 0, 0}, 6);
+    kc_free(&k);
+}
+END_TEST
+
+/* ---- Gemm ---- */
+
+START_TEST(gemm_transposes_and_bias)
+{
+    const int64_t M = 4, N = 5, K = 3;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int cform = 0; cform < 5; cform++) {
+                float *a = rand_f(M * K), *b = rand_f(K * N), *cc = rand_f(M * N);
+                float alpha = 0.5f, beta = -2.0f;
+                kcase k;
+                kc_init(&k, "Gemm", 13);
+                kc_int(&k, "transA", ta);
+                kc_int(&k, "transB", tb);
+                kc_float(&k, "alpha", alpha);
+                kc_float(&k, "beta", beta);
+                kc_input(&k, 0, RP_FLOAT, 2, ta ? (int64_t[]){K, M} : (int64_t[]){M, K}, a);
+                kc_input(&k, 1, RP_FLOAT, 2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N}, b);
+                /* C: absent, scalar, [N], [M,1], [M,N]. */
+                if (cform == 1)
+                    kc_input(&k, 2, RP_FLOAT, 0, (int64_t[]){1}, cc);
+                else if (cform == 2)
+                    kc_input(&k, 2, RP_FLOAT, 1, (int64_t[]){N}, cc);
+                else if (cform == 3)
+                    kc_input(&k, 2, RP_FLOAT, 2, (int64_t[]){M, 1}, cc);
+                else if (cform == 4)
+                    kc_input(&k, 2, RP_FLOAT, 2, (int64_t[]){M, N}, cc);
+                ck_assert_int_eq(kc_run(&k), RP_OK);
+                assert_shape(&k.out[0], 2, (int64_t[]){M, N});
+                double ref[20];
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = 0; j < N; j++) {
+                        double s = 0;
+                        for (int64_t l = 0; l < K; l++)
+                            s += (double)(ta ? a[l * M + i] : a[i * K + l]) * (tb ? b[j * K + l] : b[l * N + j]);
+                        double cv = cform == 0 ? 0 : cform == 1 ? cc[0] : cform == 2 ? cc[j] : cform == 3 ? cc[i] : cc[i * N + j];
+                        ref[i * N + j] = alpha * s + beta * cv;
+                    }
+                assert_close_f(k.out[0].data, ref, M * N);
+                kc_free(&k);
+                free(a);
+                free(b);
+                free(cc);
+            }
+}
+END_TEST
+
+START_TEST(gemm_rules)
+{
+    float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1}, c[2] = {10, 20};
+    kcase k;
+    /* Opset 9 requires C. */
+    const rp_op *op = rp_op_lookup("Gemm", 9);
+    ck_assert_ptr_nonnull(op);
+    ck_assert_int_eq(op->min_in, 3);
+    ck_assert_int_eq(rp_op_lookup("Gemm", 11)->min_in, 2);
+    /* C that does not broadcast to (M, N). */
+    kc_init(&k, "Gemm", 13);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_FLOAT, 2, (int64_t[]){3, 2}, b);
+    kc_input(&k, 2, RP_FLOAT, 1, (int64_t[]){3}, c);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_SHAPE);
+    kc_free(&k);
+    /* Hand-computed: [[1,2,3],[4,5,6]] x [[1,0],[0,1],[1,1]] + [10,20]. */
+    kc_init(&k, "Gemm", 11);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_FLOAT, 2, (int64_t[]){3, 2}, b);
+    kc_input(&k, 2, RP_FLOAT, 1, (int64_t[]){2}, c);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_close_f(k.out[0].data, (double[]){14, 25, 20, 31}, 4);
+    kc_free(&k);
+    /* Double. */
+    double da[4] = {1, 2, 3, 4}, db[4] = {0, 1, 1, 0};
+    kc_init(&k, "Gemm", 13);
+    kc_int(&k, "transB", 1);
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 2}, da);
+    kc_input(&k, 1, RP_DOUBLE, 2, (int64_t[]){2, 2}, db);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_close_d(k.out[0].data, (double[]){2, 1, 4, 3}, 4);
+    kc_free(&k);
+}
+END_TEST
+
+/* ---- Einsum ---- */
+
+static void run_einsum_d(const char *eq, int n, const int *ranks, const int64_t dims[][RP_MAX_RANK],
+                         const double *const *data, int out_rank, const int64_t *out_dims, const double *ref)
+{
+    kcase k;
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", eq);
+    for (int i = 0; i < n; i++)
+        kc_input(&k, i, RP_DOUBLE, ranks[i], dims[i], data[i]);
+    ck_assert_msg(kc_run(&k) == RP_OK, "%s: %s", eq, k.err.msg);
+    assert_shape(&k.out[0], out_rank, out_dims);
+    assert_close_d(k.out[0].data, ref, k.out[0].count);
+    kc_free(&k);
+}
+
+/* The two attention products, float32, against naive loops. */
+START_TEST(einsum_attention)
+{
+    const int64_t B = 2, H = 3, I = 5, J = 4, D = 6;
+    float *q = rand_f(B * H * I * D), *kk = rand_f(B * H * J * D), *att = rand_f(B * H * I * J),
+          *v = rand_f(B * H * J * D);
+    double *ref = malloc(sizeof(double) * (size_t)(B * H * I * (J > D ? J : D)));
+    kcase k;
+
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "bhid,bhjd->bhij");
+    kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){B, H, I, D}, q);
+    kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){B, H, J, D}, kk);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 4, (int64_t[]){B, H, I, J});
+    for (int64_t bh = 0; bh < B * H; bh++)
+        for (int64_t i = 0; i < I; i++)
+            for (int64_t j = 0; j < J; j++) {
+                double s = 0;
+                for (int64_t d = 0; d < D; d++)
+                    s += (double)q[(bh * I + i) * D + d] * kk[(bh * J + j) * D + d];
+                ref[(bh * I + i) * J + j] = s;
+            }
+    assert_close_f(k.out[0].data, ref, B * H * I * J);
+    kc_free(&k);
+
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "bhij,bhjd->bhid");
+    kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){B, H, I, J}, att);
+    kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){B, H, J, D}, v);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 4, (int64_t[]){B, H, I, D});
+    for (int64_t bh = 0; bh < B * H; bh++)
+        for (int64_t i = 0; i < I; i++)
+            for (int64_t d = 0; d < D; d++) {
+                double s = 0;
+                for (int64_t j = 0; j < J; j++)
+                    s += (double)att[(bh * I + i) * J + j] * v[(bh * J + j) * D + d];
+                ref[(bh * I + i) * D + d] = s;
+            }
+    assert_close_f(k.out[0].data, ref, B * H * I * D);
+    kc_free(&k);
+
+    /* Output batch axes not outermost, and a transposed result: "bhid,bhjd->hbji". */
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "bhid,bhjd->hbji");
+    kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){B, H, I, D}, q);
+    kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){B, H, J, D}, kk);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 4, (int64_t[]){H, B, J, I});
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < I; i++)
+                for (int64_t j = 0; j < J; j++) {
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++)
+                        s += (double)q[((b * H + h) * I + i) * D + d] * kk[((b * H + h) * J + j) * D + d];
+                    ref[((h * B + b) * J + j) * I + i] = s;
+                }
+    assert_close_f(k.out[0].data, ref, B * H * I * J);
+    kc_free(&k);
+
+    free(q);
+    free(kk);
+    free(att);
+    free(v);
+    free(ref);
+}
+END_TEST
+
+START_TEST(einsum_products)
+{
+    /* ij,jk->ik and the implicit form ij,jk; bij,bjk->bik with spaces. */
+    double a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1};
+    double ab[4] = {4, 5, 10, 11};
+    run_einsum_d("ij,jk->ik", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{2, 3}, {3, 2}},
+                 (const double *[]){a, b}, 2, (int64_t[]){2, 2}, ab);
+    run_einsum_d("ij,jk", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{2, 3}, {3, 2}},
+                 (const double *[]){a, b}, 2, (int64_t[]){2, 2}, ab);
+    run_einsum_d("ij,jk->ki", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{2, 3}, {3, 2}},
+                 (const double *[]){a, b}, 2, (int64_t[]){2, 2}, (double[]){4, 10, 5, 11});
+    /* Implicit output is ASCII ordered: "ba,ac" -> "bc"... and uppercase before lowercase. */
+    run_einsum_d("Ba,aA", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{2, 3}, {3, 2}},
+                 (const double *[]){a, b}, 2, (int64_t[]){2, 2}, (double[]){4, 10, 5, 11});
+    double x[12], y[12], r[8];
+    for (int i = 0; i < 12; i++)
+        x[i] = i + 1, y[i] = (i % 5) - 2;
+    for (int bb = 0; bb < 2; bb++)
+        for (int i = 0; i < 2; i++)
+            for (int kq = 0; kq < 2; kq++) {
+                double s = 0;
+                for (int j = 0; j < 3; j++)
+                    s += x[bb * 6 + i * 3 + j] * y[bb * 6 + j * 2 + kq];
+                r[bb * 4 + i * 2 + kq] = s;
+            }
+    run_einsum_d("bij, bjk -> bik", 2, (int[]){3, 3}, (int64_t[][RP_MAX_RANK]){{2, 2, 3}, {2, 3, 2}},
+                 (const double *[]){x, y}, 3, (int64_t[]){2, 2, 2}, r);
+    /* Outer product. */
+    run_einsum_d("i,j->ij", 2, (int[]){1, 1}, (int64_t[][RP_MAX_RANK]){{2}, {3}},
+                 (const double *[]){a, b}, 2, (int64_t[]){2, 3}, (double[]){1, 0, 0, 2, 0, 0});
+    /* Three operands (strided loop): i,i,i->. */
+    run_einsum_d("i,i,i", 3, (int[]){1, 1, 1}, (int64_t[][RP_MAX_RANK]){{3}, {3}, {3}},
+                 (const double *[]){a, a, b}, 0, NULL, (double[]){1 + 0 + 0});
+}
+END_TEST
+
+START_TEST(einsum_loops)
+{
+    double a[12];
+    for (int i = 0; i < 12; i++)
+        a[i] = i + 1;
+    /* transpose */
+    run_einsum_d("ij->ji", 1, (int[]){2}, (int64_t[][RP_MAX_RANK]){{2, 3}}, (const double *[]){a}, 2,
+                 (int64_t[]){3, 2}, (double[]){1, 4, 2, 5, 3, 6});
+    /* sum over j, and implicit "ij" stays as it is */
+    run_einsum_d("ij->i", 1, (int[]){2}, (int64_t[][RP_MAX_RANK]){{2, 3}}, (const double *[]){a}, 1,
+                 (int64_t[]){2}, (double[]){6, 15});
+    run_einsum_d("ij->", 1, (int[]){2}, (int64_t[][RP_MAX_RANK]){{2, 3}}, (const double *[]){a}, 0, NULL,
+                 (double[]){21});
+    /* diagonal and trace */
+    run_einsum_d("ii->i", 1, (int[]){2}, (int64_t[][RP_MAX_RANK]){{3, 3}}, (const double *[]){a}, 1,
+                 (int64_t[]){3}, (double[]){1, 5, 9});
+    run_einsum_d("ii", 1, (int[]){2}, (int64_t[][RP_MAX_RANK]){{3, 3}}, (const double *[]){a}, 0, NULL,
+                 (double[]){15});
+    /* inner product */
+    run_einsum_d("i,i", 2, (int[]){1, 1}, (int64_t[][RP_MAX_RANK]){{3}, {3}}, (const double *[]){a, a + 3}, 0,
+                 NULL, (double[]){1 * 4 + 2 * 5 + 3 * 6});
+    /* batch diagonal with ellipsis, and ellipsis broadcasting */
+    run_einsum_d("...ii ->...i", 1, (int[]){3}, (int64_t[][RP_MAX_RANK]){{3, 2, 2}}, (const double *[]){a}, 2,
+                 (int64_t[]){3, 2}, (double[]){1, 4, 5, 8, 9, 12});
+    run_einsum_d("...ij,...jk->...ik", 2, (int[]){3, 2}, (int64_t[][RP_MAX_RANK]){{2, 1, 2}, {2, 1}},
+                 (const double *[]){a, a}, 3, (int64_t[]){2, 1, 1}, (double[]){1 * 1 + 2 * 2, 3 * 1 + 4 * 2});
+    /* scalar */
+    run_einsum_d("->", 1, (int[]){0}, (int64_t[][RP_MAX_RANK]){{0}}, (const double *[]){a + 6}, 0, NULL,
+                 (double[]){7});
+    /* summed in one operand only: ij,j->  */
+    run_einsum_d("ij,j->", 2, (int[]){2, 1}, (int64_t[][RP_MAX_RANK]){{2, 3}, {3}}, (const double *[]){a, a},
+                 0, NULL, (double[]){1 * 1 + 2 * 2 + 3 * 3 + 4 * 1 + 5 * 2 + 6 * 3});
+}
+END_TEST
+
+START_TEST(einsum_errors)
+{
+    double a[4] = {0};
+    kcase k;
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "ij,jk->ik");
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 2}, a);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_VALUE); /* two terms, one input */
+    kc_free(&k);
+
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "ij->k");
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 2}, a);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_VALUE);
+    kc_free(&k);
+
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "ij,jk->ik");
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 2}, a);
+    kc_input(&k, 1, RP_DOUBLE, 2, (int64_t[]){3, 2}, a);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_SHAPE);
+    kc_free(&k);
+
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "i.j->i");
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 2}, a);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_VALUE);
+    kc_free(&k);
+
+    int32_t ia[4] = {0};
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "ij->ji");
+    kc_input(&k, 0, RP_INT32, 2, (int64_t[]){2, 2}, ia);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_UNSUPPORTED);
+    kc_free(&k);
+}
+END_TEST
+
+/* ---- Conv ---- */
+
+typedef struct conv_case {
+    int64_t n, c, h, w, m, kh, kw;
+    int64_t sh, sw, dh, dw, pt, pl, pb, pr, group;
+    int bias;
+    int one_d;
+    const char *auto_pad;
+} conv_case;
+
+static void check_conv(const conv_case *cc)
+{
+    int64_t cg = cc->c / cc->group, mg = cc->m / cc->group;
+    int64_t oh = (cc->h + cc->pt + cc->pb - cc->dh * (cc->kh - 1) - 1) / cc->sh + 1;
+    int64_t ow = (cc->w + cc->pl + cc->pr - cc->dw * (cc->kw - 1) - 1) / cc->sw + 1;
+    float *x = rand_f(cc->n * cc->c * cc->h * cc->w), *w = rand_f(cc->m * cg * cc->kh * cc->kw), *b = rand_f(cc->m);
+    int64_t ny = cc->n * cc->m * oh * ow;
+    double *ref = malloc(sizeof(double) * (size_t)ny);
+    for (int64_t n = 0; n < cc->n; n++)
+        for (int64_t m = 0; m < cc->m; m++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    double s = cc->bias ? b[m] : 0;
+                    int64_t g = m / mg;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int64_t ki = 0; ki < cc->kh; ki++)
+                            for (int64_t kj = 0; kj < cc->kw; kj++) {
+                                int64_t ih = i * cc->sh - cc->pt + ki * cc->dh, iw = j * cc->sw - cc->pl + kj * cc->dw;
+                                if (ih < 0 || ih >= cc->h || iw < 0 || iw >= cc->w)
+                                    continue;
+                                s += (double)x[((n * cc->c + g * cg + c) * cc->h + ih) * cc->w + iw] *
+                                     w[((m * cg + c) * cc->kh + ki) * cc->kw + kj];
+                            }
+                    ref[((n * cc->m + m) * oh + i) * ow + j] = s;
+                }
+    kcase k;
+    kc_init(&k, "Conv", 11);
+    if (cc->one_d) {
+        kc_input(&k, 0, RP_FLOAT, 3, (int64_t[]){cc->n, cc->c, cc->w}, x);
+        kc_input(&k, 1, RP_FLOAT, 3, (int64_t[]){cc->m, cg, cc->kw}, w);
+        kc_ints(&k, "strides", (int64_t[]){cc->sw}, 1);
+        kc_ints(&k, "dilations", (int64_t[]){cc->dw}, 1);
+        if (!cc->auto_pad)
+            kc_ints(&k, "pads", (int64_t[]){cc->pl, cc->pr}, 2);
+    } else {
+        kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){cc->n, cc->c, cc->h, cc->w}, x);
+        kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){cc->m, cg, cc->kh, cc->kw}, w);
+        kc_ints(&k, "kernel_shape", (int64_t[]){cc->kh, cc->kw}, 2);
+        kc_ints(&k, "strides", (int64_t[]){cc->sh, cc->sw}, 2);
+        kc_ints(&k, "dilations", (int64_t[]){cc->dh, cc->dw}, 2);
+        if (!cc->auto_pad)
+            kc_ints(&k, "pads", (int64_t[]){cc->pt, cc->pl, cc->pb, cc->pr}, 4);
+    }
+    if (cc->auto_pad)
+        kc_string(&k, "auto_pad", cc->auto_pad);
+    if (cc->group != 1)
+        kc_int(&k, "group", cc->group);
+    if (cc->bias)
+        kc_input(&k, 2, RP_FLOAT, 1, (int64_t[]){cc->m}, b);
+    ck_assert_msg(kc_run(&k) == RP_OK, "%s", k.err.msg);
+    if (cc->one_d)
+        assert_shape(&k.out[0], 3, (int64_t[]){cc->n, cc->m, ow});
+    else
+        assert_shape(&k.out[0], 4, (int64_t[]){cc->n, cc->m, oh, ow});
+    assert_close_f(k.out[0].data, ref, ny);
+    kc_free(&k);
+    free(x);
+    free(w);
+    free(b);
+    free(ref);
+}
+
+START_TEST(conv_general)
+{
+    /* n c h w m kh kw sh sw dh dw pt pl pb pr group bias 1d auto_pad */
+    conv_case cases[] = {
+        {1, 1, 5, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, NULL},
+        {2, 3, 7, 6, 4, 3, 2, 2, 1, 1, 1, 1, 0, 2, 1, 1, 1, 0, NULL},   /* asymmetric pads, strides */
+        {1, 2, 9, 8, 3, 3, 3, 1, 2, 2, 2, 2, 1, 0, 3, 1, 1, 0, NULL},   /* dilation */
+        {1, 4, 6, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 0, NULL},   /* groups */
+        {1, 3, 5, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 0, NULL},   /* depthwise */
+        {2, 3, 5, 4, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, NULL},   /* 1x1 direct */
+        {1, 3, 5, 4, 5, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, 0, NULL},   /* 1x1 strided */
+        {1, 2, 6, 7, 3, 2, 3, 2, 3, 1, 1, 0, 0, 0, 0, 1, 1, 0, NULL},   /* non-overlapping, no pad */
+        {1, 2, 7, 7, 3, 3, 2, 1, 2, 2, 1, 0, 0, 0, 0, 1, 0, 0, NULL},   /* dh only, rows path */
+        {2, 3, 1, 9, 4, 1, 3, 1, 2, 1, 2, 0, 1, 0, 2, 1, 1, 1, NULL},   /* 1-D */
+        {1, 1, 3, 3, 1, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, 0, 0, NULL},   /* kernel wider than input */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv(&cases[i]);
+}
+END_TEST
+
+START_TEST(conv_auto_pad)
+{
+    /* 5x5, k3, stride 2: out 3, total pad 2 per axis -> 1/1. 6x6: total 1:
+     * SAME_UPPER puts it at the end, SAME_LOWER at the start. */
+    conv_case cases[] = {
+        {1, 1, 5, 5, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, "SAME_LOWER"},
+        {1, 2, 6, 6, 2, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1, 1, 0, "SAME_UPPER"},
+        {1, 2, 6, 6, 2, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 0, "SAME_LOWER"},
+        {1, 2, 6, 6, 2, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1, 0, "VALID"},
+        {1, 2, 1, 6, 2, 1, 4, 1, 1, 1, 1, 0, 1, 0, 2, 1, 1, 1, "SAME_UPPER"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_conv(&cases[i]);
+}
+END_TEST
+
+START_TEST(conv_patch_embedding)
+{
+    /* ViT patch embedding: kernel = stride = 4 on a 16x16 RGB image, bias. */
+    conv_case pe = {2, 3, 16, 16, 8, 4, 4, 4, 4, 1, 1, 0, 0, 0, 0, 1, 1, 0, NULL};
+    check_conv(&pe);
+    /* Hand-computed: 1 channel 4x4, kernel = stride = 2, all-ones filter sums each patch. */
+    float x[16], w[4] = {1, 1, 1, 1}, b[1] = {0.5f};
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)i;
+    kcase k;
+    kc_init(&k, "Conv", 1);
+    kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){1, 1, 4, 4}, x);
+    kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){1, 1, 2, 2}, w);
+    kc_input(&k, 2, RP_FLOAT, 1, (int64_t[]){1}, b);
+    kc_ints(&k, "strides", (int64_t[]){2, 2}, 2);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 4, (int64_t[]){1, 1, 2, 2});
+    assert_close_f(k.out[0].data, (double[]){0 + 1 + 4 + 5 + 0.5, 2 + 3 + 6 + 7 + 0.5, 8 + 9 + 12 + 13 + 0.5,
+                                             10 + 11 + 14 + 15 + 0.5},
+                   4);
+    kc_free(&k);
+}
+END_TEST
+
+START_TEST(conv_errors)
+{
+    float x[64] = {0}, w[64] = {0};
+    kcase k;
+    kc_init(&k, "Conv", 11);
+    kc_input(&k, 0, RP_FLOAT, 5, (int64_t[]){1, 1, 2, 2, 2}, x);
+    kc_input(&k, 1, RP_FLOAT, 5, (int64_t[]){1, 1, 1, 1, 1}, w);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(k.err.msg, "3-D"));
+    kc_free(&k);
+
+    kc_init(&k, "Conv", 11);
+    kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){1, 3, 4, 4}, x);
+    kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){2, 2, 1, 1}, w);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_SHAPE); /* channels 3 vs 2 */
+    kc_free(&k);
+
+    kc_init(&k, "Conv", 11);
+    kc_string(&k, "auto_pad", "SAME");
+    kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){1, 1, 4, 4}, x);
+    kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){1, 1, 1, 1}, w);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_VALUE);
+    kc_free(&k);
+
+    kc_init(&k, "Conv", 11);
+    kc_input(&k, 0, RP_FLOAT, 4, (int64_t[]){1, 1, 2, 2}, x);
+    kc_input(&k, 1, RP_FLOAT, 4, (int64_t[]){1, 1, 3, 3}, w);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_SHAPE); /* kernel larger than input */
+    kc_free(&k);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("matmul");
+    TCase *t = tcase_create("core");
+    tcase_add_test(t, matmul_batched_broadcast);
+    tcase_add_test(t, matmul_vit_projection);
+    tcase_add_test(t, matmul_1d);
+    tcase_add_test(t, matmul_double_and_errors);
+    tcase_add_test(t, gemm_transposes_and_bias);
+    tcase_add_test(t, gemm_rules);
+    tcase_add_test(t, einsum_attention);
+    tcase_add_test(t, einsum_products);
+    tcase_add_test(t, einsum_loops);
+    tcase_add_test(t, einsum_errors);
+    tcase_add_test(t, conv_general);
+    tcase_add_test(t, conv_auto_pad);
+    tcase_add_test(t, conv_patch_embedding);
+    tcase_add_test(t, conv_errors);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *r = srunner_create(suite());
+    srunner_run_all(r, CK_NORMAL);
+    int failed = srunner_ntests_failed(r);
+    srunner_free(r);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

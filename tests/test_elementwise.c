@@ -1,7 +1,9 @@
 /* Elementwise kernels (src/ops/elementwise.c) called straight through
  * rp_op_lookup with a hand-built rp_kctx (no graph, no loader), on cases
  * small enough to check by hand, plus broadcasts checked against a naive
- * index loop. */
+ * index loop. Their gradients are checked against finite differences
+ * (tests/support/gradcheck) over broadcasting shapes, and by hand where a
+ * convention decides (kinks, ties, accumulation). */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "support/gradcheck.h"
 
 /* ---- a tiny harness: one node, its attributes, its tensors ---- */
 
@@ -502,6 +505,607 @@ START_TEST(clip_inputs_and_attributes)
 }
 END_TEST
 
+/* ---- gradients ---- */
+
+#define GC_STEP 3e-3
+#define GC_TOL 3e-4
+
+/* Finite-difference check of op's gradient w.r.t. the inputs in mask. */
+static void gc_check(const char *op, int opset, rp_attr *attrs, int n_attrs, rp_tensor **ins, int n_in, unsigned mask)
+{
+    gradcheck_spec s = {.op = op, .opset = opset, .attrs = attrs, .n_attrs = n_attrs, .inputs = ins, .n_in = n_in,
+                        .n_out = 1, .check_mask = mask, .step = GC_STEP, .tol = GC_TOL};
+    char why[512] = "";
+    ck_assert_msg(gradcheck_run(&s, why, sizeof why), "%s", why);
+}
+
+/* Move values of t closer than gap to `from` out to distance gap, keeping
+ * their side, so finite differences never straddle a kink. */
+static void push_away(rp_tensor *t, float from, float gap)
+{
+    float *v = t->data;
+    for (int64_t i = 0; i < t->count; i++)
+        if (fabsf(v[i] - from) < gap)
+            v[i] = v[i] < from ? from - gap : from + gap;
+}
+
+/* Values off + 0.5 * m for m drawn from [-4, 4]: two tensors with
+ * different offsets never tie, and differ by at least the offsets' gap. */
+static rp_tensor grid_tensor(int rank, const int64_t *dims, float off, unsigned seed)
+{
+    rp_tensor t = gradcheck_random(rank, dims, -4, 5, seed);
+    float *v = t.data;
+    for (int64_t i = 0; i < t.count; i++)
+        v[i] = off + 0.5f * floorf(v[i]);
+    return t;
+}
+
+typedef struct shape {
+    int rank;
+    int64_t dims[4];
+} shape;
+
+/* Operand pairs covering every walk pattern: row vector, interleaved
+ * broadcasts, scalars on either side, a broadcast inner row, a row longer
+ * than the gradient's chunk, equal shapes. */
+static const shape bin_shapes[][2] = {
+    {{3, {2, 3, 4}}, {1, {4}}},
+    {{3, {2, 1, 4}}, {2, {3, 1}}},
+    {{0, {0}}, {2, {2, 3}}},
+    {{2, {2, 3}}, {0, {0}}},
+    {{3, {2, 3, 4}}, {3, {2, 3, 1}}},
+    {{4, {2, 1, 3, 1}}, {4, {1, 4, 1, 5}}},
+    {{2, {2, 600}}, {1, {600}}},
+    {{1, {1}}, {3, {2, 3, 4}}},
+    {{0, {0}}, {0, {0}}},
+    {{2, {3, 4}}, {2, {3, 4}}},
+};
+#define N_BIN_SHAPES (int)(sizeof bin_shapes / sizeof bin_shapes[0])
+
+START_TEST(grad_binary_broadcast)
+{
+    static const char *const ops[] = {"Add", "Sub", "Mul", "Div"};
+    for (int o = 0; o < 4; o++)
+        for (int s = 0; s < N_BIN_SHAPES; s++) {
+            const shape *sa = &bin_shapes[s][0], *sb = &bin_shapes[s][1];
+            rp_tensor a = gradcheck_random(sa->rank, sa->dims, -2, 2, 1 + s);
+            rp_tensor b = gradcheck_random(sb->rank, sb->dims, -2, 2, 101 + s);
+            if (o == 3)
+                push_away(&b, 0, 0.5f);
+            rp_tensor *in[2] = {&a, &b};
+            gc_check(ops[o], 14, NULL, 0, in, 2, 3u);
+            /* and the other way round */
+            rp_tensor *ni[2] = {&b, &a};
+            if (o == 3)
+                push_away(&a, 0, 0.5f);
+            gc_check(ops[o], 14, NULL, 0, ni, 2, 3u);
+            rp_tensor_release(&a);
+            rp_tensor_release(&b);
+        }
+}
+END_TEST
+
+START_TEST(grad_pow)
+{
+    /* positive bases: base and exponent, with broadcasting */
+    for (int s = 0; s < N_BIN_SHAPES; s++) {
+        const shape *sa = &bin_shapes[s][0], *sb = &bin_shapes[s][1];
+        rp_tensor a = gradcheck_random(sa->rank, sa->dims, 0.5, 2, 7 + s);
+        rp_tensor b = gradcheck_random(sb->rank, sb->dims, -1.5, 2.5, 77 + s);
+        rp_tensor *in[2] = {&a, &b};
+        gc_check("Pow", 15, NULL, 0, in, 2, 3u);
+        rp_tensor_release(&a);
+        rp_tensor_release(&b);
+    }
+    /* exponent 0 (gradient 0), 1, 2 (the x*x path), 1/2 */
+    float ex[4] = {0, 1, 2, 0.5f};
+    rp_tensor e;
+    ck_assert(rp_tensor_set_shape(&e, RP_FLOAT, 1, (int64_t[]){4}));
+    e.data = ex;
+    rp_tensor a = gradcheck_random(2, (int64_t[]){3, 4}, 0.5, 2, 5);
+    rp_tensor *in[2] = {&a, &e};
+    gc_check("Pow", 15, NULL, 0, in, 2, 3u);
+    rp_tensor_release(&a);
+
+    /* negative bases: the base only, for a scalar float 2, an int64 3, a double 3 */
+    rp_tensor n = gradcheck_random(2, (int64_t[]){3, 4}, -2, -0.5, 6);
+    float two = 2;
+    int64_t three = 3;
+    double three_d = 3;
+    rp_tensor s2, s3, s3d;
+    ck_assert(rp_tensor_set_shape(&s2, RP_FLOAT, 0, NULL));
+    s2.data = &two;
+    ck_assert(rp_tensor_set_shape(&s3, RP_INT64, 0, NULL));
+    s3.data = &three;
+    ck_assert(rp_tensor_set_shape(&s3d, RP_DOUBLE, 1, (int64_t[]){1}));
+    s3d.data = &three_d;
+    rp_tensor *i2[2] = {&n, &s2}, *i3[2] = {&n, &s3}, *i3d[2] = {&n, &s3d};
+    gc_check("Pow", 15, NULL, 0, i2, 2, 1u);
+    gc_check("Pow", 15, NULL, 0, i3, 2, 1u);
+    gc_check("Pow", 15, NULL, 0, i3d, 2, 1u);
+    rp_tensor_release(&n);
+}
+END_TEST
+
+START_TEST(grad_max_min_sum)
+{
+    static const char *const ops[] = {"Max", "Min", "Sum"};
+    for (int o = 0; o < 3; o++) {
+        for (int s = 0; s < N_BIN_SHAPES; s++) {
+            const shape *sa = &bin_shapes[s][0], *sb = &bin_shapes[s][1];
+            rp_tensor a = grid_tensor(sa->rank, sa->dims, 0.1f, 3 + s);
+            rp_tensor b = grid_tensor(sb->rank, sb->dims, 0.3f, 33 + s);
+            rp_tensor *in[2] = {&a, &b};
+            gc_check(ops[o], 13, NULL, 0, in, 2, 3u);
+            rp_tensor_release(&a);
+            rp_tensor_release(&b);
+        }
+        /* three inputs broadcast together, and one input alone */
+        rp_tensor a = grid_tensor(3, (int64_t[]){2, 3, 4}, 0.1f, 11);
+        rp_tensor b = grid_tensor(2, (int64_t[]){3, 1}, 0.3f, 12);
+        rp_tensor c = grid_tensor(0, NULL, 0.45f, 13);
+        rp_tensor *in[3] = {&a, &b, &c};
+        gc_check(ops[o], 13, NULL, 0, in, 3, 7u);
+        rp_tensor *ni[3] = {&c, &a, &b};
+        gc_check(ops[o], 13, NULL, 0, ni, 3, 7u);
+        gc_check(ops[o], 13, NULL, 0, in, 1, 1u);
+        rp_tensor_release(&a);
+        rp_tensor_release(&b);
+        rp_tensor_release(&c);
+    }
+}
+END_TEST
+
+START_TEST(grad_where)
+{
+    static const shape cases[][3] = {
+        {{3, {2, 1, 4}}, {2, {3, 1}}, {0, {0}}},
+        {{2, {3, 4}}, {2, {3, 4}}, {2, {3, 4}}},
+        {{1, {4}}, {3, {2, 3, 1}}, {2, {3, 4}}},
+        {{0, {0}}, {2, {2, 3}}, {1, {3}}},
+    };
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        rp_tensor cond;
+        ck_assert_int_eq(rp_tensor_alloc(&cond, RP_BOOL, cases[s][0].rank, cases[s][0].dims, NULL), RP_OK);
+        uint8_t *cv = cond.data;
+        for (int64_t i = 0; i < cond.count; i++)
+            cv[i] = (uint8_t)((i * 5 + s) % 3 != 0);
+        rp_tensor x = gradcheck_random(cases[s][1].rank, cases[s][1].dims, -2, 2, 21 + (unsigned)s);
+        rp_tensor y = gradcheck_random(cases[s][2].rank, cases[s][2].dims, -2, 2, 31 + (unsigned)s);
+        rp_tensor *in[3] = {&cond, &x, &y};
+        gc_check("Where", 16, NULL, 0, in, 3, 6u);
+        rp_tensor_release(&cond);
+        rp_tensor_release(&x);
+        rp_tensor_release(&y);
+    }
+}
+END_TEST
+
+START_TEST(grad_unary)
+{
+    static const struct {
+        const char *op;
+        int opset;
+        const char *approximate;
+        double lo, hi;
+        float kink; /* values kept 0.1 away from it, when kinked */
+        bool kinked;
+    } cases[] = {
+        {"Sqrt", 13, NULL, 0.5, 3, 0, false},   {"Erf", 13, NULL, -3, 3, 0, false},
+        {"Tanh", 13, NULL, -3, 3, 0, false},    {"Relu", 14, NULL, -2, 2, 0, true},
+        {"Sigmoid", 13, NULL, -4, 4, 0, false}, {"Exp", 13, NULL, -3, 3, 0, false},
+        {"Neg", 13, NULL, -2, 2, 0, false},     {"Reciprocal", 13, NULL, -2, 2, 0, false},
+        {"Gelu", 20, NULL, -4, 4, 0, false},    {"Gelu", 20, "tanh", -4, 4, 0, false},
+        {"Gelu", 20, "none", -4, 4, 0, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rp_tensor x = gradcheck_random(2, (int64_t[]){5, 7}, cases[i].lo, cases[i].hi, 40 + (unsigned)i);
+        if (cases[i].kinked)
+            push_away(&x, cases[i].kink, 0.1f);
+        if (strcmp(cases[i].op, "Reciprocal") == 0)
+            push_away(&x, 0, 0.5f);
+        rp_attr attr = {.name = "approximate", .type = RP_ATTR_STRING, .s = (char *)cases[i].approximate};
+        rp_tensor *in[1] = {&x};
+        gc_check(cases[i].op, cases[i].opset, cases[i].approximate ? &attr : NULL, cases[i].approximate ? 1 : 0, in, 1,
+                 1u);
+        rp_tensor_release(&x);
+    }
+}
+END_TEST
+
+START_TEST(grad_clip)
+{
+    rp_tensor x = gradcheck_random(2, (int64_t[]){6, 7}, -2, 2, 50);
+    push_away(&x, -0.5f, 0.1f);
+    push_away(&x, 0.7f, 0.1f);
+    rp_tensor *in[3] = {&x, NULL, NULL};
+
+    /* Clip-6: both bounds, then only min */
+    rp_attr attrs[2] = {{.name = "min", .type = RP_ATTR_FLOAT, .f = -0.5f},
+                        {.name = "max", .type = RP_ATTR_FLOAT, .f = 0.7f}};
+    gc_check("Clip", 6, attrs, 2, in, 1, 1u);
+    gc_check("Clip", 6, attrs, 1, in, 1, 1u);
+
+    /* Clip-11+: bounds as inputs, with their own gradients */
+    float lo = -0.5f, hi = 0.7f;
+    rp_tensor tlo, thi;
+    ck_assert(rp_tensor_set_shape(&tlo, RP_FLOAT, 0, NULL));
+    tlo.data = &lo;
+    ck_assert(rp_tensor_set_shape(&thi, RP_FLOAT, 0, NULL));
+    thi.data = &hi;
+    in[1] = &tlo;
+    in[2] = &thi;
+    gc_check("Clip", 13, NULL, 0, in, 3, 7u);
+    in[1] = NULL; /* max only */
+    gc_check("Clip", 13, NULL, 0, in, 3, 5u);
+    in[1] = &tlo; /* min only */
+    gc_check("Clip", 13, NULL, 0, in, 2, 3u);
+    /* min > max: y is max everywhere, so max takes all the gradient */
+    lo = 1.5f;
+    hi = -1.5f;
+    in[2] = &thi;
+    gc_check("Clip", 13, NULL, 0, in, 3, 7u);
+    rp_tensor_release(&x);
+}
+END_TEST
+
+START_TEST(grad_cast)
+{
+    rp_tensor x = gradcheck_random(2, (int64_t[]){3, 4}, -2, 2, 60);
+    rp_tensor like = gradcheck_random(0, NULL, 0, 1, 61);
+    rp_attr to = {.name = "to", .type = RP_ATTR_INT, .i = RP_FLOAT};
+    rp_tensor *in[2] = {&x, &like};
+    gc_check("Cast", 13, &to, 1, in, 1, 1u);
+    gc_check("CastLike", 19, NULL, 0, in, 2, 1u);
+    rp_tensor_release(&x);
+    rp_tensor_release(&like);
+}
+END_TEST
+
+/* A float32 tensor over caller storage. */
+static rp_tensor wrap(int rank, const int64_t *dims, float *data)
+{
+    rp_tensor t;
+    ck_assert(rp_tensor_set_shape(&t, RP_FLOAT, rank, dims));
+    t.data = data;
+    return t;
+}
+
+static rp_status kc_backward(kcase *k, rp_tensor *gy, rp_tensor **gin)
+{
+    const rp_op *op = rp_op_lookup(k->node.op_type, k->ctx.opset);
+    ck_assert_ptr_nonnull(op->backward);
+    rp_tensor *gout[1] = {gy};
+    return op->backward(&k->ctx, gout, gin);
+}
+
+/* Backward adds into gin: for the inputs in mask, two calls into buffers
+ * holding 1 give 1 + 2 * (what one call gives into zeros). */
+static void check_adds(kcase *k, unsigned mask)
+{
+    ck_assert_int_eq(kc_run(k), RP_OK);
+    rp_tensor gy = gradcheck_random(k->out[0].rank, k->out[0].dims, -1, 1, 99);
+    rp_tensor g1[MAX_IO] = {{0}}, g2[MAX_IO] = {{0}};
+    rp_tensor *p1[MAX_IO] = {NULL}, *p2[MAX_IO] = {NULL};
+    for (int i = 0; i < k->ctx.n_in; i++) {
+        if (!(mask & (1u << i)))
+            continue;
+        const rp_tensor *x = k->inp[i];
+        ck_assert_int_eq(rp_tensor_alloc(&g1[i], RP_FLOAT, x->rank, x->dims, NULL), RP_OK);
+        ck_assert_int_eq(rp_tensor_alloc(&g2[i], RP_FLOAT, x->rank, x->dims, NULL), RP_OK);
+        for (int64_t e = 0; e < x->count; e++)
+            ((float *)g2[i].data)[e] = 1;
+        p1[i] = &g1[i];
+        p2[i] = &g2[i];
+    }
+    ck_assert_int_eq(kc_backward(k, &gy, p1), RP_OK);
+    ck_assert_int_eq(kc_backward(k, &gy, p2), RP_OK);
+    ck_assert_int_eq(kc_backward(k, &gy, p2), RP_OK);
+    for (int i = 0; i < k->ctx.n_in; i++) {
+        if (!p1[i])
+            continue;
+        const float *a = g1[i].data, *b = g2[i].data;
+        double size = 0;
+        for (int64_t e = 0; e < g1[i].count; e++) {
+            size += fabsf(a[e]);
+            ck_assert_msg(fabs(b[e] - (1 + 2.0 * a[e])) <= 1e-5 * (1 + fabs(a[e])),
+                          "%s input %d [%lld]: %.9g after two calls from 1, %.9g after one from 0", k->node.op_type,
+                          i, (long long)e, b[e], a[e]);
+        }
+        ck_assert_msg(size > 0, "%s input %d: zero gradient proves nothing", k->node.op_type, i);
+        rp_tensor_release(&g1[i]);
+        rp_tensor_release(&g2[i]);
+    }
+    rp_tensor_release(&gy);
+    kc_free(k);
+}
+
+START_TEST(grad_accumulates)
+{
+    const float a[] = {1, 2, 3, 4, 5, 6}, b[] = {-1, 0.5f, 2}, col[] = {3, -2}, s = 1.5f, lo = 2, hi = 5;
+    const float pos[] = {0.5f, 2, 1.5f}, bm[] = {5, 0.5f, 2}, sm = 2.5f; /* Max: every input wins somewhere */
+    const uint8_t cond[] = {1, 0, 1};
+    kcase k;
+    /* inner row kept (b), inner row broadcast (col), scalar, equal shapes */
+    kc_init(&k, "Mul", 14);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){3}, b);
+    check_adds(&k, 3u);
+    kc_init(&k, "Div", 14);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_FLOAT, 2, (int64_t[]){2, 1}, col);
+    check_adds(&k, 3u);
+    kc_init(&k, "Sub", 14);
+    kc_input(&k, 0, RP_FLOAT, 0, NULL, &s);
+    kc_input(&k, 1, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    check_adds(&k, 3u);
+    kc_init(&k, "Pow", 15);
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){3}, pos);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){3}, a);
+    check_adds(&k, 3u);
+    /* variadic, and the one-input identity */
+    kc_init(&k, "Max", 13);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){3}, bm);
+    kc_input(&k, 2, RP_FLOAT, 0, NULL, &sm);
+    check_adds(&k, 7u);
+    kc_init(&k, "Sum", 13);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    check_adds(&k, 1u);
+    kc_init(&k, "Where", 16);
+    kc_input(&k, 0, RP_BOOL, 1, (int64_t[]){3}, cond);
+    kc_input(&k, 1, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 2, RP_FLOAT, 0, NULL, &s);
+    check_adds(&k, 6u);
+    /* one-input ops */
+    kc_init(&k, "Tanh", 13);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    check_adds(&k, 1u);
+    kc_init(&k, "Clip", 13);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_FLOAT, 0, NULL, &lo);
+    kc_input(&k, 2, RP_FLOAT, 0, NULL, &hi);
+    check_adds(&k, 7u);
+    kc_init(&k, "Cast", 13);
+    kc_attr(&k, "to", RP_ATTR_INT)->i = RP_FLOAT;
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    check_adds(&k, 1u);
+
+    /* a NULL output gradient is zero: nothing changes */
+    kc_init(&k, "Mul", 14);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){3}, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    float ga[6] = {1, 1, 1, 1, 1, 1}, gb[3] = {1, 1, 1};
+    rp_tensor tga = wrap(2, (int64_t[]){2, 3}, ga), tgb = wrap(1, (int64_t[]){3}, gb);
+    rp_tensor *gin[2] = {&tga, &tgb};
+    ck_assert_int_eq(kc_backward(&k, NULL, gin), RP_OK);
+    for (int i = 0; i < 6; i++)
+        ck_assert_float_eq(ga[i], 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_float_eq(gb[i], 1);
+    kc_free(&k);
+}
+END_TEST
+
+/* Where finite differences cannot look: kinks and ties. */
+START_TEST(grad_conventions)
+{
+    float g[] = {1, 2, 3, 4};
+    rp_tensor tg = wrap(1, (int64_t[]){4}, g);
+
+    /* Max/Min: a tie goes to the first input */
+    const float a[] = {1, 2, 5, 0}, b[] = {1, 3, 5, -1};
+    static const char *const mm[] = {"Max", "Min"};
+    static const float want_a[2][4] = {{1, 0, 3, 4}, {1, 2, 3, 0}}, want_b[2][4] = {{0, 2, 0, 0}, {0, 0, 0, 4}};
+    for (int o = 0; o < 2; o++) {
+        kcase k;
+        kc_init(&k, mm[o], 13);
+        kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){4}, a);
+        kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){4}, b);
+        ck_assert_int_eq(kc_run(&k), RP_OK);
+        float ga[4] = {0}, gb[4] = {0};
+        rp_tensor tga = wrap(1, (int64_t[]){4}, ga), tgb = wrap(1, (int64_t[]){4}, gb);
+        rp_tensor *gin[2] = {&tga, &tgb};
+        ck_assert_int_eq(kc_backward(&k, &tg, gin), RP_OK);
+        for (int i = 0; i < 4; i++) {
+            ck_assert_float_eq(ga[i], want_a[o][i]);
+            ck_assert_float_eq(gb[i], want_b[o][i]);
+        }
+        kc_free(&k);
+    }
+
+    /* Relu: 0 at x = 0 */
+    const float xr[] = {-1, 0, 1e-30f, 2};
+    kcase k;
+    kc_init(&k, "Relu", 14);
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){4}, xr);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    float gx[4] = {0};
+    rp_tensor tgx = wrap(1, (int64_t[]){4}, gx);
+    rp_tensor *gin1[3] = {&tgx, NULL, NULL};
+    ck_assert_int_eq(kc_backward(&k, &tg, gin1), RP_OK);
+    ck_assert_float_eq(gx[0], 0);
+    ck_assert_float_eq(gx[1], 0);
+    ck_assert_float_eq(gx[2], 3);
+    ck_assert_float_eq(gx[3], 4);
+    kc_free(&k);
+
+    /* Clip: the bounds themselves pass (min <= x <= max) */
+    const float xc[] = {-1, -0.5f, 0.5f, 1};
+    kc_init(&k, "Clip", 6);
+    kc_attr(&k, "min", RP_ATTR_FLOAT)->f = -0.5f;
+    kc_attr(&k, "max", RP_ATTR_FLOAT)->f = 0.5f;
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){4}, xc);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    memset(gx, 0, sizeof gx);
+    ck_assert_int_eq(kc_backward(&k, &tg, gin1), RP_OK);
+    ck_assert_float_eq(gx[0], 0);
+    ck_assert_float_eq(gx[1], 2);
+    ck_assert_float_eq(gx[2], 3);
+    ck_assert_float_eq(gx[3], 0);
+    kc_free(&k);
+
+    /* Clip-11: at a bound, x takes the gradient and the bound nothing */
+    const float blo = -0.5f, bhi = 0.5f;
+    kc_init(&k, "Clip", 13);
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){4}, xc);
+    kc_input(&k, 1, RP_FLOAT, 0, NULL, &blo);
+    kc_input(&k, 2, RP_FLOAT, 0, NULL, &bhi);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    memset(gx, 0, sizeof gx);
+    float glo = 0, ghi = 0;
+    rp_tensor tglo = wrap(0, NULL, &glo), tghi = wrap(0, NULL, &ghi);
+    rp_tensor *ginc[3] = {&tgx, &tglo, &tghi};
+    ck_assert_int_eq(kc_backward(&k, &tg, ginc), RP_OK);
+    ck_assert_float_eq(gx[0], 0);
+    ck_assert_float_eq(gx[1], 2);
+    ck_assert_float_eq(gx[2], 3);
+    ck_assert_float_eq(gx[3], 0);
+    ck_assert_float_eq(glo, 1);
+    ck_assert_float_eq(ghi, 4);
+    kc_free(&k);
+
+    /* Pow: exponent gradient 0 where base <= 0; base gradient 0 where exponent is 0 */
+    const float pb[] = {-2, 0, 0, 4}, pe[] = {2, 0.5f, 0, 0.5f};
+    kc_init(&k, "Pow", 15);
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){4}, pb);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){4}, pe);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    float gpb[4] = {0}, gpe[4] = {0};
+    rp_tensor tpb = wrap(1, (int64_t[]){4}, gpb), tpe = wrap(1, (int64_t[]){4}, gpe);
+    rp_tensor *gin2[2] = {&tpb, &tpe};
+    ck_assert_int_eq(kc_backward(&k, &tg, gin2), RP_OK);
+    ck_assert_float_eq(gpe[0], 0);
+    ck_assert_float_eq(gpe[1], 0);
+    ck_assert_float_eq(gpe[2], 0);
+    ck_assert_float_eq_tol(gpe[3], 4 * 2 * logf(4), 1e-5); /* g * y * log(base) */
+    ck_assert_float_eq(gpb[0], 1 * 2 * -2);
+    ck_assert_float_eq(gpb[2], 0); /* not 0 * inf */
+    ck_assert_float_eq_tol(gpb[3], 4 * 0.5f / 2, 1e-6);
+    kc_free(&k);
+
+    /* Where: the condition routes; nothing is asked of it */
+    const uint8_t cond[] = {1, 0, 0, 1};
+    const float wx[] = {1, 2, 3, 4}, wy = 9;
+    kc_init(&k, "Where", 16);
+    kc_input(&k, 0, RP_BOOL, 1, (int64_t[]){4}, cond);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){4}, wx);
+    kc_input(&k, 2, RP_FLOAT, 0, NULL, &wy);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    float gwx[4] = {0}, gwy = 0;
+    rp_tensor twx = wrap(1, (int64_t[]){4}, gwx), twy = wrap(0, NULL, &gwy);
+    rp_tensor *gin3[3] = {NULL, &twx, &twy};
+    ck_assert_int_eq(kc_backward(&k, &tg, gin3), RP_OK);
+    ck_assert_float_eq(gwx[0], 1);
+    ck_assert_float_eq(gwx[1], 0);
+    ck_assert_float_eq(gwx[2], 0);
+    ck_assert_float_eq(gwx[3], 4);
+    ck_assert_float_eq(gwy, 5);
+    kc_free(&k);
+}
+END_TEST
+
+/* A bias gradient sums thousands of terms over broadcast axes; in float it
+ * would drift, in double it rounds once. */
+START_TEST(grad_reduces_in_double)
+{
+    enum { R = 4096, C = 8 };
+    float *a = calloc(R * C, sizeof *a), *g = malloc(R * C * sizeof *g);
+    ck_assert(a && g);
+    const float b[C] = {0};
+    for (int i = 0; i < R * C; i++)
+        g[i] = 0.1f;
+    kcase k;
+    kc_init(&k, "Add", 14);
+    kc_input(&k, 0, RP_FLOAT, 3, (int64_t[]){2, R / 2, C}, a);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){C}, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    float gb[C] = {0};
+    rp_tensor tg = wrap(3, (int64_t[]){2, R / 2, C}, g), tgb = wrap(1, (int64_t[]){C}, gb);
+    rp_tensor *gin[2] = {NULL, &tgb};
+    ck_assert_int_eq(kc_backward(&k, &tg, gin), RP_OK);
+    float want = (float)(R * (double)0.1f);
+    for (int j = 0; j < C; j++)
+        ck_assert_msg(gb[j] == want, "bias gradient %d is %.9g, expected %.9g", j, gb[j], want);
+    kc_free(&k);
+
+    /* and a column broadcast (the inner row reduced) */
+    float gcol[2] = {0};
+    kc_init(&k, "Mul", 14);
+    kc_input(&k, 0, RP_FLOAT, 2, (int64_t[]){2, R * C / 2}, g);
+    const float ones[2] = {1, 1};
+    kc_input(&k, 1, RP_FLOAT, 2, (int64_t[]){2, 1}, ones);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    rp_tensor tg2 = wrap(2, (int64_t[]){2, R * C / 2}, g), tgc = wrap(2, (int64_t[]){2, 1}, gcol);
+    rp_tensor *gin2[2] = {NULL, &tgc};
+    ck_assert_int_eq(kc_backward(&k, &tg2, gin2), RP_OK);
+    /* each term g * a is 0.1f * 0.1f rounded to float; their sum, in double */
+    float term = 0.1f * 0.1f;
+    float want2 = (float)(R * C / 2 * (double)term);
+    ck_assert_msg(gcol[0] == want2 && gcol[1] == want2, "column gradient %.9g %.9g, expected %.9g", gcol[0], gcol[1],
+                  want2);
+    kc_free(&k);
+
+    /* and Where's scalar Y, where the condition is false everywhere */
+    const uint8_t no = 0;
+    const float zero = 0;
+    float gs = 0;
+    kc_init(&k, "Where", 16);
+    kc_input(&k, 0, RP_BOOL, 0, NULL, &no);
+    kc_input(&k, 1, RP_FLOAT, 3, (int64_t[]){2, R / 2, C}, a);
+    kc_input(&k, 2, RP_FLOAT, 0, NULL, &zero);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    rp_tensor tgs = wrap(0, NULL, &gs);
+    rp_tensor *gin3[3] = {NULL, NULL, &tgs};
+    ck_assert_int_eq(kc_backward(&k, &tg, gin3), RP_OK);
+    float want3 = (float)(R * C * (double)0.1f);
+    ck_assert_msg(gs == want3, "scalar gradient %.9g, expected %.9g", gs, want3);
+    kc_free(&k);
+    free(a);
+    free(g);
+}
+END_TEST
+
+START_TEST(grad_dtype_errors)
+{
+    const double a[] = {1, 2}, b[] = {3, 4};
+    float g[] = {1, 1}, gx[2] = {0};
+    rp_tensor tg = wrap(1, (int64_t[]){2}, g), tgx = wrap(1, (int64_t[]){2}, gx);
+    kcase k;
+    kc_init(&k, "Mul", 14);
+    kc_input(&k, 0, RP_DOUBLE, 1, (int64_t[]){2}, a);
+    kc_input(&k, 1, RP_DOUBLE, 1, (int64_t[]){2}, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    rp_tensor *gin[2] = {&tgx, NULL};
+    ck_assert_int_eq(kc_backward(&k, &tg, gin), RP_ERR_DTYPE);
+    ck_assert_ptr_nonnull(strstr(k.err.msg, "float64"));
+    ck_assert_ptr_nonnull(strstr(k.err.msg, "float32"));
+    ck_assert_ptr_nonnull(strstr(k.err.msg, "test_node"));
+    /* nothing wanted: nothing to do, whatever the dtype */
+    rp_tensor *none[2] = {NULL, NULL};
+    ck_assert_int_eq(kc_backward(&k, &tg, none), RP_OK);
+    kc_free(&k);
+
+    kc_init(&k, "Exp", 13);
+    kc_input(&k, 0, RP_DOUBLE, 1, (int64_t[]){2}, a);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(kc_backward(&k, &tg, gin), RP_ERR_DTYPE);
+    kc_free(&k);
+
+    /* Cast to int64 carries no gradient */
+    const float xf[] = {1.5f, -2};
+    kc_init(&k, "Cast", 13);
+    kc_attr(&k, "to", RP_ATTR_INT)->i = RP_INT64;
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){2}, xf);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(kc_backward(&k, &tg, gin), RP_OK);
+    ck_assert_float_eq(gx[0], 0);
+    ck_assert_float_eq(gx[1], 0);
+    kc_free(&k);
+}
+END_TEST
+
 static Suite *elementwise_suite(void)
 {
     Suite *s = suite_create("elementwise");
@@ -524,6 +1128,21 @@ static Suite *elementwise_suite(void)
     tcase_add_test(tc, relu_sigmoid_values);
     tcase_add_test(tc, clip_inputs_and_attributes);
     suite_add_tcase(s, tc);
+
+    TCase *tg = tcase_create("gradients");
+    tcase_add_test(tg, grad_binary_broadcast);
+    tcase_add_test(tg, grad_pow);
+    tcase_add_test(tg, grad_max_min_sum);
+    tcase_add_test(tg, grad_where);
+    tcase_add_test(tg, grad_unary);
+    tcase_add_test(tg, grad_clip);
+    tcase_add_test(tg, grad_cast);
+    tcase_add_test(tg, grad_accumulates);
+    tcase_add_test(tg, grad_conventions);
+    tcase_add_test(tg, grad_reduces_in_double);
+    tcase_add_test(tg, grad_dtype_errors);
+    tcase_set_timeout(tg, 300);
+    suite_add_tcase(s, tg);
     return s;
 }
 

@@ -1,12 +1,17 @@
 /* MatMul, Gemm, Einsum and Conv kernels called through rp_op_lookup with a
  * hand-built rp_kctx (no graph, no loader), checked against naive loops on
- * random data and against small hand-computed cases. */
+ * random data and against small hand-computed cases; their backward against
+ * finite differences (tests/support/gradcheck), plus the two properties the
+ * LRP rules rely on: backward adds into its buffers, and forward / backward
+ * read every operand (weights included) from ctx->in at call time. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/ops.h"
+#include "support/gradcheck.h"
 
 /* ---- harness: one node, its attributes, its tensors ---- */
 
@@ -22,6 +27,7 @@ typedef struct kcase {
     rp_tensor *inp[MAX_IO], *outp[1];
     rp_kctx ctx;
     rp_error err;
+    float *owned[MAX_IO]; /* input data from kc_rand, freed by kc_free */
 } kcase;
 
 static void kc_init(kcase *k, const char *op, int opset)
@@ -81,7 +87,6 @@ static rp_status kc_run(kcase *k)
     ck_assert_msg(op != NULL, "no kernel for %s at opset %d", k->node.op_type, k->ctx.opset);
     ck_assert_int_ge(k->ctx.n_in, op->min_in);
     ck_assert_int_le(k->ctx.n_in, op->max_in);
-    ck_assert_ptr_null(op->backward);
     rp_status st = op->prepare(&k->ctx);
     if (st != RP_OK)
         return st;
@@ -98,6 +103,10 @@ static void kc_free(kcase *k)
     k->ctx.params = NULL;
     free(k->out[0].data);
     k->out[0].data = NULL;
+    for (int i = 0; i < MAX_IO; i++) {
+        free(k->owned[i]);
+        k->owned[i] = NULL;
+    }
 }
 
 static void assert_shape(const rp_tensor *t, int rank, const int64_t *dims)
@@ -131,6 +140,15 @@ static float *rand_f(int64_t n)
         x[i] = (float)((rng >> 8) % 2001) / 1000.0f - 1.0f;
     }
     return x;
+}
+
+/* A float32 input of random values in [-1, 1], owned by the case. */
+static void kc_rand(kcase *k, int i, int rank, const int64_t *dims)
+{
+    int64_t n = rp_shape_count(rank, dims);
+    free(k->owned[i]);
+    k->owned[i] = rand_f(n);
+    kc_input(k, i, RP_FLOAT, rank, dims, k->owned[i]);
 }
 
 /* ---- MatMul ---- */
@@ -701,15 +719,71 @@ START_TEST(conv_patch_embedding)
 }
 END_TEST
 
+/* 3-D: [1,2,5,6,4] * [3,2,2,3,2], strides (2,1,2), dilations (1,2,1),
+ * pads (1,0,1, 0,1,0), bias; and a 3-D patch embedding (kernel = stride = 2). */
+static void check_conv3(int patch)
+{
+    const int64_t C = 2, D = 5, H = 6, Wd = 4, M = 3, KD = 2, KH = patch ? 2 : 3, KW = 2;
+    const int64_t s[3] = {2, patch ? 2 : 1, 2}, dl[3] = {1, patch ? 1 : 2, 1};
+    const int64_t pb[3] = {patch ? 0 : 1, 0, patch ? 0 : 1}, pe[3] = {0, patch ? 0 : 1, 0};
+    int64_t in[3] = {D, H, Wd}, k3[3] = {KD, KH, KW}, o[3];
+    for (int i = 0; i < 3; i++)
+        o[i] = (in[i] + pb[i] + pe[i] - dl[i] * (k3[i] - 1) - 1) / s[i] + 1;
+    float *x = rand_f(C * D * H * Wd), *w = rand_f(M * C * KD * KH * KW), *b = rand_f(M);
+    int64_t ny = M * o[0] * o[1] * o[2];
+    double *ref = malloc(sizeof(double) * (size_t)ny);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t z = 0; z < o[0]; z++)
+            for (int64_t i = 0; i < o[1]; i++)
+                for (int64_t j = 0; j < o[2]; j++) {
+                    double acc = b[m];
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t a = 0; a < KD; a++)
+                            for (int64_t u = 0; u < KH; u++)
+                                for (int64_t v = 0; v < KW; v++) {
+                                    int64_t iz = z * s[0] - pb[0] + a * dl[0], ih = i * s[1] - pb[1] + u * dl[1],
+                                            iw = j * s[2] - pb[2] + v * dl[2];
+                                    if (iz < 0 || iz >= D || ih < 0 || ih >= H || iw < 0 || iw >= Wd)
+                                        continue;
+                                    acc += (double)x[((c * D + iz) * H + ih) * Wd + iw] *
+                                           w[(((m * C + c) * KD + a) * KH + u) * KW + v];
+                                }
+                    ref[((m * o[0] + z) * o[1] + i) * o[2] + j] = acc;
+                }
+    kcase k;
+    kc_init(&k, "Conv", 11);
+    kc_input(&k, 0, RP_FLOAT, 5, (int64_t[]){1, C, D, H, Wd}, x);
+    kc_input(&k, 1, RP_FLOAT, 5, (int64_t[]){M, C, KD, KH, KW}, w);
+    kc_input(&k, 2, RP_FLOAT, 1, (int64_t[]){M}, b);
+    kc_ints(&k, "strides", s, 3);
+    kc_ints(&k, "dilations", dl, 3);
+    kc_ints(&k, "pads", (int64_t[]){pb[0], pb[1], pb[2], pe[0], pe[1], pe[2]}, 6);
+    ck_assert_msg(kc_run(&k) == RP_OK, "%s", k.err.msg);
+    assert_shape(&k.out[0], 5, (int64_t[]){1, M, o[0], o[1], o[2]});
+    assert_close_f(k.out[0].data, ref, ny);
+    kc_free(&k);
+    free(x);
+    free(w);
+    free(b);
+    free(ref);
+}
+
+START_TEST(conv_3d)
+{
+    check_conv3(0);
+    check_conv3(1);
+}
+END_TEST
+
 START_TEST(conv_errors)
 {
     float x[64] = {0}, w[64] = {0};
     kcase k;
     kc_init(&k, "Conv", 11);
-    kc_input(&k, 0, RP_FLOAT, 5, (int64_t[]){1, 1, 2, 2, 2}, x);
-    kc_input(&k, 1, RP_FLOAT, 5, (int64_t[]){1, 1, 1, 1, 1}, w);
+    kc_input(&k, 0, RP_FLOAT, 6, (int64_t[]){1, 1, 2, 2, 2, 2}, x);
+    kc_input(&k, 1, RP_FLOAT, 6, (int64_t[]){1, 1, 1, 1, 1, 1}, w);
     ck_assert_int_eq(kc_run(&k), RP_ERR_UNSUPPORTED);
-    ck_assert_ptr_nonnull(strstr(k.err.msg, "3-D"));
+    ck_assert_ptr_nonnull(strstr(k.err.msg, "4-D"));
     kc_free(&k);
 
     kc_init(&k, "Conv", 11);
@@ -733,6 +807,395 @@ START_TEST(conv_errors)
 }
 END_TEST
 
+/* ---- gradients ---- */
+
+/* Finite differences of the case's node for the inputs in mask (the case's
+ * attributes and inputs; gradcheck prepares and runs its own copy). The ops
+ * are linear in each operand, so central differences are exact up to float32
+ * rounding of the outputs. */
+static void grad_ok(kcase *k, unsigned mask, const char *what)
+{
+    gradcheck_spec s = {.op = k->node.op_type, .opset = k->ctx.opset, .attrs = k->attr, .n_attrs = k->n_attr,
+                        .inputs = k->inp, .n_in = k->ctx.n_in, .n_out = 1, .check_mask = mask,
+                        .step = 1e-2, .tol = 1e-3};
+    char why[512] = "";
+    ck_assert_msg(gradcheck_run(&s, why, sizeof why), "%s: %s", what, why);
+}
+
+static void grad_matmul(int ra, const int64_t *ad, int rb, const int64_t *bd, unsigned mask, const char *what)
+{
+    kcase k;
+    kc_init(&k, "MatMul", 13);
+    kc_rand(&k, 0, ra, ad);
+    kc_rand(&k, 1, rb, bd);
+    grad_ok(&k, mask, what);
+    kc_free(&k);
+}
+
+START_TEST(grad_matmul_shapes)
+{
+    grad_matmul(2, (int64_t[]){3, 4}, 2, (int64_t[]){4, 5}, 3, "2-D");
+    grad_matmul(4, (int64_t[]){2, 1, 3, 4}, 3, (int64_t[]){5, 4, 2}, 3, "[2,1,3,4] x [5,4,2]");
+    grad_matmul(3, (int64_t[]){2, 3, 4}, 2, (int64_t[]){4, 5}, 3, "shared B (tall GEMM)");
+    grad_matmul(2, (int64_t[]){3, 4}, 3, (int64_t[]){2, 4, 5}, 3, "shared A");
+    grad_matmul(3, (int64_t[]){2, 3, 4}, 3, (int64_t[]){2, 4, 5}, 3, "batched both");
+    grad_matmul(1, (int64_t[]){4}, 2, (int64_t[]){4, 3}, 3, "1-D A");
+    grad_matmul(3, (int64_t[]){2, 3, 4}, 1, (int64_t[]){4}, 3, "1-D B");
+    grad_matmul(1, (int64_t[]){4}, 1, (int64_t[]){4}, 3, "1-D both");
+    grad_matmul(1, (int64_t[]){4}, 3, (int64_t[]){2, 4, 3}, 3, "1-D A, batched B");
+    grad_matmul(2, (int64_t[]){3, 4}, 2, (int64_t[]){4, 1}, 3, "N = 1");
+}
+END_TEST
+
+/* The ViT projection: tokens [1,65,96] times a constant weight [96,288];
+ * only dX is wanted (gin[1] NULL must be skipped). */
+START_TEST(grad_matmul_vit)
+{
+    grad_matmul(3, (int64_t[]){1, 65, 96}, 2, (int64_t[]){96, 288}, 1, "ViT projection");
+}
+END_TEST
+
+START_TEST(grad_gemm)
+{
+    const int64_t M = 3, K = 4, N = 5;
+    /* C: absent, scalar, [1], [N], [1,N], [M,1], [M,N] */
+    const int c_rank[] = {-1, 0, 1, 1, 2, 2, 2};
+    const int64_t c_dims[][2] = {{0, 0}, {0, 0}, {1, 0}, {N, 0}, {1, N}, {M, 1}, {M, N}};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int ci = 0; ci < 7; ci++)
+                for (int b0 = 0; b0 < 2; b0++) {
+                    kcase k;
+                    char what[96];
+                    kc_init(&k, "Gemm", 13);
+                    kc_int(&k, "transA", ta);
+                    kc_int(&k, "transB", tb);
+                    kc_float(&k, "alpha", 0.75f);
+                    kc_float(&k, "beta", b0 ? 0.0f : -1.25f);
+                    kc_rand(&k, 0, 2, ta ? (int64_t[]){K, M} : (int64_t[]){M, K});
+                    kc_rand(&k, 1, 2, tb ? (int64_t[]){N, K} : (int64_t[]){K, N});
+                    if (c_rank[ci] >= 0)
+                        kc_rand(&k, 2, c_rank[ci], c_dims[ci]);
+                    snprintf(what, sizeof what, "transA=%d transB=%d C#%d beta=%s", ta, tb, ci, b0 ? "0" : "-1.25");
+                    grad_ok(&k, 7, what);
+                    kc_free(&k);
+                }
+}
+END_TEST
+
+static void grad_einsum(const char *eq, int n, const int *ranks, const int64_t dims[][RP_MAX_RANK])
+{
+    kcase k;
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", eq);
+    for (int i = 0; i < n; i++)
+        kc_rand(&k, i, ranks[i], dims[i]);
+    grad_ok(&k, (1u << n) - 1, eq);
+    kc_free(&k);
+}
+
+START_TEST(grad_einsum_gemm_path)
+{
+    grad_einsum("bhid,bhjd->bhij", 2, (int[]){4, 4}, (int64_t[][RP_MAX_RANK]){{2, 3, 5, 4}, {2, 3, 6, 4}});
+    grad_einsum("bhij,bhjd->bhid", 2, (int[]){4, 4}, (int64_t[][RP_MAX_RANK]){{2, 3, 5, 6}, {2, 3, 6, 4}});
+    grad_einsum("ij,jk->ik", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{3, 4}, {4, 5}});
+    grad_einsum("ik,kj->ji", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{3, 4}, {4, 5}});
+    grad_einsum("ji,jk->ik", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{4, 3}, {4, 5}});
+    grad_einsum("bij,bj->bi", 2, (int[]){3, 2}, (int64_t[][RP_MAX_RANK]){{2, 3, 4}, {2, 4}});
+    grad_einsum("i,j->ij", 2, (int[]){1, 1}, (int64_t[][RP_MAX_RANK]){{3}, {4}});
+    grad_einsum("bij,jk->bik", 2, (int[]){3, 2}, (int64_t[][RP_MAX_RANK]){{2, 3, 4}, {4, 5}});
+    /* A batch axis broadcast from one operand: its gradient sums over it. */
+    grad_einsum("...ij,...jk->...ik", 2, (int[]){3, 3}, (int64_t[][RP_MAX_RANK]){{1, 3, 4}, {5, 4, 2}});
+    grad_einsum("...ij,...jk->...ik", 2, (int[]){3, 3}, (int64_t[][RP_MAX_RANK]){{5, 3, 4}, {1, 4, 2}});
+    grad_einsum("bhij,bhjd->bhid", 2, (int[]){4, 4}, (int64_t[][RP_MAX_RANK]){{2, 1, 5, 6}, {2, 3, 6, 4}});
+}
+END_TEST
+
+START_TEST(grad_einsum_loop_path)
+{
+    grad_einsum("ii,ij->j", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{3, 3}, {3, 4}});
+    grad_einsum("ij,jk,kl->il", 3, (int[]){2, 2, 2}, (int64_t[][RP_MAX_RANK]){{2, 3}, {3, 4}, {4, 2}});
+    grad_einsum("ijk->ki", 1, (int[]){3}, (int64_t[][RP_MAX_RANK]){{2, 3, 4}});
+    grad_einsum("bij,bjk->b", 2, (int[]){3, 3}, (int64_t[][RP_MAX_RANK]){{2, 3, 4}, {2, 4, 5}});
+    grad_einsum("iij->ij", 1, (int[]){3}, (int64_t[][RP_MAX_RANK]){{3, 3, 2}});
+    grad_einsum("ij,kj->", 2, (int[]){2, 2}, (int64_t[][RP_MAX_RANK]){{1, 3}, {4, 3}});
+    /* Two operands whose output interleaves their free axes: no single GEMM. */
+    grad_einsum("...ij,...jk->...ik", 2, (int[]){4, 3}, (int64_t[][RP_MAX_RANK]){{2, 1, 3, 4}, {5, 4, 2}});
+    grad_einsum("bhwc,hkc->bhwk", 2, (int[]){4, 3}, (int64_t[][RP_MAX_RANK]){{2, 3, 4, 5}, {3, 6, 5}});
+}
+END_TEST
+
+typedef struct conv_grad_case {
+    const char *what;
+    int rank;
+    int64_t x[5], w[5];
+    int group, bias;
+    int nsp;
+    int64_t strides[3], dil[3], pads[6];
+    const char *auto_pad;
+} conv_grad_case;
+
+static void grad_conv(const conv_grad_case *g)
+{
+    kcase k;
+    kc_init(&k, "Conv", 11);
+    kc_rand(&k, 0, g->rank, g->x);
+    kc_rand(&k, 1, g->rank, g->w);
+    if (g->bias)
+        kc_rand(&k, 2, 1, (int64_t[]){g->w[0]});
+    if (g->group > 1)
+        kc_int(&k, "group", g->group);
+    if (g->strides[0])
+        kc_ints(&k, "strides", g->strides, g->nsp);
+    if (g->dil[0])
+        kc_ints(&k, "dilations", g->dil, g->nsp);
+    if (g->auto_pad)
+        kc_string(&k, "auto_pad", g->auto_pad);
+    else
+        kc_ints(&k, "pads", g->pads, 2 * g->nsp);
+    grad_ok(&k, g->bias ? 7 : 3, g->what);
+    kc_free(&k);
+}
+
+START_TEST(grad_conv_cases)
+{
+    const conv_grad_case cases[] = {
+        {"2-D stride/pad/dilation, 2 groups", 4, {2, 4, 7, 6}, {4, 2, 3, 2}, 2, 1, 2, {2, 1}, {1, 2}, {1, 0, 2, 1}, NULL},
+        {"2-D stride 2, pad 1", 4, {1, 3, 6, 5}, {2, 3, 3, 3}, 1, 0, 2, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL},
+        {"2-D SAME_UPPER stride 2", 4, {1, 2, 5, 6}, {3, 2, 3, 3}, 1, 1, 2, {2, 2}, {0}, {0}, "SAME_UPPER"},
+        {"1-D", 3, {2, 2, 9}, {3, 2, 3}, 1, 1, 1, {2}, {2}, {1, 1}, NULL},
+        {"1x1 direct", 4, {2, 3, 4, 5}, {4, 3, 1, 1}, 1, 1, 2, {0}, {0}, {0, 0, 0, 0}, NULL},
+        {"1x1 direct, 3 groups", 4, {1, 6, 3, 2}, {3, 2, 1, 1}, 3, 0, 2, {0}, {0}, {0, 0, 0, 0}, NULL},
+        {"patch embedding k = s = 4", 4, {1, 3, 8, 8}, {5, 3, 4, 4}, 1, 1, 2, {4, 4}, {0}, {0, 0, 0, 0}, NULL},
+        {"patch path, overlapping rows", 4, {2, 2, 6, 6}, {3, 2, 3, 2}, 1, 1, 2, {1, 2}, {1, 1}, {0, 0, 0, 0}, NULL},
+        {"patch path, dilated rows", 4, {1, 2, 6, 6}, {3, 2, 3, 2}, 1, 1, 2, {1, 2}, {2, 1}, {0, 0, 0, 0}, NULL},
+        {"3-D", 5, {1, 2, 4, 5, 4}, {3, 2, 2, 3, 2}, 1, 1, 3, {2, 1, 2}, {1, 2, 1}, {1, 0, 1, 0, 1, 0}, NULL},
+        {"3-D patch", 5, {1, 2, 4, 4, 4}, {3, 2, 2, 2, 2}, 1, 1, 3, {2, 2, 2}, {0}, {0, 0, 0, 0, 0, 0}, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        grad_conv(&cases[i]);
+}
+END_TEST
+
+/* Prepared case: a zero-filled float32 tensor per input (gradient buffers)
+ * and a random output gradient. */
+typedef struct gbufs {
+    rp_tensor gy, g[MAX_IO];
+    rp_tensor *gyp[1], *gp[MAX_IO];
+} gbufs;
+
+static void gb_init(gbufs *b, kcase *k)
+{
+    memset(b, 0, sizeof *b);
+    const rp_tensor *y = &k->out[0];
+    b->gy = gradcheck_random(y->rank, y->dims, -1, 1, 99);
+    b->gyp[0] = &b->gy;
+    for (int i = 0; i < k->ctx.n_in; i++) {
+        ck_assert_int_eq(rp_tensor_alloc(&b->g[i], RP_FLOAT, k->in[i].rank, k->in[i].dims, NULL), RP_OK);
+        b->gp[i] = &b->g[i];
+    }
+}
+
+static void gb_free(gbufs *b, int n)
+{
+    rp_tensor_release(&b->gy);
+    for (int i = 0; i < n; i++)
+        rp_tensor_release(&b->g[i]);
+}
+
+static rp_status kc_backward(kcase *k, gbufs *b)
+{
+    return rp_op_lookup(k->node.op_type, k->ctx.opset)->backward(&k->ctx, (rp_tensor *const *)b->gyp,
+                                                                 (rp_tensor *const *)b->gp);
+}
+
+/* backward adds: from zero once gives d; from v, twice gives v + 2d. */
+static void check_adds(kcase *k, const char *what)
+{
+    ck_assert_msg(kc_run(k) == RP_OK, "%s: %s", what, k->err.msg);
+    gbufs once, twice;
+    gb_init(&once, k);
+    gb_init(&twice, k);
+    ck_assert_int_eq(kc_backward(k, &once), RP_OK);
+    for (int i = 0; i < k->ctx.n_in; i++)
+        for (int64_t e = 0; e < twice.g[i].count; e++)
+            ((float *)twice.g[i].data)[e] = 0.5f + (float)(e % 7);
+    ck_assert_int_eq(kc_backward(k, &twice), RP_OK);
+    ck_assert_int_eq(kc_backward(k, &twice), RP_OK);
+    for (int i = 0; i < k->ctx.n_in; i++) {
+        const float *d = once.g[i].data, *t = twice.g[i].data;
+        double norm = 0;
+        for (int64_t e = 0; e < once.g[i].count; e++)
+            norm = fmax(norm, fabs(d[e]));
+        ck_assert_msg(norm > 0, "%s: input %d got no gradient", what, i);
+        for (int64_t e = 0; e < once.g[i].count; e++) {
+            double want = 0.5 + (double)(e % 7) + 2.0 * d[e];
+            ck_assert_msg(fabs(t[e] - want) <= 1e-5 * (1 + fabs(want)), "%s: input %d [%lld]: %.9g, want %.9g",
+                          what, i, (long long)e, t[e], want);
+        }
+    }
+    gb_free(&once, k->ctx.n_in);
+    gb_free(&twice, k->ctx.n_in);
+}
+
+START_TEST(grad_backward_adds)
+{
+    kcase k;
+    kc_init(&k, "MatMul", 13);
+    kc_rand(&k, 0, 4, (int64_t[]){2, 1, 3, 4});
+    kc_rand(&k, 1, 3, (int64_t[]){5, 4, 2});
+    check_adds(&k, "MatMul");
+    kc_free(&k);
+
+    kc_init(&k, "Gemm", 13);
+    kc_int(&k, "transB", 1);
+    kc_float(&k, "beta", 0.5f);
+    kc_rand(&k, 0, 2, (int64_t[]){3, 4});
+    kc_rand(&k, 1, 2, (int64_t[]){5, 4});
+    kc_rand(&k, 2, 1, (int64_t[]){5});
+    check_adds(&k, "Gemm");
+    kc_free(&k);
+
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "bhid,bhjd->bhij");
+    kc_rand(&k, 0, 4, (int64_t[]){1, 2, 5, 3});
+    kc_rand(&k, 1, 4, (int64_t[]){1, 2, 4, 3});
+    check_adds(&k, "Einsum (GEMM)");
+    kc_free(&k);
+
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "ij,jk,kl->il");
+    kc_rand(&k, 0, 2, (int64_t[]){2, 3});
+    kc_rand(&k, 1, 2, (int64_t[]){3, 4});
+    kc_rand(&k, 2, 2, (int64_t[]){4, 2});
+    check_adds(&k, "Einsum (loop)");
+    kc_free(&k);
+
+    const int64_t pads0[4] = {0, 0, 0, 0}, pads1[4] = {1, 0, 1, 2};
+    for (int path = 0; path < 3; path++) { /* direct, patch, cols */
+        kc_init(&k, "Conv", 11);
+        kc_rand(&k, 0, 4, (int64_t[]){2, 3, 8, 8});
+        kc_rand(&k, 1, 4, path == 0 ? (int64_t[]){4, 3, 1, 1} : (int64_t[]){4, 3, 4, 4});
+        kc_rand(&k, 2, 1, (int64_t[]){4});
+        if (path == 1)
+            kc_ints(&k, "strides", (int64_t[]){4, 4}, 2);
+        kc_ints(&k, "pads", path == 2 ? pads1 : pads0, 4);
+        check_adds(&k, path == 0 ? "Conv direct" : path == 1 ? "Conv patch" : "Conv cols");
+        kc_free(&k);
+    }
+}
+END_TEST
+
+/* Prepared with one weight, then run with another tensor (other data, same
+ * shape) in ctx->in[wi]: forward and backward must match a case prepared
+ * with the substitute. */
+static void check_substitute(kcase *k, kcase *ref, int wi, const char *what)
+{
+    ck_assert_msg(kc_run(k) == RP_OK, "%s: %s", what, k->err.msg);
+    ck_assert_msg(kc_run(ref) == RP_OK, "%s: %s", what, ref->err.msg);
+    rp_tensor *keep = k->inp[wi];
+    k->inp[wi] = &ref->in[wi];
+    ck_assert_ptr_ne(keep->data, ref->in[wi].data);
+    ck_assert_int_eq(rp_op_lookup(k->node.op_type, k->ctx.opset)->forward(&k->ctx), RP_OK);
+    const float *y = k->out[0].data, *yr = ref->out[0].data;
+    for (int64_t e = 0; e < k->out[0].count; e++)
+        ck_assert_msg(y[e] == yr[e], "%s: forward [%lld] %.9g, want %.9g", what, (long long)e, y[e], yr[e]);
+    gbufs g, gr;
+    gb_init(&g, k);
+    gb_init(&gr, ref);
+    ck_assert_int_eq(kc_backward(k, &g), RP_OK);
+    ck_assert_int_eq(kc_backward(ref, &gr), RP_OK);
+    for (int i = 0; i < k->ctx.n_in; i++)
+        for (int64_t e = 0; e < g.g[i].count; e++)
+            ck_assert_msg(((float *)g.g[i].data)[e] == ((float *)gr.g[i].data)[e],
+                          "%s: gradient of input %d [%lld] differs", what, i, (long long)e);
+    k->inp[wi] = keep;
+    gb_free(&g, k->ctx.n_in);
+    gb_free(&gr, ref->ctx.n_in);
+}
+
+START_TEST(grad_substituted_weight)
+{
+    kcase k, r;
+    for (int pass = 0; pass < 2; pass++) { /* the same inputs, then the substitute's data in r */
+        kcase *c = pass ? &r : &k;
+        kc_init(c, "MatMul", 13);
+        kc_rand(c, 0, 3, (int64_t[]){1, 5, 4});
+        kc_rand(c, 1, 2, (int64_t[]){4, 6});
+    }
+    memcpy(r.owned[0], k.owned[0], sizeof(float) * 20);
+    check_substitute(&k, &r, 1, "MatMul");
+    kc_free(&k);
+    kc_free(&r);
+
+    for (int pass = 0; pass < 2; pass++) {
+        kcase *c = pass ? &r : &k;
+        kc_init(c, "Gemm", 13);
+        kc_int(c, "transB", 1);
+        kc_rand(c, 0, 2, (int64_t[]){3, 4});
+        kc_rand(c, 1, 2, (int64_t[]){5, 4});
+        kc_rand(c, 2, 1, (int64_t[]){5});
+    }
+    memcpy(r.owned[0], k.owned[0], sizeof(float) * 12);
+    memcpy(r.owned[2], k.owned[2], sizeof(float) * 5);
+    check_substitute(&k, &r, 1, "Gemm");
+    kc_free(&k);
+    kc_free(&r);
+
+    for (int pass = 0; pass < 2; pass++) {
+        kcase *c = pass ? &r : &k;
+        kc_init(c, "Einsum", 12);
+        kc_string(c, "equation", "bij,jk->bik");
+        kc_rand(c, 0, 3, (int64_t[]){2, 3, 4});
+        kc_rand(c, 1, 2, (int64_t[]){4, 5});
+    }
+    memcpy(r.owned[0], k.owned[0], sizeof(float) * 24);
+    check_substitute(&k, &r, 1, "Einsum");
+    kc_free(&k);
+    kc_free(&r);
+
+    for (int path = 0; path < 3; path++) {
+        for (int pass = 0; pass < 2; pass++) {
+            kcase *c = pass ? &r : &k;
+            kc_init(c, "Conv", 11);
+            kc_rand(c, 0, 4, (int64_t[]){1, 3, 8, 8});
+            kc_rand(c, 1, 4, path == 0 ? (int64_t[]){4, 3, 1, 1} : (int64_t[]){4, 3, 4, 4});
+            kc_rand(c, 2, 1, (int64_t[]){4});
+            if (path == 1)
+                kc_ints(c, "strides", (int64_t[]){4, 4}, 2);
+            if (path == 2)
+                kc_ints(c, "pads", (int64_t[]){1, 1, 1, 1}, 4);
+        }
+        memcpy(r.owned[0], k.owned[0], sizeof(float) * 3 * 8 * 8);
+        memcpy(r.owned[2], k.owned[2], sizeof(float) * 4);
+        check_substitute(&k, &r, 1, "Conv");
+        kc_free(&k);
+        kc_free(&r);
+    }
+}
+END_TEST
+
+START_TEST(grad_errors)
+{
+    /* float64 has a forward but no gradient. */
+    double a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1};
+    kcase k;
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_DOUBLE, 2, (int64_t[]){2, 3}, a);
+    kc_input(&k, 1, RP_DOUBLE, 2, (int64_t[]){3, 2}, b);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    gbufs g;
+    gb_init(&g, &k);
+    ck_assert_int_eq(kc_backward(&k, &g), RP_ERR_DTYPE);
+    ck_assert_ptr_nonnull(strstr(k.err.msg, "float32"));
+    /* NULL output gradient: nothing to do, nothing touched. */
+    g.gyp[0] = NULL;
+    ck_assert_int_eq(kc_backward(&k, &g), RP_OK);
+    gb_free(&g, 2);
+    kc_free(&k);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("matmul");
@@ -750,8 +1213,21 @@ static Suite *suite(void)
     tcase_add_test(t, conv_general);
     tcase_add_test(t, conv_auto_pad);
     tcase_add_test(t, conv_patch_embedding);
+    tcase_add_test(t, conv_3d);
     tcase_add_test(t, conv_errors);
     suite_add_tcase(s, t);
+    TCase *g = tcase_create("gradient");
+    tcase_set_timeout(g, 600);
+    tcase_add_test(g, grad_matmul_shapes);
+    tcase_add_test(g, grad_matmul_vit);
+    tcase_add_test(g, grad_gemm);
+    tcase_add_test(g, grad_einsum_gemm_path);
+    tcase_add_test(g, grad_einsum_loop_path);
+    tcase_add_test(g, grad_conv_cases);
+    tcase_add_test(g, grad_backward_adds);
+    tcase_add_test(g, grad_substituted_weight);
+    tcase_add_test(g, grad_errors);
+    suite_add_tcase(s, g);
     return s;
 }
 

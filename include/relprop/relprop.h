@@ -168,6 +168,57 @@ typedef struct rp_token_layout {
 
 rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_error *err);
 
+/* ---- explanations (METHOD.md §3) ---- */
+
+typedef enum rp_method {
+    RP_METHOD_TRANSFORMER_ATTRIBUTION, /* the paper's method */
+    RP_METHOD_ROLLOUT,                 /* attention rollout (class-agnostic) */
+    RP_METHOD_RAW_ATTENTION,           /* last layer's attention */
+    RP_METHOD_ATTN_GRADCAM,            /* GradCAM on the last attention layer */
+    RP_METHOD_LRP_LAST_LAYER,          /* partial LRP */
+    RP_METHOD_LRP_FULL,                /* LRP down to the pixels (an image-sized map) */
+    RP_METHOD_GENERIC_ATTENTION,       /* Chefer et al., ICCV 2021 */
+    RP_METHOD_COUNT
+} rp_method;
+
+/* "transformer_attribution", ...; NULL for an invalid value. */
+const char *rp_method_name(rp_method m);
+/* Parse a method name; false if unknown. */
+bool rp_method_parse(const char *name, rp_method *out);
+
+typedef struct rp_explain_options {
+    int start_layer;         /* first layer aggregated by transformer_attribution and rollout (default 0) */
+    const char *rules;       /* relevance rule set; NULL = "paper" */
+    bool keep_intermediates; /* keep A, dA, R_A per layer and class (rp_explanation_layer) */
+} rp_explain_options;
+
+typedef struct rp_explanation rp_explanation;
+
+/* One forward pass, then per class one gradient pass and one relevance pass,
+ * each only as deep as the requested methods need. classes may be NULL with
+ * n_classes 0: the top-1 class is explained. opt may be NULL (defaults).
+ * *out is owned by the caller (rp_explanation_free). */
+rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, int n_classes,
+                     const rp_method *methods, int n_methods, const rp_explain_options *opt,
+                     rp_explanation **out, rp_error *err);
+void rp_explanation_free(rp_explanation *e);
+
+/* The logits of the forward pass, (1, C). */
+const rp_tensor *rp_explanation_logits(const rp_explanation *e);
+int rp_explanation_class_count(const rp_explanation *e);
+int rp_explanation_class(const rp_explanation *e, int ci);
+int rp_explanation_method_count(const rp_explanation *e);
+rp_method rp_explanation_method(const rp_explanation *e, int mi);
+/* The map for class ci and method mi: (grid_h, grid_w) over patches, or
+ * (H, W) pixels for lrp_full. Owned by e. */
+const rp_tensor *rp_explanation_map(const rp_explanation *e, int ci, int mi);
+/* With keep_intermediates: attention layer l's A, dA (gradient of the class
+ * logit w.r.t. A) and R_A (relevance of A as an operand of A·V), each
+ * (H, N, N); an entry is NULL when no requested method needed it. */
+int rp_explanation_layer_count(const rp_explanation *e);
+void rp_explanation_layer(const rp_explanation *e, int ci, int l, const rp_tensor **attn,
+                          const rp_tensor **attn_grad, const rp_tensor **attn_cam);
+
 #ifdef __cplusplus
 }
 #endif

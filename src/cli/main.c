@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "relprop/relprop.h"
 
@@ -18,6 +19,7 @@ static const char *usage_main =
     "\n"
     "commands:\n"
     "  run      run the model on an input tensor and print the top classes\n"
+    "  explain  relevance maps for chosen classes and methods\n"
     "  inspect  describe a model: inputs, outputs, ops, attention layers, patch grid\n"
     "\n"
     "options:\n"
@@ -45,6 +47,26 @@ static const char *usage_inspect =
     "\n"
     "  --onnx MODEL     the ONNX model (required)\n";
 
+static const char *usage_explain =
+    "usage: relprop explain --onnx MODEL --input X.npy [--class C ...] [--method NAME ...]\n"
+    "                       [-o DIR] [--start-layer L] [--dump-intermediates DIR]\n"
+    "\n"
+    "Explain MODEL's decision on X.npy (float32, the model's input shape, already\n"
+    "normalised). Writes one .npy per (class, method): DIR/<input stem>.c<C>.<method>.npy,\n"
+    "the map over the patch grid (grid_h, grid_w), or over the pixels (H, W) for lrp_full.\n"
+    "\n"
+    "  --onnx MODEL              the ONNX model (required)\n"
+    "  --input X.npy             the input tensor (required)\n"
+    "  --class C                 class to explain; repeat for several (default: the top-1 class)\n"
+    "  --method NAME             repeat for several (default: transformer_attribution); one of\n"
+    "                            transformer_attribution, rollout, raw_attention, attn_gradcam,\n"
+    "                            lrp_last_layer, lrp_full, generic_attention, or 'all'\n"
+    "  -o, --output DIR          where to write the maps (default: .; created if missing)\n"
+    "  --start-layer L           first layer aggregated by transformer_attribution and rollout (default 0)\n"
+    "  --dump-intermediates DIR  also write, per class and attention layer l, the attention\n"
+    "                            probabilities, their gradient and their relevance:\n"
+    "                            <stem>.c<C>.attn_<l>.npy, .attn_grad_<l>.npy, .attn_cam_<l>.npy (H,N,N)\n";
+
 static int fail(const char *msg)
 {
     fprintf(stderr, "relprop: %s\n", msg);
@@ -64,8 +86,15 @@ static int failf(const char *fmt, const char *a, const char *b)
 typedef struct option_spec {
     const char *long_name;
     const char *short_name;
-    const char **value;
+    const char **value;   /* single-valued option: the last one given wins */
+    const char **list;    /* repeatable option: values collected here (capacity list_cap) */
+    int *n_list;
+    int list_cap;
 } option_spec;
+
+#define OPT(l, s, v) {.long_name = (l), .short_name = (s), .value = (v)}
+#define OPT_LIST(l, arr, n) {.long_name = (l), .list = (arr), .n_list = &(n), .list_cap = MAX_LIST}
+#define MAX_LIST 64
 
 static int parse_options(int argc, char **argv, option_spec *specs, int n_specs, const char *usage)
 {
@@ -81,7 +110,13 @@ static int parse_options(int argc, char **argv, option_spec *specs, int n_specs,
                 continue;
             if (i + 1 >= argc)
                 return failf("option %s needs a value%s", argv[i], "");
-            *specs[s].value = argv[++i];
+            if (specs[s].list) {
+                if (*specs[s].n_list >= specs[s].list_cap)
+                    return failf("option %s given too many times%s", argv[i], "");
+                specs[s].list[(*specs[s].n_list)++] = argv[++i];
+            } else {
+                *specs[s].value = argv[++i];
+            }
             matched = 1;
             break;
         }
@@ -151,8 +186,8 @@ static void free_labels(char **labels, int64_t n)
 static int cmd_run(int argc, char **argv)
 {
     const char *onnx = NULL, *input = NULL, *top_s = "5", *labels_path = NULL, *output = NULL;
-    option_spec specs[] = {{"--onnx", NULL, &onnx}, {"--input", NULL, &input}, {"--top", NULL, &top_s},
-                           {"--labels", NULL, &labels_path}, {"--output", "-o", &output}};
+    option_spec specs[] = {OPT("--onnx", NULL, &onnx), OPT("--input", NULL, &input), OPT("--top", NULL, &top_s),
+                           OPT("--labels", NULL, &labels_path), OPT("--output", "-o", &output)};
     int rc = parse_options(argc, argv, specs, 5, usage_run);
     if (rc)
         return rc < 0 ? 0 : rc;
@@ -261,7 +296,7 @@ static int cmp_count(const void *a, const void *b)
 static int cmd_inspect(int argc, char **argv)
 {
     const char *onnx = NULL;
-    option_spec specs[] = {{"--onnx", NULL, &onnx}};
+    option_spec specs[] = {OPT("--onnx", NULL, &onnx)};
     int rc = parse_options(argc, argv, specs, 1, usage_inspect);
     if (rc)
         return rc < 0 ? 0 : rc;
@@ -340,6 +375,136 @@ done:
     return rc;
 }
 
+
+/* "dir/x.npy" → "x". */
+static void input_stem(const char *path, char *out, size_t len)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(out, len, "%s", base);
+    size_t n = strlen(out);
+    if (n > 4 && strcmp(out + n - 4, ".npy") == 0)
+        out[n - 4] = 0;
+}
+
+static int ensure_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : failf("%s: exists and is not a directory%s", dir, "");
+    if (mkdir(dir, 0777) != 0)
+        return failf("%s: cannot create directory: %s", dir, strerror(errno));
+    return 0;
+}
+
+static int write_map(const char *dir, const char *stem, int cls, const char *what, const rp_tensor *t)
+{
+    char path[4096];
+    rp_error err = {0};
+    snprintf(path, sizeof path, "%s/%s.c%d.%s.npy", dir, stem, cls, what);
+    if (rp_npy_write(path, t, &err))
+        return fail(err.msg);
+    printf("wrote %s\n", path);
+    return 0;
+}
+
+static int cmd_explain(int argc, char **argv)
+{
+    const char *onnx = NULL, *input = NULL, *outdir = ".", *start_s = "0", *dump = NULL, *rules = NULL;
+    const char *class_s[MAX_LIST], *method_s[MAX_LIST];
+    int n_class = 0, n_method = 0;
+    option_spec specs[] = {
+        OPT("--onnx", NULL, &onnx), OPT("--input", NULL, &input), OPT("--output", "-o", &outdir),
+        OPT("--start-layer", NULL, &start_s), OPT("--dump-intermediates", NULL, &dump), OPT("--rules", NULL, &rules),
+        OPT_LIST("--class", class_s, n_class), OPT_LIST("--method", method_s, n_method),
+    };
+    int rc = parse_options(argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), usage_explain);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!onnx || !input)
+        return failf("explain needs --onnx MODEL and --input X.npy%s%s", "", "");
+    long start;
+    if ((rc = parse_int(start_s, "--start-layer", 0, 100000, &start)))
+        return rc;
+    int classes[MAX_LIST];
+    for (int i = 0; i < n_class; i++) {
+        long c;
+        if ((rc = parse_int(class_s[i], "--class", 0, 10000000, &c)))
+            return rc;
+        classes[i] = (int)c;
+    }
+    rp_method methods[RP_METHOD_COUNT * 2];
+    int n_methods = 0;
+    for (int i = 0; i < n_method; i++) {
+        if (strcmp(method_s[i], "all") == 0) {
+            for (int k = 0; k < RP_METHOD_COUNT; k++)
+                methods[n_methods++] = (rp_method)k;
+            continue;
+        }
+        if (n_methods >= RP_METHOD_COUNT * 2 - RP_METHOD_COUNT || !rp_method_parse(method_s[i], &methods[n_methods]))
+            return failf("unknown method '%s'; see 'relprop explain --help'%s", method_s[i], "");
+        n_methods++;
+    }
+    if (n_methods == 0)
+        methods[n_methods++] = RP_METHOD_TRANSFORMER_ATTRIBUTION;
+
+    rp_error err = {0};
+    rp_model *m = NULL;
+    rp_tensor x = {0};
+    rp_explanation *e = NULL;
+    char stem[1024];
+    input_stem(input, stem, sizeof stem);
+    if (rp_model_load(onnx, &m, &err)) {
+        rc = fail(err.msg);
+        goto done;
+    }
+    if (rp_npy_read(input, &x, &err)) {
+        rc = fail(err.msg);
+        goto done;
+    }
+    if (x.dtype != RP_FLOAT) {
+        rc = failf("%s: dtype %s, expected float32", input, x.dtype == RP_DOUBLE ? "float64" : "not float32");
+        goto done;
+    }
+    rp_explain_options opt = {.start_layer = (int)start, .rules = rules, .keep_intermediates = dump != NULL};
+    if (rp_explain(m, &x, n_class ? classes : NULL, n_class, methods, n_methods, &opt, &e, &err)) {
+        rc = failf("%s: %s", input, err.msg);
+        goto done;
+    }
+    if ((rc = ensure_dir(outdir)) || (dump && (rc = ensure_dir(dump))))
+        goto done;
+    for (int ci = 0; ci < rp_explanation_class_count(e); ci++) {
+        int cls = rp_explanation_class(e, ci);
+        for (int mi = 0; mi < rp_explanation_method_count(e); mi++)
+            if ((rc = write_map(outdir, stem, cls, rp_method_name(rp_explanation_method(e, mi)),
+                                rp_explanation_map(e, ci, mi))))
+                goto done;
+        for (int l = 0; dump && l < rp_explanation_layer_count(e); l++) {
+            const rp_tensor *t[3];
+            rp_explanation_layer(e, ci, l, &t[0], &t[1], &t[2]);
+            static const char *names[3] = {"attn", "attn_grad", "attn_cam"};
+            for (int k = 0; k < 3; k++) {
+                if (!t[k])
+                    continue;
+                /* (1,H,N,N) or (B*H,N,N) → (H,N,N), as the oracle stores them */
+                rp_tensor view = *t[k];
+                if (view.rank == 4 && view.dims[0] == 1) {
+                    view.rank = 3;
+                    memmove(view.dims, view.dims + 1, 3 * sizeof view.dims[0]);
+                }
+                char what[64];
+                snprintf(what, sizeof what, "%s_%d", names[k], l);
+                if ((rc = write_map(dump, stem, cls, what, &view)))
+                    goto done;
+            }
+        }
+    }
+done:
+    rp_explanation_free(e);
+    rp_tensor_release(&x);
+    rp_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -359,6 +524,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "inspect") == 0)
         return cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(cmd, "explain") == 0)
+        return cmd_explain(argc - 2, argv + 2);
     fprintf(stderr, "relprop: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_BAD;
 }

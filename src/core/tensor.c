@@ -58,11 +58,13 @@ bool rp_tensor_set_shape(rp_tensor *t, rp_dtype dt, int rank, const int64_t *dim
     if (n < 0)
         return false;
     int64_t copy[RP_MAX_RANK];
-    memcpy(copy, dims, sizeof(int64_t) * (size_t)rank); /* dims may alias t->dims */
+    if (rank) /* dims may be NULL for a scalar, and may alias t->dims */
+        memcpy(copy, dims, sizeof(int64_t) * (size_t)rank);
     t->dtype = dt;
     t->rank = rank;
     memset(t->dims, 0, sizeof t->dims);
-    memcpy(t->dims, copy, sizeof(int64_t) * (size_t)rank);
+    if (rank)
+        memcpy(t->dims, copy, sizeof(int64_t) * (size_t)rank);
     t->count = n;
     return true;
 }

@@ -25,8 +25,9 @@ typedef enum rp_value_kind {
 typedef struct rp_value {
     char *name;
     rp_value_kind kind;
-    rp_tensor t;         /* dtype/shape; data owned by this value (NULL until known) */
-    bool shape_known;    /* set by the loader from value_info, or by prepare */
+    rp_tensor t;         /* dtype/shape; data owned by this value (NULL until known). A graph
+                          * input with no shape in the file has rank -1 (refused at prepare). */
+    bool shape_known;    /* set by the loader for static graph inputs and constants, else by prepare */
     char *dim_params[RP_MAX_RANK]; /* symbolic dim names from the file, or NULL */
     int producer;        /* node id, -1 for inputs and initializers */
     bool is_graph_output;

@@ -2,16 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph/graph.h"
-#include "graph/structure.h"
+#include "graph/model.h"
 #include "ops/ops.h"
-
-struct rp_model {
-    rp_graph *g;
-    rp_attention_layer *attn;
-    int n_attn;
-    rp_patch_embedding patches;
-};
 
 rp_status rp_model_open(const char *path, rp_model **out, rp_error *err)
 {
@@ -61,6 +53,10 @@ void rp_model_free(rp_model *m)
 {
     if (!m)
         return;
+    rp_assignment_free(&m->rules);
+    rp_valuebuf_free(&m->grads);
+    rp_valuebuf_free(&m->rel);
+    free(m->scratch);
     rp_graph_free(m->g);
     free(m->attn);
     free(m);

@@ -5,6 +5,7 @@
  *
  * Files are untrusted: every count, length and index from the file is checked
  * before it sizes an allocation or a copy. */
+
 /* realpath() is XSI, not plain POSIX: the build's _POSIX_C_SOURCE alone hides it. */
 #ifndef _XOPEN_SOURCE
 #define _XOPEN_SOURCE 700
@@ -473,8 +474,11 @@ static rp_status input_type(rp_value *v, const Onnx__ValueInfoProto *vi, rp_erro
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
     v->t.dtype = tt->has_elem_type ? (rp_dtype)tt->elem_type : RP_UNDEFINED;
     if (!tt->shape) {
-        /* Unknown rank: nothing to record; prepare decides. */
+        /* Unknown rank. rank -1 rather than 0 so that binding symbolic dims
+         * at prepare fails (rp_tensor_set_shape refuses it) instead of
+         * silently treating the input as a scalar. */
         v->shape_known = false;
+        v->t.rank = -1;
         v->t.count = -1;
         return RP_OK;
     }
@@ -819,6 +823,9 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
 
     if (!gp)
         return rp_fail(err, RP_ERR_FORMAT, "no graph");
+    if (gp->n_sparse_initializer)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "sparse initializers are not supported ('%s')",
+                       gp->sparse_initializer[0]->values ? nz(gp->sparse_initializer[0]->values->name) : "");
     g->ir_version = mp->has_ir_version ? mp->ir_version : 0;
 
     if (mp->n_opset_import > INT_MAX || mp->n_metadata_props > INT_MAX || gp->n_node > INT_MAX ||

@@ -118,3 +118,43 @@ void rp_find_patch_embedding(const rp_graph *g, rp_patch_embedding *out)
         return;
     }
 }
+
+void rp_find_readout(const rp_graph *g, const rp_attention_layer *last, float *r, const char **how)
+{
+    int n = last->tokens;
+    memset(r, 0, sizeof(float) * (size_t)n);
+    int rows[64], n_rows = 0;
+    bool mean_pool = false;
+    for (int i = last->product_node + 1; i < g->n_nodes; i++) {
+        const rp_node *nd = &g->nodes[i];
+        if (nd->folded || nd->n_in < 1 || nd->in[0] < 0)
+            continue;
+        const rp_tensor *x = &g->values[nd->in[0]].t;
+        if (x->rank != 3 || x->dims[1] != n)
+            continue;
+        if (is_op(nd, "Gather") && nd->n_in == 2 && nd->in[1] >= 0) {
+            const rp_value *idx = &g->values[nd->in[1]];
+            const rp_attr *ax = rp_node_attr(nd, "axis");
+            int64_t axis = ax ? ax->i : 0;
+            if ((axis == 1 || axis == -2) && idx->kind == RP_VALUE_CONSTANT && idx->t.count == 1 && n_rows < 64) {
+                int64_t row = rp_tensor_get_i64(&idx->t, 0);
+                rows[n_rows++] = (int)(row < 0 ? row + n : row);
+            }
+        } else if (is_op(nd, "ReduceMean")) {
+            mean_pool = true;
+        }
+    }
+    if (n_rows > 0) {
+        for (int k = 0; k < n_rows; k++)
+            if (rows[k] >= 0 && rows[k] < n)
+                r[rows[k]] += 1.0f / (float)n_rows;
+        *how = n_rows == 1 ? "token row" : "mean of token rows";
+    } else if (mean_pool) {
+        for (int k = 0; k < n; k++)
+            r[k] = 1.0f / (float)n;
+        *how = "mean over tokens";
+    } else {
+        r[0] = 1.0f;
+        *how = "row 0 (assumed)";
+    }
+}

@@ -30,4 +30,11 @@ typedef struct rp_patch_embedding {
 /* The Conv that turns the image (the first graph input) into patches. */
 void rp_find_patch_embedding(const rp_graph *g, rp_patch_embedding *out);
 
+/* How the classifier reads the token rows of the last block: r over the N
+ * tokens (METHOD.md §3, "Other token layouts"). Gathers of constant rows on
+ * the token axis after the last attention layer give r uniform over those
+ * rows (CLS: e_0; distilled DeiT: (e_0 + e_1)/2); a ReduceMean over the token
+ * axis gives 1/N everywhere. Falls back to e_0. *how names what was found. */
+void rp_find_readout(const rp_graph *g, const rp_attention_layer *last, float *r, const char **how);
+
 #endif

@@ -3,14 +3,22 @@
  *   Y_g [M/G, P] = W_g [M/G, C/G*kd*kh*kw] x col [C/G*kd*kh*kw, P],  P = OD*OH*OW.
  * Three ways to get col, chosen in prepare:
  *   DIRECT  1x1 kernel, stride 1, no padding: col is X itself, no copy.
- *   PATCH   no padding, windows that do not overlap along W (the ViT patch
- *           embedding, kernel = stride): each window row is one memcpy into a
- *           [P, C*kh*kw] matrix, which the GEMM reads transposed. Every input
- *           element is copied once, with no bounds tests and no zero fill.
- *   COLS    everything else: classic [C*kh*kw, P] im2col, with the valid
+ *   PATCH   no padding, no dilation along W and windows that do not overlap
+ *           along W (the ViT patch embedding, kernel = stride): each window
+ *           row is one memcpy into a [P, ckk] matrix, which the GEMM reads
+ *           transposed. With kernel = stride every input element is copied
+ *           once, with no bounds tests and no zero fill.
+ *   COLS    everything else: classic [ckk, P] im2col, with the valid
  *           output range of each kernel column worked out once so the inner
  *           copy has no bounds tests.
- * The im2col buffer lives at the end of the params block (one free()). */
+ * The im2col buffer lives at the end of the params block (one free()).
+ *
+ * Backward mirrors the paths: dX_g = W_g^T dY_g as a GEMM into the same
+ * buffer (as dcol [ckk, P], or as drows [P, ckk] = dY_g^T W_g on the PATCH
+ * path) scattered back with col2im / row2im (added, since windows may
+ * overlap); DIRECT writes dX_g = W_g^T dY_g straight into dX. dW_g += dY_g
+ * col^T re-gathers col from X into the buffer first. X, W and B are read
+ * from ctx->in at call time (rules substitute them). */
 #include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -27,7 +35,8 @@ typedef struct conv_params {
     int64_t group, cg, mg, ckk;  /* channels and filters per group; cg*kd*kh*kw */
     int has_bias;
     int path;
-    float scratch[];             /* ckk * oh * ow floats unless DIRECT */
+    float scratch[];             /* ckk * od*oh*ow floats unless DIRECT; forward and backward
+                                    write it, so one node must not run twice at once */
 } conv_params;
 
 static int64_t ceil_div(int64_t a, int64_t b) /* b > 0 */
@@ -288,8 +297,128 @@ static rp_status conv_forward(rp_kctx *c)
     return RP_OK;
 }
 
+/* dX += col2im(dcol): the transpose of im2col, skipping padding. */
+static void col2im_add(const conv_params *p, const float *col, float *x)
+{
+    int64_t P = p->od * p->oh * p->ow, OW = p->ow, W = p->w;
+    for (int64_t ch = 0; ch < p->cg; ch++) {
+        float *xc = x + ch * p->d * p->h * W;
+        for (int64_t kz = 0; kz < p->kd; kz++)
+            for (int64_t ki = 0; ki < p->kh; ki++)
+                for (int64_t kj = 0; kj < p->kw; kj++) {
+                    const float *row = col + (((ch * p->kd + kz) * p->kh + ki) * p->kw + kj) * P;
+                    int64_t dx = kj * p->dw - p->pl;
+                    int64_t ow0 = dx >= 0 ? 0 : ceil_div(-dx, p->sw);
+                    int64_t ow1 = W - dx <= 0 ? 0 : ceil_div(W - dx, p->sw);
+                    if (ow1 > OW)
+                        ow1 = OW;
+                    for (int64_t oz = 0; oz < p->od; oz++)
+                        for (int64_t oh = 0; oh < p->oh; oh++) {
+                            int64_t iz = oz * p->sd + kz * p->dd - p->pf;
+                            int64_t ih = oh * p->sh + ki * p->dh - p->pt;
+                            if (iz < 0 || iz >= p->d || ih < 0 || ih >= p->h)
+                                continue;
+                            const float *r = row + (oz * p->oh + oh) * OW;
+                            float *xr = xc + (iz * p->h + ih) * W;
+                            if (p->sw == 1)
+                                for (int64_t ow = ow0; ow < ow1; ow++)
+                                    xr[ow + dx] += r[ow];
+                            else
+                                for (int64_t ow = ow0; ow < ow1; ow++)
+                                    xr[ow * p->sw + dx] += r[ow];
+                        }
+                }
+    }
+}
+
+/* dX += the window rows of drows [P, ckk]: the transpose of im2row. */
+static void row2im_add(const conv_params *p, const float *rows, float *x)
+{
+    int64_t HW = p->h * p->w, kw = p->kw;
+    const float *r = rows;
+    for (int64_t oz = 0; oz < p->od; oz++)
+        for (int64_t oh = 0; oh < p->oh; oh++)
+            for (int64_t ow = 0; ow < p->ow; ow++) {
+                float *xw = x + oz * p->sd * HW + oh * p->sh * p->w + ow * p->sw;
+                for (int64_t ch = 0; ch < p->cg; ch++)
+                    for (int64_t kz = 0; kz < p->kd; kz++)
+                        for (int64_t ki = 0; ki < p->kh; ki++, r += kw) {
+                            float *dst = xw + (ch * p->d + kz * p->dd) * HW + ki * p->dh * p->w;
+                            for (int64_t j = 0; j < kw; j++)
+                                dst[j] += r[j];
+                        }
+            }
+}
+
+static rp_status conv_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    conv_params *p = c->params;
+    const rp_tensor *gy = gout[0];
+    float *dX = gin[0] ? gin[0]->data : NULL, *dW = gin[1] ? gin[1]->data : NULL;
+    float *dB = p->has_bias && gin[2] ? gin[2]->data : NULL;
+    if (!gy || gy->count == 0 || (!dX && !dW && !dB))
+        return RP_OK;
+    const float *X = c->in[0]->data, *W = c->in[1]->data, *dy = gy->data;
+    int64_t P = p->od * p->oh * p->ow, HW = p->d * p->h * p->w;
+    if (dB)
+        for (int64_t n = 0; n < p->n; n++)
+            for (int64_t m = 0; m < p->m; m++) {
+                const float *r = dy + (n * p->m + m) * P;
+                double acc = 0;
+                for (int64_t i = 0; i < P; i++)
+                    acc += r[i];
+                dB[m] += (float)acc;
+            }
+    if (p->ckk == 0 || (!dX && !dW))
+        return RP_OK;
+    int mg = (int)p->mg, ckk = (int)p->ckk, iP = (int)P;
+    for (int64_t n = 0; n < p->n; n++)
+        for (int64_t g = 0; g < p->group; g++) {
+            const float *x = X + (n * p->c + g * p->cg) * HW;
+            const float *w = W + g * p->mg * p->ckk;
+            const float *dyg = dy + (n * p->m + g * p->mg) * P;
+            float *dx = dX ? dX + (n * p->c + g * p->cg) * HW : NULL;
+            float *dw = dW ? dW + g * p->mg * p->ckk : NULL;
+            switch (p->path) {
+            case CONV_DIRECT: /* col = x [ckk, P] */
+                if (dw)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, x, iP, 1.0f,
+                                dw, ckk);
+                if (dx)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 1.0f,
+                                dx, iP);
+                break;
+            case CONV_PATCH: /* rows [P, ckk] */
+                if (dw) {
+                    im2row(p, x, p->scratch);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch,
+                                ckk, 1.0f, dw, ckk);
+                }
+                if (dx) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iP, ckk, mg, 1.0f, dyg, iP, w, ckk, 0.0f,
+                                p->scratch, ckk);
+                    row2im_add(p, p->scratch, dx);
+                }
+                break;
+            default: /* col [ckk, P] */
+                if (dw) {
+                    im2col(p, x, p->scratch);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch, iP,
+                                1.0f, dw, ckk);
+                }
+                if (dx) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 0.0f,
+                                p->scratch, iP);
+                    col2im_add(p, p->scratch, dx);
+                }
+                break;
+            }
+        }
+    return RP_OK;
+}
+
 const rp_op rp_ops_conv[] = {
-    {"Conv", 1, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, NULL},
-    {"Conv", 11, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, NULL},
+    {"Conv", 1, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward},
+    {"Conv", 11, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward},
 };
 const size_t rp_ops_conv_count = sizeof rp_ops_conv / sizeof rp_ops_conv[0];

@@ -37,6 +37,7 @@ typedef struct ew {
     int rank;          /* rank of the merged broadcast (>= 1) */
     rp_dtype to;       /* Cast / CastLike target */
     bool has_lo, has_hi; /* Clip-6 attributes */
+    bool gelu_tanh;    /* Gelu's approximate = "tanh" (for the gradient) */
     float lo, hi;
     double lo_d, hi_d;
     int64_t dims[RP_MAX_RANK];
@@ -626,8 +627,12 @@ static rp_status prep_gelu(rp_kctx *c)
     const char *a = rp_attr_string(c->node, "approximate", "none");
     if (strcmp(a, "none") == 0)
         return prep_map(c, gelu_maps);
-    if (strcmp(a, "tanh") == 0)
-        return prep_map(c, gelut_maps);
+    if (strcmp(a, "tanh") == 0) {
+        rp_status st = prep_map(c, gelut_maps);
+        if (st == RP_OK)
+            ((ew *)c->params)->gelu_tanh = true;
+        return st;
+    }
     return rp_kfail(c, RP_ERR_VALUE, "approximate is '%s', expected 'none' or 'tanh'", a);
 }
 
@@ -721,38 +726,492 @@ static rp_status fw_clip11(rp_kctx *c)
     return RP_OK;
 }
 
+/* ---- gradients (vector-Jacobian products) ----
+ *
+ * Only float32 gradients exist; an input of another dtype for which a
+ * gradient is asked is an RP_ERR_DTYPE. Broadcast ops reduce dL/dy over the
+ * axes an input was broadcast along. The reduction walks the same merged
+ * plan as forward, reordered per input: an odometer over the merged dims the
+ * input keeps (outside), one over the dims it is broadcast along (inside),
+ * and the inner row, which is either kept (then summed elementwise, in
+ * chunks of GTILE, into a double buffer) or broadcast (then summed into one
+ * double). Every gradient element is thus one double sum added once into
+ * gin, whatever the broadcast. */
+
+#define GTILE 256
+#define GMAX_OPS 72 /* operands of a gradient walk: dL/dy, y, up to 70 inputs */
+#define ERF_D 1.12837916709551257390        /* 2/sqrt(pi) */
+#define INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi) */
+
+/* A gradient row: add the contributions of n output positions to acc (one
+ * per position, or all into acc[0] when red). x[0] is dL/dy, x[1] y, x[2+j]
+ * input j; s[] their strides along the row (0 or 1); k the input whose
+ * gradient this is. */
+typedef void (*grad_row)(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k);
+
+#define FPTR(p) ((const float *)(const void *)(p))
+
+/* Binary ops: EXPR (float math) reads gv, yv, av (input 0) and bv (input 1, type TB). */
+#define GRAD_ROW(name, TB, EXPR) \
+    static void name(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k) \
+    { \
+        const float *g = FPTR(x[0]), *y = FPTR(x[1]), *a = FPTR(x[2]); \
+        const TB *b = (const TB *)(const void *)x[3]; \
+        ptrdiff_t sg = s[0], sy = s[1], sa = s[2], sb = s[3]; \
+        (void)k; \
+        if (red) { \
+            double sum = 0; \
+            for (int64_t i = 0; i < n; i++) { \
+                float gv = g[i * sg], yv = y[i * sy], av = a[i * sa]; \
+                TB bv = b[i * sb]; \
+                (void)yv, (void)av, (void)bv; \
+                sum += (double)(float)(EXPR); \
+            } \
+            acc[0] += sum; \
+        } else { \
+            for (int64_t i = 0; i < n; i++) { \
+                float gv = g[i * sg], yv = y[i * sy], av = a[i * sa]; \
+                TB bv = b[i * sb]; \
+                (void)yv, (void)av, (void)bv; \
+                acc[i] += (double)(float)(EXPR); \
+            } \
+        } \
+    }
+
+GRAD_ROW(g_pass, float, gv)
+GRAD_ROW(g_neg, float, -gv)
+GRAD_ROW(g_mul_a, float, gv * bv)
+GRAD_ROW(g_mul_b, float, gv * av)
+GRAD_ROW(g_div_a, float, gv / bv)
+GRAD_ROW(g_div_b, float, -gv * yv / bv) /* d(a/b)/db = -a/b^2 = -y/b */
+/* d(a^b)/da = b a^(b-1), taken as 0 where b == 0 (as PyTorch does, so 0^0
+ * does not give 0 * inf); b == 2 (LayerNorm's square) skips powf. */
+#define POW_DA(TB) \
+    ((float)bv == 0.0f ? 0.0f : (float)bv == 2.0f ? gv * 2.0f * av : gv * (float)bv * powf(av, (float)bv - 1.0f))
+#define GEN_GPOW(P, DT, T, N, K, W, LO, HI) GRAD_ROW(g_pow_a_##N, T, POW_DA(T))
+NUMERIC_TYPES(GEN_GPOW, _)
+static const grad_row g_pow_a[N_DT] = {NUMERIC_TYPES(ENTRY, g_pow_a)};
+/* d(a^b)/db = a^b log a, taken as 0 where a <= 0. */
+GRAD_ROW(g_pow_b, float, av > 0.0f ? gv * yv * logf(av) : 0.0f)
+
+/* Whether input value v is the one y took: equal, or both NaN. */
+#define HOLDS(v, yv) ((v) == (yv) || ((v) != (v) && (yv) != (yv)))
+
+/* Max/Min: dL/dy goes to the first input holding y. */
+static void g_select(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k)
+{
+    const float *g = FPTR(x[0]), *y = FPTR(x[1]), *xk = FPTR(x[2 + k]);
+    for (int64_t i = 0; i < n; i++) {
+        float yv = y[i * s[1]];
+        bool first = HOLDS(xk[i * s[2 + k]], yv);
+        for (int j = 0; j < k && first; j++)
+            if (HOLDS(FPTR(x[2 + j])[i * s[2 + j]], yv))
+                first = false;
+        float v = first ? g[i * s[0]] : 0.0f;
+        if (red)
+            acc[0] += v;
+        else
+            acc[i] += v;
+    }
+}
+
+/* Where: x[2] is the condition; k 1 takes dL/dy where it holds, k 2 elsewhere. */
+static void g_where(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k)
+{
+    const float *g = FPTR(x[0]);
+    const uint8_t *cond = (const uint8_t *)x[2];
+    ptrdiff_t sg = s[0], sc = s[2];
+    uint8_t want = k == 1;
+    if (red) {
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++)
+            sum += (!!cond[i * sc] == want) ? g[i * sg] : 0.0f;
+        acc[0] += sum;
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            acc[i] += (!!cond[i * sc] == want) ? g[i * sg] : 0.0f;
+    }
+}
+
+/* Odometer over the merged dims dl[0..nd) (last fastest), moving the m
+ * pointers by their stride rows. Returns false after the last position,
+ * with every pointer back at its start. */
+static bool odo_next(const ew *p, const int *dl, int nd, int64_t *idx, int m, const char **ptr, const size_t *es,
+                     const int *row)
+{
+    for (int t = nd - 1; t >= 0; t--) {
+        int d = dl[t];
+        if (++idx[t] < p->dims[d]) {
+            for (int j = 0; j < m; j++)
+                ptr[j] += p->st[row[j]][d] * (int64_t)es[j];
+            return true;
+        }
+        idx[t] = 0;
+        for (int j = 0; j < m; j++)
+            ptr[j] -= p->st[row[j]][d] * (p->dims[d] - 1) * (int64_t)es[j];
+    }
+    return false;
+}
+
+/* Add into gin (input k's gradient, float32, laid out as input k) the sums of
+ * fn over the output positions that read each of its elements. Operands
+ * x[0..m) walk by the stride rows row[0..m) with element sizes es. */
+static void grad_walk(const ew *p, int k, int m, const char *const *x, const size_t *es, const int *row, float *gin,
+                      grad_row fn)
+{
+    int r = p->rank;
+    int64_t inner = p->dims[r - 1];
+    int keep[RP_MAX_RANK], red[RP_MAX_RANK], nk = 0, nr = 0;
+    for (int d = 0; d < r - 1; d++) {
+        if (p->st[k][d])
+            keep[nk++] = d;
+        else
+            red[nr++] = d;
+    }
+    bool inner_kept = p->st[k][r - 1] != 0;
+    /* operand m is gin itself: it walks input k's strides (0 on red dims) */
+    const char *ptr[GMAX_OPS + 1], *q[GMAX_OPS + 1];
+    size_t esg[GMAX_OPS + 1];
+    int rowg[GMAX_OPS + 1];
+    ptrdiff_t s[GMAX_OPS];
+    for (int j = 0; j < m; j++) {
+        ptr[j] = x[j];
+        esg[j] = es[j];
+        rowg[j] = row[j];
+        s[j] = (ptrdiff_t)p->st[row[j]][r - 1];
+    }
+    ptr[m] = (const char *)gin;
+    esg[m] = sizeof(float);
+    rowg[m] = k;
+    double acc[GTILE];
+    int64_t ik[RP_MAX_RANK] = {0}, ir[RP_MAX_RANK] = {0};
+    do {
+        if (inner_kept) {
+            for (int64_t c0 = 0; c0 < inner; c0 += GTILE) {
+                int64_t len = inner - c0 < GTILE ? inner - c0 : GTILE;
+                for (int j = 0; j <= m; j++)
+                    q[j] = ptr[j] + (j < m ? s[j] : 1) * c0 * (int64_t)esg[j];
+                memset(acc, 0, (size_t)len * sizeof acc[0]);
+                do
+                    fn(acc, q, s, len, 0, k);
+                while (odo_next(p, red, nr, ir, m, q, esg, rowg));
+                float *gr = gin + ((const float *)(const void *)q[m] - gin);
+                for (int64_t i = 0; i < len; i++)
+                    gr[i] = (float)((double)gr[i] + acc[i]);
+            }
+        } else {
+            for (int j = 0; j <= m; j++)
+                q[j] = ptr[j];
+            acc[0] = 0;
+            do
+                fn(acc, q, s, inner, 1, k);
+            while (odo_next(p, red, nr, ir, m, q, esg, rowg));
+            float *gr = gin + ((const float *)(const void *)q[m] - gin);
+            gr[0] = (float)((double)gr[0] + acc[0]);
+        }
+    } while (odo_next(p, keep, nk, ik, m + 1, ptr, esg, rowg));
+}
+
+static rp_status grad_dtype(rp_kctx *c, int i)
+{
+    return rp_kfail(c, RP_ERR_DTYPE, "gradient of input %d: its dtype is %s, but gradients exist only for float32", i,
+                    rp_dtype_name(c->in[i]->dtype));
+}
+
+/* Wanted gradients of inputs first..n-1: the input float32 and the buffer
+ * float32 with the input's element count; dL/dy, if given, likewise. */
+static rp_status grad_check(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin, int first, int n)
+{
+    for (int i = first; i < n; i++) {
+        if (!gin[i])
+            continue;
+        if (i >= c->n_in || !c->in[i])
+            return rp_kfail(c, RP_ERR_ARG, "gradient asked of omitted input %d", i);
+        if (c->in[i]->dtype != RP_FLOAT)
+            return grad_dtype(c, i);
+        if (gin[i]->dtype != RP_FLOAT || gin[i]->count != c->in[i]->count)
+            return rp_kfail(c, RP_ERR_ARG, "gradient buffer of input %d does not match the input", i);
+    }
+    const rp_tensor *gy = gout[0];
+    if (gy && (gy->dtype != RP_FLOAT || gy->count != c->out[0]->count))
+        return rp_kfail(c, RP_ERR_ARG, "output gradient does not match the output");
+    return RP_OK;
+}
+
+/* Broadcast ops: fn[k] (fn[0] for every input when one_fn) gives input k's
+ * contributions; inputs below `first` are not differentiable. */
+static rp_status bw_bcast_with(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin, const grad_row *fn,
+                               bool one_fn, int first)
+{
+    const ew *p = c->params;
+    int n = p->n;
+    if (n + 2 > GMAX_OPS)
+        return rp_kfail(c, RP_ERR_UNSUPPORTED, "gradient of more than %d inputs not supported", GMAX_OPS - 2);
+    rp_status st = grad_check(c, gout, gin, first, n);
+    if (st)
+        return st;
+    const rp_tensor *gy = gout[0], *y = c->out[0];
+    if (!gy || y->count == 0)
+        return RP_OK;
+    if (n == 1) { /* one-input Max/Min/Sum: the identity */
+        if (gin[0]) {
+            float *gx = gin[0]->data;
+            const float *g = gy->data;
+            for (int64_t i = 0; i < y->count; i++)
+                gx[i] += g[i];
+        }
+        return RP_OK;
+    }
+    const char *x[GMAX_OPS];
+    size_t es[GMAX_OPS];
+    int row[GMAX_OPS];
+    x[0] = gy->data;
+    es[0] = sizeof(float);
+    row[0] = n;
+    x[1] = y->data;
+    es[1] = rp_dtype_size(y->dtype);
+    row[1] = n;
+    for (int j = 0; j < n; j++) {
+        x[2 + j] = c->in[j]->data;
+        es[2 + j] = rp_dtype_size(c->in[j]->dtype);
+        row[2 + j] = j;
+    }
+    for (int k = first; k < n; k++)
+        if (gin[k] && gin[k]->count)
+            grad_walk(p, k, n + 2, x, es, row, gin[k]->data, fn[one_fn ? 0 : k]);
+    return RP_OK;
+}
+
+static const grad_row gr_pass[1] = {g_pass};
+static const grad_row gr_sub[2] = {g_pass, g_neg};
+static const grad_row gr_mul[2] = {g_mul_a, g_mul_b};
+static const grad_row gr_div[2] = {g_div_a, g_div_b};
+static const grad_row gr_select[1] = {g_select};
+static const grad_row gr_where[3] = {NULL, g_where, g_where};
+
+static rp_status bw_add(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_bcast_with(c, go, gi, gr_pass, true, 0);
+}
+static rp_status bw_sub(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_bcast_with(c, go, gi, gr_sub, false, 0);
+}
+static rp_status bw_mul(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_bcast_with(c, go, gi, gr_mul, false, 0);
+}
+static rp_status bw_div(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_bcast_with(c, go, gi, gr_div, false, 0);
+}
+static rp_status bw_select(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_bcast_with(c, go, gi, gr_select, true, 0);
+}
+static rp_status bw_where(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_bcast_with(c, go, gi, gr_where, false, 1);
+}
+
+/* Pow: the base gradient reads the exponent in its own dtype; the exponent
+ * gradient needs a float32 exponent and a float32 base (the output's dtype). */
+static rp_status bw_pow(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    if (gin[1] && c->in[1]->dtype == RP_FLOAT && c->in[0]->dtype != RP_FLOAT)
+        return rp_kfail(c, RP_ERR_DTYPE, "gradient of the exponent: the base (and output) dtype is %s, but gradients "
+                        "exist only for float32", rp_dtype_name(c->in[0]->dtype));
+    grad_row fn[2] = {NULL, g_pow_b};
+    rp_dtype et = c->in[1]->dtype;
+    fn[0] = (int)et >= 0 && (int)et < N_DT ? g_pow_a[et] : NULL;
+    if (gin[0] && c->in[0]->dtype == RP_FLOAT && !fn[0])
+        return rp_kfail(c, RP_ERR_DTYPE, "gradient of the base: exponent dtype %s not supported", rp_dtype_name(et));
+    return bw_bcast_with(c, gout, gin, fn, false, 0);
+}
+
+/* ---- gradients of one-input ops ---- */
+
+typedef void (*ugrad_fn)(float *gx, const float *g, const float *x, const float *y, int64_t n);
+
+/* EXPR (float math) is dy/dx from xv and yv. */
+#define UGRAD(name, EXPR) \
+    static void name(float *gx, const float *g, const float *x, const float *y, int64_t n) \
+    { \
+        for (int64_t i = 0; i < n; i++) { \
+            float xv = x[i], yv = y[i]; \
+            (void)xv, (void)yv; \
+            gx[i] += g[i] * (float)(EXPR); \
+        } \
+    }
+
+UGRAD(ug_sqrt, 0.5f / yv)
+UGRAD(ug_erf, (float)ERF_D * expf(-xv * xv))
+UGRAD(ug_tanh, 1.0f - yv * yv)
+UGRAD(ug_relu, xv > 0.0f ? 1.0f : 0.0f)
+UGRAD(ug_sigmoid, yv * (1.0f - yv))
+UGRAD(ug_exp, yv)
+UGRAD(ug_neg, -1.0f)
+UGRAD(ug_recip, -yv * yv)
+/* Phi(x) + x phi(x) */
+UGRAD(ug_gelu,
+      0.5f * (1.0f + erff(xv * (float)SQRT2_INV)) + xv * (float)INV_SQRT_2PI * expf(-0.5f * xv * xv))
+/* with u = sqrt(2/pi) (x + 0.044715 x^3), t = tanh u:
+ * 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) */
+static void ug_gelut(float *gx, const float *g, const float *x, const float *y, int64_t n)
+{
+    (void)y;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        float t = tanhf((float)SQRT_2_PI * (v + 0.044715f * v * v * v));
+        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * (float)SQRT_2_PI * (1.0f + 0.134145f * v * v);
+        gx[i] += g[i] * d;
+    }
+}
+
+static rp_status bw_map_with(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin, ugrad_fn fn)
+{
+    rp_status st = grad_check(c, gout, gin, 0, 1);
+    if (st || !gin[0] || !gout[0])
+        return st;
+    fn(gin[0]->data, gout[0]->data, c->in[0]->data, c->out[0]->data, c->in[0]->count);
+    return RP_OK;
+}
+
+static rp_status bw_sqrt(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_sqrt);
+}
+static rp_status bw_erf(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_erf);
+}
+static rp_status bw_tanh(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_tanh);
+}
+static rp_status bw_relu(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_relu);
+}
+static rp_status bw_sigmoid(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_sigmoid);
+}
+static rp_status bw_exp(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_exp);
+}
+static rp_status bw_neg(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_neg);
+}
+static rp_status bw_recip(rp_kctx *c, rp_tensor *const *go, rp_tensor *const *gi)
+{
+    return bw_map_with(c, go, gi, ug_recip);
+}
+
+static rp_status bw_gelu(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const ew *p = c->params;
+    return bw_map_with(c, gout, gin, p->gelu_tanh ? ug_gelut : ug_gelu);
+}
+
+/* Cast, CastLike: float to float is the identity; to integers or bool the
+ * output carries no gradient. */
+static rp_status bw_cast(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    rp_dtype to = c->out[0]->dtype;
+    rp_status st = grad_check(c, gout, gin, 0, 1);
+    if (st || !gin[0] || !gout[0] || (to != RP_FLOAT && to != RP_DOUBLE))
+        return st;
+    float *gx = gin[0]->data;
+    const float *g = gout[0]->data;
+    for (int64_t i = 0; i < c->in[0]->count; i++)
+        gx[i] += g[i];
+    return RP_OK;
+}
+
+/* Clip, as PyTorch's clamp: x gets dL/dy where min <= x <= max (bounds
+ * included); min gets it where x < min (and min < max), max where x > max
+ * or max < min (then y is max everywhere). A missing bound never binds. */
+static rp_status bw_clip_with(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin, int n_bounds, bool has_lo,
+                              float lo, bool has_hi, float hi)
+{
+    rp_status st = grad_check(c, gout, gin, 0, 1 + n_bounds);
+    if (st || !gout[0])
+        return st;
+    const float *g = gout[0]->data, *x = c->in[0]->data;
+    int64_t n = c->in[0]->count;
+    if (gin[0]) {
+        float *gx = gin[0]->data;
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += (!has_lo || x[i] >= lo) && (!has_hi || x[i] <= hi) ? g[i] : 0.0f;
+    }
+    if (n_bounds >= 1 && gin[1]) {
+        double s = 0;
+        bool ordered = !has_hi || lo < hi;
+        for (int64_t i = 0; i < n && ordered; i++)
+            s += x[i] < lo ? g[i] : 0.0f;
+        float *gl = gin[1]->data;
+        gl[0] = (float)((double)gl[0] + s);
+    }
+    if (n_bounds >= 2 && gin[2]) {
+        double s = 0;
+        bool crossed = has_lo && hi < lo;
+        for (int64_t i = 0; i < n; i++)
+            s += crossed || x[i] > hi ? g[i] : 0.0f;
+        float *gh = gin[2]->data;
+        gh[0] = (float)((double)gh[0] + s);
+    }
+    return RP_OK;
+}
+
+static rp_status bw_clip6(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const ew *p = c->params;
+    return bw_clip_with(c, gout, gin, 0, p->has_lo, p->lo, p->has_hi, p->hi);
+}
+
+static rp_status bw_clip11(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const rp_tensor *lo = c->n_in > 1 ? c->in[1] : NULL, *hi = c->n_in > 2 ? c->in[2] : NULL;
+    bool f32 = c->in[0]->dtype == RP_FLOAT;
+    return bw_clip_with(c, gout, gin, c->n_in - 1, lo != NULL, lo && f32 ? *(const float *)lo->data : 0.0f,
+                        hi != NULL, hi && f32 ? *(const float *)hi->data : 0.0f);
+}
+
 /* ---- the table ---- */
 
 #define VARIADIC INT32_MAX
-#define ROW(name, since, min_in, max_in, nondiff, prep, fw) \
-    {name, since, min_in, max_in, 1, 1, 0, nondiff, 0, prep, fw, NULL}
+#define ROW(name, since, min_in, max_in, nondiff, prep, fw, bw) \
+    {name, since, min_in, max_in, 1, 1, 0, nondiff, 0, prep, fw, bw}
 
 const rp_op rp_ops_elementwise[] = {
     /* Add..Div before opset 7 broadcast by a `broadcast`/`axis` attribute; not supported. */
-    ROW("Add", 7, 2, 2, 0, prep_add, fw_bcast),
-    ROW("Sub", 7, 2, 2, 0, prep_sub, fw_bcast),
-    ROW("Mul", 7, 2, 2, 0, prep_mul, fw_bcast),
-    ROW("Div", 7, 2, 2, 0, prep_div, fw_bcast),
-    ROW("Pow", 7, 2, 2, 0, prep_pow, fw_bcast),
-    ROW("Equal", 7, 2, 2, 3u, prep_equal, fw_bcast),
+    ROW("Add", 7, 2, 2, 0, prep_add, fw_bcast, bw_add),
+    ROW("Sub", 7, 2, 2, 0, prep_sub, fw_bcast, bw_sub),
+    ROW("Mul", 7, 2, 2, 0, prep_mul, fw_bcast, bw_mul),
+    ROW("Div", 7, 2, 2, 0, prep_div, fw_bcast, bw_div),
+    ROW("Pow", 7, 2, 2, 0, prep_pow, fw_bcast, bw_pow),
+    ROW("Equal", 7, 2, 2, 3u, prep_equal, fw_bcast, NULL),
     /* Opsets 6..7 of these want equal shapes, which broadcasting also serves. */
-    ROW("Max", 6, 1, VARIADIC, 0, prep_max, fw_bcast),
-    ROW("Min", 6, 1, VARIADIC, 0, prep_min, fw_bcast),
-    ROW("Sum", 6, 1, VARIADIC, 0, prep_sum, fw_bcast),
-    ROW("Where", 9, 3, 3, 1u, prep_where, fw_bcast),
-    ROW("Sqrt", 6, 1, 1, 0, prep_sqrt, fw_map),
-    ROW("Erf", 9, 1, 1, 0, prep_erf, fw_map),
-    ROW("Tanh", 6, 1, 1, 0, prep_tanh, fw_map),
-    ROW("Relu", 6, 1, 1, 0, prep_relu, fw_map),
-    ROW("Sigmoid", 6, 1, 1, 0, prep_sigmoid, fw_map),
-    ROW("Exp", 6, 1, 1, 0, prep_exp, fw_map),
-    ROW("Neg", 6, 1, 1, 0, prep_neg, fw_map),
-    ROW("Reciprocal", 6, 1, 1, 0, prep_recip, fw_map),
-    ROW("Gelu", 20, 1, 1, 0, prep_gelu, fw_map),
-    ROW("Clip", 6, 1, 1, 0, prep_clip6, fw_clip6),
-    ROW("Clip", 11, 1, 3, 0, prep_clip11, fw_clip11),
-    ROW("Cast", 6, 1, 1, 0, prep_cast, fw_map),
+    ROW("Max", 6, 1, VARIADIC, 0, prep_max, fw_bcast, bw_select),
+    ROW("Min", 6, 1, VARIADIC, 0, prep_min, fw_bcast, bw_select),
+    ROW("Sum", 6, 1, VARIADIC, 0, prep_sum, fw_bcast, bw_add),
+    ROW("Where", 9, 3, 3, 1u, prep_where, fw_bcast, bw_where),
+    ROW("Sqrt", 6, 1, 1, 0, prep_sqrt, fw_map, bw_sqrt),
+    ROW("Erf", 9, 1, 1, 0, prep_erf, fw_map, bw_erf),
+    ROW("Tanh", 6, 1, 1, 0, prep_tanh, fw_map, bw_tanh),
+    ROW("Relu", 6, 1, 1, 0, prep_relu, fw_map, bw_relu),
+    ROW("Sigmoid", 6, 1, 1, 0, prep_sigmoid, fw_map, bw_sigmoid),
+    ROW("Exp", 6, 1, 1, 0, prep_exp, fw_map, bw_exp),
+    ROW("Neg", 6, 1, 1, 0, prep_neg, fw_map, bw_neg),
+    ROW("Reciprocal", 6, 1, 1, 0, prep_recip, fw_map, bw_recip),
+    ROW("Gelu", 20, 1, 1, 0, prep_gelu, fw_map, bw_gelu),
+    ROW("Clip", 6, 1, 1, 0, prep_clip6, fw_clip6, bw_clip6),
+    ROW("Clip", 11, 1, 3, 0, prep_clip11, fw_clip11, bw_clip11),
+    ROW("Cast", 6, 1, 1, 0, prep_cast, fw_map, bw_cast),
     /* target_type contributes only its dtype. */
-    ROW("CastLike", 15, 2, 2, 2u, prep_castlike, fw_map),
+    ROW("CastLike", 15, 2, 2, 2u, prep_castlike, fw_map, bw_cast),
 };
 const size_t rp_ops_elementwise_count = sizeof rp_ops_elementwise / sizeof rp_ops_elementwise[0];

@@ -2,7 +2,15 @@
  * dgemm for float64): prepare settles shapes, transposes, leading dimensions
  * and batch strides, so forward is a loop of GEMM calls. Einsum equations that
  * are not one batched product (diagonals, lone sums, three operands) run a
- * plain strided loop instead. */
+ * plain strided loop instead.
+ *
+ * Backward (float32 only) reuses the same plan: for Y = A B the gradients
+ * dA += dY B^T and dB += A^T dY are GEMMs over the very same blocks, with the
+ * transposes expressed through CblasTrans and leading dimensions, beta = 1 so
+ * they add into the caller's buffers, and a broadcast operand's block simply
+ * receiving the sum over the batches that share it. Every operand, weights
+ * included, is read from ctx->in at call time: a rule may call forward and
+ * backward with substituted inputs of the same shapes. */
 #include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -186,6 +194,51 @@ static rp_status matmul_forward(rp_kctx *c)
     return RP_OK;
 }
 
+static rp_status need_float_grad(rp_kctx *c, rp_dtype dt)
+{
+    if (dt != RP_FLOAT)
+        return rp_kfail(c, RP_ERR_DTYPE, "gradients are float32 only (this node computes in %s)",
+                        rp_dtype_name(dt));
+    return RP_OK;
+}
+
+/* dA += dY B^T and dB += A^T dY per product, over the forward's batch walk.
+ * With B shared by every batch, the batches are one tall [batches*M, K] A:
+ * one GEMM each. */
+static rp_status matmul_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const mm_params *p = c->params;
+    const rp_tensor *gy = gout[0];
+    float *da = gin[0] ? gin[0]->data : NULL, *db = gin[1] ? gin[1]->data : NULL;
+    if (!gy || (!da && !db))
+        return RP_OK;
+    rp_status s = need_float_grad(c, p->dt);
+    if (s || gy->count == 0)
+        return s;
+    const float *a = c->in[0]->data, *b = c->in[1]->data, *dy = gy->data;
+    int64_t lda = p->k > 1 ? p->k : 1, ldb = p->n > 1 ? p->n : 1, ldy = ldb;
+    int64_t ystep = p->m * p->n;
+    int64_t idx[RP_MAX_RANK] = {0};
+    int64_t ao = 0, bo = 0;
+    for (int64_t t = 0; t < p->batches; t++) {
+        const float *dyt = dy + t * ystep;
+        if (da)
+            gemm(RP_FLOAT, 0, 1, p->m, p->k, p->n, 1.0, dyt, ldy, b + bo, ldb, 1.0, da + ao, lda);
+        if (db)
+            gemm(RP_FLOAT, 1, 0, p->k, p->n, p->m, 1.0, a + ao, lda, dyt, ldy, 1.0, db + bo, ldb);
+        for (int d = p->nb - 1; d >= 0; d--) {
+            ao += p->astr[d];
+            bo += p->bstr[d];
+            if (++idx[d] < p->bdim[d])
+                break;
+            ao -= p->astr[d] * p->bdim[d];
+            bo -= p->bstr[d] * p->bdim[d];
+            idx[d] = 0;
+        }
+    }
+    return RP_OK;
+}
+
 /* ---- Gemm ---- */
 
 typedef struct gemm_params {
@@ -269,6 +322,66 @@ static rp_status gemm_forward(rp_kctx *c)
     }
     gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, c->in[0]->data, p->lda, c->in[1]->data,
          p->ldb, p->use_c ? p->beta : 0.0, y, p->n > 1 ? p->n : 1);
+    return RP_OK;
+}
+
+/* Y = alpha op(A) op(B) + beta C:
+ *   d op(A) = alpha dY op(B)^T,  d op(B) = alpha op(A)^T dY,
+ * written straight into A's and B's own layouts (transposed products where
+ * transA / transB); dC = beta dY summed over C's broadcast axes. */
+static rp_status gemm_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const gemm_params *p = c->params;
+    const rp_tensor *gy = gout[0];
+    float *da = gin[0] ? gin[0]->data : NULL, *db = gin[1] ? gin[1]->data : NULL;
+    float *dc = c->n_in > 2 && gin[2] && p->use_c ? gin[2]->data : NULL;
+    if (!gy || (!da && !db && !dc))
+        return RP_OK;
+    rp_status s = need_float_grad(c, p->dt);
+    if (s || gy->count == 0)
+        return s;
+    const float *a = c->in[0]->data, *b = c->in[1]->data, *dy = gy->data;
+    int64_t ldy = p->n > 1 ? p->n : 1;
+    if (da) {
+        if (!p->ta) /* A [M,K] += alpha dY op(B)^T */
+            gemm(RP_FLOAT, 0, !p->tb, p->m, p->k, p->n, p->alpha, dy, ldy, b, p->ldb, 1.0, da, p->lda);
+        else        /* A [K,M] += alpha op(B) dY^T */
+            gemm(RP_FLOAT, p->tb, 1, p->k, p->m, p->n, p->alpha, b, p->ldb, dy, ldy, 1.0, da, p->lda);
+    }
+    if (db) {
+        if (!p->tb) /* B [K,N] += alpha op(A)^T dY */
+            gemm(RP_FLOAT, !p->ta, 0, p->k, p->n, p->m, p->alpha, a, p->lda, dy, ldy, 1.0, db, p->ldb);
+        else        /* B [N,K] += alpha dY^T op(A) */
+            gemm(RP_FLOAT, 1, p->ta, p->n, p->k, p->m, p->alpha, dy, ldy, a, p->lda, 1.0, db, p->ldb);
+    }
+    if (dc) {
+        /* Sums in double; C is [M,N], a row [N], a column [M,1] or one value. */
+        int64_t m = p->m, n = p->n;
+        if (p->c_rs == 0 && p->c_cs == 0) {
+            double acc = 0;
+            for (int64_t i = 0; i < m * n; i++)
+                acc += dy[i];
+            dc[0] += (float)(p->beta * acc);
+        } else if (p->c_rs == 0) {
+            for (int64_t j = 0; j < n; j++) {
+                double acc = 0;
+                for (int64_t i = 0; i < m; i++)
+                    acc += dy[i * n + j];
+                dc[j] += (float)(p->beta * acc);
+            }
+        } else if (p->c_cs == 0) {
+            for (int64_t i = 0; i < m; i++) {
+                double acc = 0;
+                for (int64_t j = 0; j < n; j++)
+                    acc += dy[i * n + j];
+                dc[i * p->c_rs] += (float)(p->beta * acc);
+            }
+        } else {
+            float beta = (float)p->beta;
+            for (int64_t i = 0; i < m * n; i++)
+                dc[i] += beta * dy[i];
+        }
+    }
     return RP_OK;
 }
 
@@ -512,7 +625,7 @@ static rp_status einsum_prepare(rp_kctx *c)
                 occ[t->lab[j]]++;
             }
         }
-        int64_t first[ES_MAX_LABELS];
+        int64_t first[ES_MAX_LABELS] = {0};
         for (int a = 0; a < x->rank; a++) {
             int l = ax_lab[i][a];
             int64_t d = x->dims[a];
@@ -693,23 +806,158 @@ static rp_status einsum_forward(rp_kctx *c)
     return RP_OK;
 }
 
+/* A matrix operand of a GEMM: the logical matrix is the stored row-major
+ * block, or its transpose when t is set (ld is the stored block's). */
+typedef struct es_mat {
+    const float *p;
+    int t;
+    int64_t ld;
+} es_mat;
+
+/* D (r x s, stored as described by dt / ldd) += X (r x k) Y (k x s). A
+ * transposed destination takes the transposed product, D^T += Y^T X^T, since
+ * BLAS writes row-major C only. */
+static void es_acc(float *d, int dt, int64_t ldd, int64_t r, int64_t s, int64_t k, es_mat x, es_mat y)
+{
+    if (!dt)
+        gemm(RP_FLOAT, x.t, y.t, r, s, k, 1.0, x.p, x.ld, y.p, y.ld, 1.0, d, ldd);
+    else
+        gemm(RP_FLOAT, !y.t, !x.t, s, r, k, 1.0, y.p, y.ld, x.p, x.ld, 1.0, d, ldd);
+}
+
+/* Strided-loop gradient of operand `target`: for each element of it (its
+ * labels with a nonzero stride, outermost first), the double sum over every
+ * other label of dY times the other operands, added once. Labels the operand
+ * lacks or broadcasts (stride 0) are summed; a repeated label's summed
+ * stride addresses the diagonal. f[n_ops] is dY. */
+static void es_grad_loop(const es_params *p, int target, const float *const *f, float *g)
+{
+    int n_ops = p->n_ops, outer[ES_MAX_LABELS], inner[ES_MAX_LABELS], no = 0, ni = 0;
+    for (int j = 0; j < p->n_out + p->n_sum; j++) {
+        int l = p->loop[j];
+        if (p->size[l] == 0)
+            return; /* nothing to sum */
+        if (p->str[target][l] != 0)
+            outer[no++] = l;
+        else
+            inner[ni++] = l;
+    }
+    int64_t n_outer = 1, n_inner = 1;
+    for (int j = 0; j < no; j++)
+        n_outer *= p->size[outer[j]];
+    for (int j = 0; j < ni; j++)
+        n_inner *= p->size[inner[j]];
+    int64_t oidx[ES_MAX_LABELS] = {0}, iidx[ES_MAX_LABELS] = {0}, ooff[ES_MAX_OPS] = {0};
+    for (int64_t t = 0; t < n_outer; t++) {
+        int64_t off[ES_MAX_OPS];
+        memcpy(off, ooff, sizeof off);
+        double sum = 0;
+        for (int64_t u = 0; u < n_inner; u++) {
+            double prod = f[n_ops][off[n_ops]];
+            for (int i = 0; i < n_ops; i++)
+                if (i != target)
+                    prod *= f[i][off[i]];
+            sum += prod;
+            for (int j = ni - 1; j >= 0; j--) {
+                int l = inner[j];
+                for (int i = 0; i <= n_ops; i++)
+                    off[i] += p->str[i][l];
+                if (++iidx[j] < p->size[l])
+                    break;
+                for (int i = 0; i <= n_ops; i++)
+                    off[i] -= p->str[i][l] * p->size[l];
+                iidx[j] = 0;
+            }
+        }
+        g[off[target]] += (float)sum;
+        for (int j = no - 1; j >= 0; j--) {
+            int l = outer[j];
+            for (int i = 0; i <= n_ops; i++)
+                ooff[i] += p->str[i][l];
+            if (++oidx[j] < p->size[l])
+                break;
+            for (int i = 0; i <= n_ops; i++)
+                ooff[i] -= p->str[i][l] * p->size[l];
+            oidx[j] = 0;
+        }
+    }
+}
+
+/* GEMM path: Y (m x n) = A (m x k) B (k x n) per batch index, so
+ *   dA (m x k) += dY B^T   and   dB (k x n) += A^T dY
+ * over the same blocks (e.g. bhid,bhjd->bhij: dQ = bhij,bhjd->bhid and
+ * dK = bhij,bhid->bhjd), each gradient written in its operand's own layout.
+ * Otherwise the strided loop, one operand at a time. */
+static rp_status einsum_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const es_params *p = c->params;
+    const rp_tensor *gy = gout[0];
+    int any = 0;
+    for (int i = 0; i < p->n_ops; i++)
+        any |= gin[i] != NULL;
+    if (!gy || !any)
+        return RP_OK;
+    rp_status s = need_float_grad(c, p->dt);
+    if (s || gy->count == 0)
+        return s;
+    const float *dy = gy->data;
+    if (p->use_gemm) {
+        const float *a = c->in[0]->data, *b = c->in[1]->data;
+        float *da = gin[0] ? gin[0]->data : NULL, *db = gin[1] ? gin[1]->data : NULL;
+        int64_t idx[RP_MAX_RANK] = {0}, ao = 0, bo = 0, yo = 0;
+        for (;;) {
+            es_mat A = {a + ao, p->ta, p->lda}, B = {b + bo, p->tb, p->ldb}, dY = {dy + yo, p->swap, p->ldc};
+            if (da) {
+                es_mat Bt = {B.p, !B.t, B.ld};
+                es_acc(da + ao, p->ta, p->lda, p->m, p->k, p->n, dY, Bt);
+            }
+            if (db) {
+                es_mat At = {A.p, !A.t, A.ld};
+                es_acc(db + bo, p->tb, p->ldb, p->k, p->n, p->m, At, dY);
+            }
+            int d = p->nb - 1;
+            for (; d >= 0; d--) {
+                ao += p->bstr[0][d];
+                bo += p->bstr[1][d];
+                yo += p->bstr[2][d];
+                if (++idx[d] < p->bsize[d])
+                    break;
+                ao -= p->bstr[0][d] * p->bsize[d];
+                bo -= p->bstr[1][d] * p->bsize[d];
+                yo -= p->bstr[2][d] * p->bsize[d];
+                idx[d] = 0;
+            }
+            if (d < 0)
+                return RP_OK;
+        }
+    }
+    const float *f[ES_MAX_OPS + 1];
+    for (int i = 0; i < p->n_ops; i++)
+        f[i] = c->in[i]->data;
+    f[p->n_ops] = dy;
+    for (int i = 0; i < p->n_ops; i++)
+        if (gin[i] && c->in[i]->count > 0)
+            es_grad_loop(p, i, f, gin[i]->data);
+    return RP_OK;
+}
+
 /* ---- table ---- */
 
-#define ROW(name, since, min_in, max_in, prep, fwd) \
-    {name, since, min_in, max_in, 1, 1, 0, 0, 0, prep, fwd, NULL}
+#define ROW(name, since, min_in, max_in, prep, fwd, bwd) \
+    {name, since, min_in, max_in, 1, 1, 0, 0, 0, prep, fwd, bwd}
 
 const rp_op rp_ops_matmul[] = {
-    ROW("MatMul", 1, 2, 2, matmul_prepare, matmul_forward),
-    ROW("MatMul", 13, 2, 2, matmul_prepare, matmul_forward),
+    ROW("MatMul", 1, 2, 2, matmul_prepare, matmul_forward, matmul_backward),
+    ROW("MatMul", 13, 2, 2, matmul_prepare, matmul_forward, matmul_backward),
     /* Before opset 11 C is required. Opsets 1 and 6 gate C's broadcasting by
      * a `broadcast` attribute; broadcasting whenever shapes allow is a
      * superset, so they share the later kernel. */
-    ROW("Gemm", 1, 3, 3, gemm_prepare, gemm_forward),
-    ROW("Gemm", 6, 3, 3, gemm_prepare, gemm_forward),
-    ROW("Gemm", 7, 3, 3, gemm_prepare, gemm_forward),
-    ROW("Gemm", 9, 3, 3, gemm_prepare, gemm_forward),
-    ROW("Gemm", 11, 2, 3, gemm_prepare, gemm_forward),
-    ROW("Gemm", 13, 2, 3, gemm_prepare, gemm_forward),
-    ROW("Einsum", 12, 1, ES_MAX_OPS - 1, einsum_prepare, einsum_forward),
+    ROW("Gemm", 1, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
+    ROW("Gemm", 6, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
+    ROW("Gemm", 7, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
+    ROW("Gemm", 9, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
+    ROW("Gemm", 11, 2, 3, gemm_prepare, gemm_forward, gemm_backward),
+    ROW("Gemm", 13, 2, 3, gemm_prepare, gemm_forward, gemm_backward),
+    ROW("Einsum", 12, 1, ES_MAX_OPS - 1, einsum_prepare, einsum_forward, einsum_backward),
 };
 const size_t rp_ops_matmul_count = sizeof rp_ops_matmul / sizeof rp_ops_matmul[0];

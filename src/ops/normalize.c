@@ -96,12 +96,64 @@ static rp_status softmax_forward(rp_kctx *c)
     return RP_OK;
 }
 
+/* dX over one row, for Softmax from the saved Y,
+ *   dx = y * (dy - sum(dy * y)),
+ * and for LogSoftmax from X (softmax recomputed in double, not exp of float Y),
+ *   dx = dy - softmax(x) * sum(dy). */
+static rp_status softmax_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const softmax_params *p = c->params;
+    if (!gin[0] || !gout[0])
+        return RP_OK;
+    if (c->in[0]->dtype != RP_FLOAT || gin[0]->dtype != RP_FLOAT || gout[0]->dtype != RP_FLOAT)
+        return rp_kfail(c, RP_ERR_DTYPE, "gradient of a %s input; only float32 is differentiated",
+                        rp_dtype_name(c->in[0]->dtype));
+    const float *x = c->in[0]->data, *y = c->out[0]->data, *gy = gout[0]->data;
+    float *gx = gin[0]->data;
+    const int64_t n = p->n, inner = p->inner;
+    if (n == 0)
+        return RP_OK;
+    for (int64_t o = 0; o < p->outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            const int64_t base = o * n * inner + i;
+            const float *gyr = gy + base;
+            float *gxr = gx + base;
+            double dot = 0;
+            if (p->log) {
+                const float *xr = x + base;
+                float m = xr[0];
+                for (int64_t r = 1; r < n; r++)
+                    if (xr[r * inner] > m)
+                        m = xr[r * inner];
+                double sum = 0;
+                for (int64_t r = 0; r < n; r++) {
+                    sum += exp((double)xr[r * inner] - m);
+                    dot += gyr[r * inner];
+                }
+                const double lse = m + log(sum);
+                for (int64_t r = 0; r < n; r++) {
+                    const double sm = exp((double)xr[r * inner] - lse);
+                    gxr[r * inner] = (float)(gxr[r * inner] + (gyr[r * inner] - sm * dot));
+                }
+            } else {
+                const float *yr = y + base;
+                for (int64_t r = 0; r < n; r++)
+                    dot += (double)gyr[r * inner] * yr[r * inner];
+                for (int64_t r = 0; r < n; r++)
+                    gxr[r * inner] =
+                        (float)(gxr[r * inner] + (double)yr[r * inner] * (gyr[r * inner] - dot));
+            }
+        }
+    return RP_OK;
+}
+
 /* ---- LayerNormalization ---- */
 
 typedef struct layernorm_params {
     int64_t outer, n;      /* n: elements normalised together (dims axis..rank-1) */
     int64_t scount, bcount; /* Scale / B cover the last scount / bcount of each row */
     double eps;
+    double acc[];          /* backward: dScale then dB summed over rows (scount + bcount) */
 } layernorm_params;
 
 /* Scale and B broadcast against a row of X: their dims (leading 1s dropped)
@@ -147,7 +199,7 @@ static rp_status layernorm_prepare(rp_kctx *c)
         return rp_kfail(c, RP_ERR_SHAPE, "B %s does not match the normalised dims of X %s",
                         rp_shape_str(b, ts, sizeof ts), rp_shape_str(x, xs, sizeof xs));
 
-    layernorm_params *p = calloc(1, sizeof *p);
+    layernorm_params *p = calloc(1, sizeof *p + (size_t)(scount + bcount) * sizeof p->acc[0]);
     if (!p)
         return rp_kfail(c, RP_ERR_NOMEM, "out of memory");
     c->params = p;
@@ -213,12 +265,108 @@ static rp_status layernorm_forward(rp_kctx *c)
     return RP_OK;
 }
 
+/* Per row, with xhat = (x - mean) * inv and g = dY * scale (repeating):
+ *   dX     = inv * (g - mean(g) - xhat * mean(g * xhat))
+ *   dScale = sum over rows and repeats of dY * xhat,  dB = sum of dY.
+ * Were the optional Mean and InvStdDev outputs differentiated (they are in
+ * no inference graph, but a nonzero gradient must not be dropped):
+ *   dMean/dx = 1/n,  dInv/dx = -inv^2 * xhat / n.
+ * Statistics are recomputed per row exactly as forward does; dScale and dB
+ * sum in double in params->acc and are added into their gradients at the end. */
+static rp_status layernorm_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    layernorm_params *p = c->params;
+    rp_tensor *gxt = gin[0];
+    rp_tensor *gst = c->n_in > 1 ? gin[1] : NULL;
+    rp_tensor *gbt = c->n_in > 2 && p->bcount ? gin[2] : NULL;
+    const rp_tensor *gyt = gout[0];
+    const rp_tensor *gmt = c->n_out > 1 ? gout[1] : NULL;
+    const rp_tensor *git = c->n_out > 2 ? gout[2] : NULL;
+    if ((!gxt && !gst && !gbt) || (!gyt && !gmt && !git))
+        return RP_OK;
+    for (int k = 0; k < 3 && k < c->n_in; k++)
+        if (gin[k] && gin[k]->dtype != RP_FLOAT)
+            return rp_kfail(c, RP_ERR_DTYPE, "gradient of input %d is %s; only float32 is differentiated", k,
+                            rp_dtype_name(gin[k]->dtype));
+    for (int k = 0; k < 3 && k < c->n_out; k++)
+        if (gout[k] && gout[k]->dtype != RP_FLOAT)
+            return rp_kfail(c, RP_ERR_DTYPE, "gradient of output %d is %s; only float32 is differentiated", k,
+                            rp_dtype_name(gout[k]->dtype));
+    const float *x = c->in[0]->data, *scale = c->in[1]->data;
+    const float *gy = gyt ? gyt->data : NULL;
+    const float *gmean = gmt ? gmt->data : NULL, *ginv = git ? git->data : NULL;
+    float *gx = gxt ? gxt->data : NULL;
+    double *ds = p->acc, *db = p->acc + p->scount;
+    const int64_t n = p->n;
+    if (n == 0)
+        return RP_OK;
+    for (int64_t k = 0; k < p->scount + p->bcount; k++)
+        p->acc[k] = 0;
+    for (int64_t o = 0; o < p->outer; o++) {
+        const float *xr = x + o * n;
+        const float *gyr = gy ? gy + o * n : NULL;
+        double sum = 0;
+        for (int64_t j = 0; j < n; j++)
+            sum += xr[j];
+        const double mean = sum / (double)n;
+        double ss = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double d = xr[j] - mean;
+            ss += d * d;
+        }
+        const double inv = 1.0 / sqrt(ss / (double)n + p->eps);
+        /* Sums of g and g * xhat over the row; dScale and dB on the way. */
+        double sg = 0, sgx = 0;
+        if (gyr) {
+            int64_t ks = 0, kb = 0;
+            for (int64_t j = 0; j < n; j++) {
+                const double xh = (xr[j] - mean) * inv, dy = gyr[j], g = dy * scale[ks];
+                sg += g;
+                sgx += g * xh;
+                ds[ks] += dy * xh;
+                if (p->bcount) {
+                    db[kb] += dy;
+                    if (++kb == p->bcount)
+                        kb = 0;
+                }
+                if (++ks == p->scount)
+                    ks = 0;
+            }
+        }
+        if (!gx)
+            continue;
+        /* dX_j = inv * (g_j - a - xhat_j * b) + gmean / n - ginv * inv^2 * xhat_j / n */
+        const double a = sg / (double)n;
+        double b = sgx / (double)n;
+        const double gm = gmean ? gmean[o] : 0;
+        if (ginv)
+            b += ginv[o] * inv / (double)n; /* folded into the xhat term, times inv below */
+        float *gxr = gx + o * n;
+        int64_t ks = 0;
+        for (int64_t j = 0; j < n; j++) {
+            const double xh = (xr[j] - mean) * inv;
+            const double g = gyr ? (double)gyr[j] * scale[ks] : 0;
+            gxr[j] = (float)(gxr[j] + (inv * (g - a - xh * b) + gm / (double)n));
+            if (++ks == p->scount)
+                ks = 0;
+        }
+    }
+    if (gst && gyt)
+        for (int64_t k = 0; k < p->scount; k++)
+            ((float *)gst->data)[k] = (float)(((float *)gst->data)[k] + ds[k]);
+    if (gbt && gyt)
+        for (int64_t k = 0; k < p->bcount; k++)
+            ((float *)gbt->data)[k] = (float)(((float *)gbt->data)[k] + db[k]);
+    return RP_OK;
+}
+
 const rp_op rp_ops_normalize[] = {
     /* name, since, in min/max, out min/max, const, nondiff, flags, prepare, forward, backward */
-    {"Softmax", 1, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_2d, softmax_forward, NULL},
-    {"Softmax", 13, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_axis, softmax_forward, NULL},
-    {"LogSoftmax", 1, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_2d, softmax_forward, NULL},
-    {"LogSoftmax", 13, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_axis, softmax_forward, NULL},
-    {"LayerNormalization", 17, 2, 3, 1, 3, 0, 0, 0, layernorm_prepare, layernorm_forward, NULL},
+    {"Softmax", 1, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_2d, softmax_forward, softmax_backward},
+    {"Softmax", 13, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_axis, softmax_forward, softmax_backward},
+    {"LogSoftmax", 1, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_2d, softmax_forward, softmax_backward},
+    {"LogSoftmax", 13, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_axis, softmax_forward, softmax_backward},
+    {"LayerNormalization", 17, 2, 3, 1, 3, 0, 0, 0, layernorm_prepare, layernorm_forward,
+     layernorm_backward},
 };
 const size_t rp_ops_normalize_count = sizeof rp_ops_normalize / sizeof rp_ops_normalize[0];

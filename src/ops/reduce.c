@@ -9,7 +9,8 @@
  * never divides an index.
  *
  * Real dtypes accumulate in double (relevance propagation later divides by
- * these sums); integer dtypes accumulate exactly in int64. */
+ * these sums); integer dtypes accumulate exactly in int64. Gradients are
+ * float32 only (see backward at the end). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,20 +359,163 @@ static rp_status reduce_forward(rp_kctx *c)
     }
 }
 
-#define RED_ATTR(name) {name, 1, 1, 1, 1, 1, 0, 0, 0, reduce_prepare_attr, reduce_forward, NULL}
-#define RED_INPUT(name, since) \
-    {name, since, 1, 2, 1, 1, 1u << 1, 1u << 1, 0, reduce_prepare_input, reduce_forward, NULL}
+/* ---- backward ----
+ *
+ * The same two walks as forward: for each output element o (kept groups, C
+ * order) and its reduced set, add dY[o] times dY/dX into dX over the set.
+ * Whatever the forward value does not give exactly (a norm, a log-sum-exp)
+ * is recomputed from X in double rather than read back from float Y.
+ * ReduceProd has no backward: its gradient at zeros needs the product of
+ * the others, which is not worth it for any model we run. */
+
+/* Index of the set's first arg-extremum, as an offset into X. A NaN wins as
+ * in forward (its first occurrence); an empty set gives -1. */
+static int64_t arg_extreme(const reduce_params *p, const float *x, int64_t base, int max)
+{
+    int64_t idx[RP_MAX_RANK] = {0};
+    const int last = p->nr - 1;
+    const int64_t n = p->rdim[last], s = p->rstride[last];
+    int64_t off = base, best_off = -1;
+    float best = 0;
+    if (p->rcount == 0)
+        return -1;
+    for (;;) {
+        for (int64_t j = 0; j < n; j++) {
+            float v = x[off + j * s];
+            if (best_off < 0 || (best == best && (v != v || (max ? v > best : v < best)))) {
+                best = v;
+                best_off = off + j * s;
+            }
+        }
+        int g = last - 1;
+        for (; g >= 0; g--) {
+            off += p->rstride[g];
+            if (++idx[g] < p->rdim[g])
+                break;
+            off -= p->rstride[g] * p->rdim[g];
+            idx[g] = 0;
+        }
+        if (g < 0)
+            return best_off;
+    }
+}
+
+/* dX[e] += g * dY/dX[e] over the reduced set at base; aux is the per-set
+ * factor the kind needs (1/count, 1/norm, 1/sum, or the log-sum-exp). */
+static void spread(const reduce_params *p, const float *x, float *gx, int64_t base, double g, double aux)
+{
+    int64_t idx[RP_MAX_RANK] = {0};
+    const int last = p->nr - 1;
+    const int64_t n = p->rdim[last], s = p->rstride[last];
+    int64_t off = base;
+    if (p->rcount == 0)
+        return;
+    for (;;) {
+        for (int64_t j = 0; j < n; j++) {
+            const int64_t e = off + j * s;
+            const double v = x[e];
+            double d;
+            switch (p->kind) {
+            case RED_MEAN: case RED_LOGSUM: d = g * aux; break;
+            case RED_SUMSQ: d = 2 * g * v; break;
+            case RED_L2: d = g * v * aux; break;
+            case RED_L1: d = v > 0 ? g : v < 0 ? -g : 0; break;
+            case RED_LOGSUMEXP: d = g * exp(v - aux); break;
+            default: d = g; break; /* RED_SUM */
+            }
+            gx[e] = (float)(gx[e] + d);
+        }
+        int gi = last - 1;
+        for (; gi >= 0; gi--) {
+            off += p->rstride[gi];
+            if (++idx[gi] < p->rdim[gi])
+                break;
+            off -= p->rstride[gi] * p->rdim[gi];
+            idx[gi] = 0;
+        }
+        if (gi < 0)
+            return;
+    }
+}
+
+static rp_status reduce_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const reduce_params *p = c->params;
+    const rp_tensor *x = c->in[0];
+    rp_tensor *gxt = gin[0];
+    const rp_tensor *gyt = gout[0];
+    if (!gxt || !gyt)
+        return RP_OK;
+    if (x->dtype != RP_FLOAT || gxt->dtype != RP_FLOAT || gyt->dtype != RP_FLOAT)
+        return rp_kfail(c, RP_ERR_DTYPE, "gradient of a %s input; only float32 is differentiated",
+                        rp_dtype_name(x->dtype));
+    if (p->kind == RED_PROD)
+        return rp_kfail(c, RP_ERR_UNSUPPORTED, "no gradient for ReduceProd");
+    const float *xd = x->data, *gy = gyt->data;
+    float *gx = gxt->data;
+    if (p->copy) {
+        for (int64_t i = 0; i < x->count; i++)
+            gx[i] += gy[i];
+        return RP_OK;
+    }
+    int64_t idx[RP_MAX_RANK] = {0};
+    const int last = p->nk - 1;
+    const int64_t n = p->kdim[last], s = p->kstride[last];
+    int64_t off = 0, o = 0;
+    if (gyt->count == 0 || p->rcount == 0)
+        return RP_OK;
+    for (;;) {
+        for (int64_t j = 0; j < n; j++, o++) {
+            const int64_t base = off + j * s;
+            const double g = gy[o];
+            double aux = 0;
+            switch (p->kind) {
+            case RED_MAX:
+            case RED_MIN: {
+                int64_t e = arg_extreme(p, xd, base, p->kind == RED_MAX);
+                gx[e] = (float)(gx[e] + g);
+                continue;
+            }
+            case RED_MEAN: aux = 1.0 / (double)p->rcount; break;
+            case RED_L2: { /* at a zero norm the subgradient 0, as PyTorch */
+                double nrm = reduce_real(p, xd, RP_FLOAT, base);
+                aux = nrm > 0 ? 1.0 / nrm : 0;
+                break;
+            }
+            case RED_LOGSUM: aux = 1.0 / fold_real(p, RED_SUM, xd, RP_FLOAT, base, 0, 0); break;
+            case RED_LOGSUMEXP: aux = reduce_real(p, xd, RP_FLOAT, base); break;
+            default: break;
+            }
+            spread(p, xd, gx, base, g, aux);
+        }
+        int g = last - 1;
+        for (; g >= 0; g--) {
+            off += p->kstride[g];
+            if (++idx[g] < p->kdim[g])
+                break;
+            off -= p->kstride[g] * p->kdim[g];
+            idx[g] = 0;
+        }
+        if (g < 0)
+            return RP_OK;
+    }
+}
+
+#define RED_ATTR(name, bw) {name, 1, 1, 1, 1, 1, 0, 0, 0, reduce_prepare_attr, reduce_forward, bw}
+#define RED_INPUT(name, since, bw) \
+    {name, since, 1, 2, 1, 1, 1u << 1, 1u << 1, 0, reduce_prepare_input, reduce_forward, bw}
+#define RED_ROWS(name, since, bw) RED_ATTR(name, bw), RED_INPUT(name, since, bw)
 
 const rp_op rp_ops_reduce[] = {
-    RED_ATTR("ReduceSum"),       RED_INPUT("ReduceSum", 13),
-    RED_ATTR("ReduceMean"),      RED_INPUT("ReduceMean", 18),
-    RED_ATTR("ReduceMax"),       RED_INPUT("ReduceMax", 18),
-    RED_ATTR("ReduceMin"),       RED_INPUT("ReduceMin", 18),
-    RED_ATTR("ReduceProd"),      RED_INPUT("ReduceProd", 18),
-    RED_ATTR("ReduceL1"),        RED_INPUT("ReduceL1", 18),
-    RED_ATTR("ReduceL2"),        RED_INPUT("ReduceL2", 18),
-    RED_ATTR("ReduceSumSquare"), RED_INPUT("ReduceSumSquare", 18),
-    RED_ATTR("ReduceLogSum"),    RED_INPUT("ReduceLogSum", 18),
-    RED_ATTR("ReduceLogSumExp"), RED_INPUT("ReduceLogSumExp", 18),
+    RED_ROWS("ReduceSum", 13, reduce_backward),
+    RED_ROWS("ReduceMean", 18, reduce_backward),
+    RED_ROWS("ReduceMax", 18, reduce_backward),
+    RED_ROWS("ReduceMin", 18, reduce_backward),
+    RED_ROWS("ReduceProd", 18, NULL),
+    RED_ROWS("ReduceL1", 18, reduce_backward),
+    RED_ROWS("ReduceL2", 18, reduce_backward),
+    RED_ROWS("ReduceSumSquare", 18, reduce_backward),
+    RED_ROWS("ReduceLogSum", 18, reduce_backward),
+    RED_ROWS("ReduceLogSumExp", 18, reduce_backward),
 };
 const size_t rp_ops_reduce_count = sizeof rp_ops_reduce / sizeof rp_ops_reduce[0];

@@ -10,7 +10,14 @@
  * so the innermost loop is as long as possible.
  *
  * Rows exist for each since_opset whose semantics we distinguish; prepare
- * looks at ctx->opset for differences that only concern attribute parsing. */
+ * looks at ctx->opset for differences that only concern attribute parsing.
+ *
+ * Gradients (float32 only) run the same movements backwards as strided ADDs,
+ * never stores: copies add straight through, Concat/Split/Gather add per chunk
+ * (repeated Gather indices sum), Slice and Expand scatter-add through the
+ * forward view (Expand's stride-0 axes sum), and Transpose reads the output
+ * gradient through the inverse permutation so its writes stay in order. The
+ * LRP routing rule reuses these, so they are exact, not approximations. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -164,6 +171,70 @@ static rp_status same_shape_out(rp_kctx *c)
     return set_out(c, 0, x->dtype, x->rank, x->dims);
 }
 
+/* -------------------------------------------------------------- gradients */
+
+/* Every backward follows ops.h: gout[k] / gin[i] are float32 tensors shaped
+ * like output k / input i (NULL: zero / not wanted), and gradients are ADDED
+ * into gin, never stored, because a value read by several nodes sums what
+ * each sends back. Only float32 values carry a gradient; indices and shapes
+ * are nondiff_inputs, so their gin is never looked at. */
+
+static void add_into(float *restrict dst, const float *restrict src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+static rp_status grad_ok(rp_kctx *c, const rp_tensor *g, const rp_tensor *v, const char *side, int i)
+{
+    char a[128], b[128];
+    if (!v)
+        return rp_kfail(c, RP_ERR_ARG, "gradient given for %s %d, which is omitted", side, i);
+    if (v->dtype != RP_FLOAT)
+        return rp_kfail(c, RP_ERR_DTYPE, "gradient given for %s %d of dtype %s; only float32 carries one", side, i,
+                        rp_dtype_name(v->dtype));
+    if (g->dtype != RP_FLOAT || !rp_shape_equal(g, v) || (g->count > 0 && !g->data))
+        return rp_kfail(c, RP_ERR_SHAPE, "gradient of %s %d is %s %s, expected float %s", side, i,
+                        rp_dtype_name(g->dtype), rp_shape_str(g, a, sizeof a), rp_shape_str(v, b, sizeof b));
+    return RP_OK;
+}
+
+/* Checks the first n_out gouts and n_in gins that are present, once per call
+ * and before anything is written. *any is set when there is work: some
+ * gradient arrives and some is wanted. */
+static rp_status grads_ok(rp_kctx *c, rp_tensor *const *gout, int n_out, rp_tensor *const *gin, int n_in, int *any)
+{
+    int some_out = 0, some_in = 0;
+    rp_status st;
+    for (int k = 0; k < n_out; k++)
+        if (gout[k]) {
+            if ((st = grad_ok(c, gout[k], out_opt(c, k), "output", k)))
+                return st;
+            some_out = 1;
+        }
+    for (int i = 0; i < n_in; i++)
+        if (gin[i]) {
+            if ((st = grad_ok(c, gin[i], in_opt(c, i), "input", i)))
+                return st;
+            some_in = 1;
+        }
+    *any = some_out && some_in;
+    return RP_OK;
+}
+
+/* Reshape, Squeeze, Unsqueeze, Flatten, Identity, Dropout: the same elements
+ * in the same order, so the gradient passes straight through to input 0
+ * (Dropout's mask output carries none). */
+static rp_status copy_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    int any;
+    rp_status st = grads_ok(c, gout, 1, gin, 1, &any);
+    if (st || !any)
+        return st;
+    add_into(gin[0]->data, gout[0]->data, gin[0]->count);
+    return RP_OK;
+}
+
 /* ----------------------------------------------------------- strided view */
 
 /* The output, in C order, read from the input at offset + sum(i_d * strides[d]).
@@ -221,6 +292,20 @@ static void copy_run(char *dst, const char *src, int64_t n, int64_t stride, size
     }
 }
 
+/* Advance the odometer over axes 0..rank-2 (the last axis is one run), moving
+ * *off by the strides; 0 once every index has wrapped. No div/mod. */
+static inline int view_next(const view *v, int64_t *idx, int64_t *off)
+{
+    for (int d = v->rank - 2; d >= 0; d--) {
+        *off += v->strides[d];
+        if (++idx[d] < v->dims[d])
+            return 1;
+        *off -= v->strides[d] * v->dims[d];
+        idx[d] = 0;
+    }
+    return 0;
+}
+
 /* Odometer over the outer axes (no div/mod per element); the innermost axis
  * is one copy_run. */
 static void view_copy(const view *v, const char *src, char *dst)
@@ -230,24 +315,84 @@ static void view_copy(const view *v, const char *src, char *dst)
         memcpy(dst, src + v->offset * es, v->es);
         return;
     }
-    int last = v->rank - 1;
-    int64_t n = v->dims[last], s = v->strides[last];
+    int64_t n = v->dims[v->rank - 1], s = v->strides[v->rank - 1];
     int64_t idx[RP_MAX_RANK] = {0};
     int64_t off = v->offset;
-    for (;;) {
+    do {
         copy_run(dst, src + off * es, n, s, v->es);
         dst += n * es;
-        int d = last - 1;
-        for (; d >= 0; d--) {
-            off += v->strides[d];
-            if (++idx[d] < v->dims[d])
-                break;
-            off -= v->strides[d] * v->dims[d];
-            idx[d] = 0;
-        }
-        if (d < 0)
-            return;
+    } while (view_next(v, idx, &off));
+}
+
+/* ---- gradients of views (float32 only) ----
+ *
+ * A view's Jacobian is a 0/1 matrix, so its VJP adds each output gradient
+ * into the input element it was read from. Two directions, one odometer:
+ *  - scatter: walk the output gradient in C order and add into the input
+ *    gradient at the view's positions (Slice: unselected positions get
+ *    nothing; Expand: stride 0 revisits a position, which sums);
+ *  - gather: walk the input gradient in C order and read the output gradient
+ *    through an inverse view (Transpose: a bijection, so contiguous writes). */
+
+/* dst[i * s] += src[i]; stride 0 is a sum (in double, rounded once). */
+static void scatter_add_run(float *restrict dst, const float *restrict src, int64_t n, int64_t s)
+{
+    if (s == 1) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] += src[i];
+    } else if (s == 0) {
+        double acc = dst[0];
+        for (int64_t i = 0; i < n; i++)
+            acc += src[i];
+        dst[0] = (float)acc;
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i * s] += src[i];
     }
+}
+
+/* dst[i] += src[i * s]. */
+static void gather_add_run(float *restrict dst, const float *restrict src, int64_t n, int64_t s)
+{
+    if (s == 1) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] += src[i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] += src[i * s];
+    }
+}
+
+/* gx[view position of j] += g[j] for the view's output elements j in C order. */
+static void view_scatter_add(const view *v, const float *g, float *gx)
+{
+    if (v->rank == 0) {
+        gx[v->offset] += g[0];
+        return;
+    }
+    int64_t n = v->dims[v->rank - 1], s = v->strides[v->rank - 1];
+    int64_t idx[RP_MAX_RANK] = {0};
+    int64_t off = v->offset;
+    do {
+        scatter_add_run(gx + off, g, n, s);
+        g += n;
+    } while (view_next(v, idx, &off));
+}
+
+/* gx[j] += g[view position of j] for j in C order (the view is over g). */
+static void view_gather_add(const view *v, const float *g, float *gx)
+{
+    if (v->rank == 0) {
+        gx[0] += g[v->offset];
+        return;
+    }
+    int64_t n = v->dims[v->rank - 1], s = v->strides[v->rank - 1];
+    int64_t idx[RP_MAX_RANK] = {0};
+    int64_t off = v->offset;
+    do {
+        gather_add_run(gx, g + off, n, s);
+        gx += n;
+    } while (view_next(v, idx, &off));
 }
 
 static rp_status view_forward(rp_kctx *c)
@@ -256,6 +401,17 @@ static rp_status view_forward(rp_kctx *c)
     if (c->out[0]->count == 0)
         return RP_OK;
     view_copy(v, c->in[0]->data, c->out[0]->data);
+    return RP_OK;
+}
+
+/* Slice, Expand: scatter-add through the forward view (params is the view). */
+static rp_status view_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    int any;
+    rp_status st = grads_ok(c, gout, 1, gin, 1, &any);
+    if (st || !any || c->out[0]->count == 0)
+        return st;
+    view_scatter_add(c->params, gout[0]->data, gin[0]->data);
     return RP_OK;
 }
 
@@ -345,6 +501,53 @@ static rp_status reshape14_prepare(rp_kctx *c)
 
 /* -------------------------------------------------------------- Transpose */
 
+/* fwd first, so view_forward can read the params as a view. */
+typedef struct transpose_params {
+    view fwd; /* the output read from the input */
+    view bwd; /* the input read from the output: the inverse permutation */
+} transpose_params;
+
+/* The inverse of a (simplified) permuting view: over the output, in the
+ * input's C order. The input's axes are the view's axes sorted by decreasing
+ * source stride (a permutation of contiguous strides, so no ties once size-1
+ * axes are gone); each reads the output at the output's contiguous stride. */
+static void view_invert(const view *v, view *inv)
+{
+    int r = v->rank, order[RP_MAX_RANK];
+    int64_t os[RP_MAX_RANK], acc = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        os[d] = acc;
+        acc *= v->dims[d];
+    }
+    for (int d = 0; d < r; d++) {
+        int j = d;
+        for (; j > 0 && v->strides[order[j - 1]] < v->strides[d]; j--)
+            order[j] = order[j - 1];
+        order[j] = d;
+    }
+    memset(inv, 0, sizeof *inv);
+    inv->es = v->es;
+    inv->rank = r;
+    for (int m = 0; m < r; m++) {
+        inv->dims[m] = v->dims[order[m]];
+        inv->strides[m] = os[order[m]];
+    }
+    view_simplify(inv);
+}
+
+/* Each input element receives the one output gradient it was moved to; the
+ * writes go in order through the input gradient. */
+static rp_status transpose_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const transpose_params *p = c->params;
+    int any;
+    rp_status st = grads_ok(c, gout, 1, gin, 1, &any);
+    if (st || !any || c->out[0]->count == 0)
+        return st;
+    view_gather_add(&p->bwd, gout[0]->data, gin[0]->data);
+    return RP_OK;
+}
+
 static rp_status transpose_prepare(rp_kctx *c)
 {
     const rp_tensor *x = c->in[0];
@@ -375,7 +578,13 @@ static rp_status transpose_prepare(rp_kctx *c)
         v.dims[i] = x->dims[perm[i]];
         v.strides[i] = xs[perm[i]];
     }
-    return view_finish(c, &v, x->dtype);
+    if ((st = set_out(c, 0, x->dtype, v.rank, v.dims)))
+        return st;
+    transpose_params p;
+    view_simplify(&v);
+    p.fwd = v;
+    view_invert(&v, &p.bwd);
+    return keep_params(c, &p, sizeof p);
 }
 
 /* ----------------------------------------------------------------- Concat */
@@ -452,6 +661,25 @@ static rp_status concat_forward(rp_kctx *c)
     return RP_OK;
 }
 
+/* The output gradient cut back into the pieces each input contributed. */
+static rp_status concat_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const concat_params *p = c->params;
+    int any;
+    rp_status st = grads_ok(c, gout, 1, gin, c->n_in, &any);
+    if (st || !any || c->out[0]->count == 0)
+        return st;
+    const float *g = gout[0]->data;
+    for (int64_t o = 0; o < p->outer; o++)
+        for (int k = 0; k < p->n; k++) {
+            int64_t n = p->chunk[k] / (int64_t)sizeof(float); /* float32 here: checked above */
+            if (n && gin[k])
+                add_into((float *)gin[k]->data + o * n, g, n);
+            g += n;
+        }
+    return RP_OK;
+}
+
 /* ----------------------------------------------------------------- Gather */
 
 typedef struct gather_params {
@@ -497,18 +725,27 @@ static int64_t index_at(const rp_tensor *ind, int64_t j)
     return ind->dtype == RP_INT64 ? ((const int64_t *)ind->data)[j] : ((const int32_t *)ind->data)[j];
 }
 
-static rp_status gather_forward(rp_kctx *c)
+/* Checked once up front so a bad index never leaves a half-written output
+ * (or, going back, never writes outside the gradient). */
+static rp_status gather_check(rp_kctx *c, const gather_params *p, const rp_tensor *ind)
 {
-    const gather_params *p = c->params;
-    const rp_tensor *ind = c->in[1];
-    int64_t n = ind->count;
-    /* Checked once up front so a bad index never leaves a half-written output. */
-    for (int64_t j = 0; j < n; j++) {
+    for (int64_t j = 0; j < ind->count; j++) {
         int64_t k = index_at(ind, j);
         if (k < -p->axis_dim || k >= p->axis_dim)
             return rp_kfail(c, RP_ERR_VALUE, "index %lld (at position %lld of indices) is out of range for axis %d of "
                             "size %lld", (long long)k, (long long)j, p->axis, (long long)p->axis_dim);
     }
+    return RP_OK;
+}
+
+static rp_status gather_forward(rp_kctx *c)
+{
+    const gather_params *p = c->params;
+    const rp_tensor *ind = c->in[1];
+    int64_t n = ind->count;
+    rp_status st = gather_check(c, p, ind);
+    if (st)
+        return st;
     if (c->out[0]->count == 0)
         return RP_OK;
     const char *src = c->in[0]->data;
@@ -522,6 +759,32 @@ static rp_status gather_forward(rp_kctx *c)
                 k += p->axis_dim;
             memcpy(dst, base + k * p->inner, inner);
             dst += inner;
+        }
+    }
+    return RP_OK;
+}
+
+/* Scatter-add: each gathered slice's gradient goes back to the slice it came
+ * from; an index that repeats sends (sums) several. */
+static rp_status gather_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const gather_params *p = c->params;
+    const rp_tensor *ind = c->in[1];
+    int any;
+    rp_status st = grads_ok(c, gout, 1, gin, 1, &any);
+    if (st || !any || (st = gather_check(c, p, ind)) || c->out[0]->count == 0)
+        return st;
+    const float *g = gout[0]->data;
+    float *gx = gin[0]->data;
+    int64_t inner = p->inner / (int64_t)sizeof(float), n = ind->count;
+    for (int64_t o = 0; o < p->outer; o++) {
+        float *base = gx + o * p->axis_dim * inner;
+        for (int64_t j = 0; j < n; j++) {
+            int64_t k = index_at(ind, j);
+            if (k < 0)
+                k += p->axis_dim;
+            add_into(base + k * inner, g, inner);
+            g += inner;
         }
     }
     return RP_OK;
@@ -706,6 +969,26 @@ static rp_status split_forward(rp_kctx *c)
             if (n && c->out[k])
                 memcpy((char *)c->out[k]->data + o * p->chunk[k], src, n);
             src += n;
+        }
+    return RP_OK;
+}
+
+/* Each output's gradient into the part of the input it was cut from; an
+ * output with no gradient (NULL) leaves its part as it was. */
+static rp_status split_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const *gin)
+{
+    const split_params *p = c->params;
+    int any;
+    rp_status st = grads_ok(c, gout, c->n_out, gin, 1, &any);
+    if (st || !any || c->in[0]->count == 0)
+        return st;
+    float *gx = gin[0]->data;
+    for (int64_t o = 0; o < p->outer; o++)
+        for (int k = 0; k < p->n; k++) {
+            int64_t n = p->chunk[k] / (int64_t)sizeof(float); /* float32 here: checked above */
+            if (n && gout[k])
+                add_into(gx, (const float *)gout[k]->data + o * n, n);
+            gx += n;
         }
     return RP_OK;
 }
@@ -1098,40 +1381,42 @@ static rp_status range_forward(rp_kctx *c)
 
 /* ------------------------------------------------------------------ table */
 
-#define ROW(name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd) \
-    {name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, NULL}
+/* Shape, Size, ConstantOfShape, Constant and Range have no gradient (NULL):
+ * their outputs are shapes or constants, folded when the model is loaded. */
+#define ROW(name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd) \
+    {name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd}
 
 const rp_op rp_ops_shape[] = {
-    ROW("Reshape", 5, 2, 2, 1, 1, BIT(1), BIT(1), 0, reshape5_prepare, copy_forward),
-    ROW("Reshape", 14, 2, 2, 1, 1, BIT(1), BIT(1), 0, reshape14_prepare, copy_forward),
-    ROW("Transpose", 1, 1, 1, 1, 1, 0, 0, 0, transpose_prepare, view_forward),
+    ROW("Reshape", 5, 2, 2, 1, 1, BIT(1), BIT(1), 0, reshape5_prepare, copy_forward, copy_backward),
+    ROW("Reshape", 14, 2, 2, 1, 1, BIT(1), BIT(1), 0, reshape14_prepare, copy_forward, copy_backward),
+    ROW("Transpose", 1, 1, 1, 1, 1, 0, 0, 0, transpose_prepare, view_forward, transpose_backward),
     /* axis defaults to 1 before opset 4, is required after; negative from 11 (accepted throughout). */
-    ROW("Concat", 1, 1, VARIADIC, 1, 1, 0, 0, 0, concat_prepare, concat_forward),
-    ROW("Concat", 4, 1, VARIADIC, 1, 1, 0, 0, 0, concat_prepare, concat_forward),
-    ROW("Gather", 1, 2, 2, 1, 1, 0, BIT(1), 0, gather_prepare, gather_forward),
-    ROW("Slice", 1, 1, 1, 1, 1, 0, 0, 0, slice1_prepare, view_forward),
+    ROW("Concat", 1, 1, VARIADIC, 1, 1, 0, 0, 0, concat_prepare, concat_forward, concat_backward),
+    ROW("Concat", 4, 1, VARIADIC, 1, 1, 0, 0, 0, concat_prepare, concat_forward, concat_backward),
+    ROW("Gather", 1, 2, 2, 1, 1, 0, BIT(1), 0, gather_prepare, gather_forward, gather_backward),
+    ROW("Slice", 1, 1, 1, 1, 1, 0, 0, 0, slice1_prepare, view_forward, view_backward),
     ROW("Slice", 10, 3, 5, 1, 1, BIT(1) | BIT(2) | BIT(3) | BIT(4), BIT(1) | BIT(2) | BIT(3) | BIT(4), 0,
-        slice10_prepare, view_forward),
-    ROW("Split", 2, 1, 1, 1, VARIADIC, 0, 0, 0, split_prepare, split_forward),
-    ROW("Split", 13, 1, 2, 1, VARIADIC, BIT(1), BIT(1), 0, split_prepare, split_forward),
-    ROW("Split", 18, 1, 2, 1, VARIADIC, BIT(1), BIT(1), 0, split_prepare, split_forward),
-    ROW("Squeeze", 1, 1, 1, 1, 1, 0, 0, 0, squeeze_prepare, copy_forward),
-    ROW("Squeeze", 13, 1, 2, 1, 1, BIT(1), BIT(1), 0, squeeze_prepare, copy_forward),
-    ROW("Unsqueeze", 1, 1, 1, 1, 1, 0, 0, 0, unsqueeze_prepare, copy_forward),
-    ROW("Unsqueeze", 13, 2, 2, 1, 1, BIT(1), BIT(1), 0, unsqueeze_prepare, copy_forward),
-    ROW("Flatten", 1, 1, 1, 1, 1, 0, 0, 0, flatten_prepare, copy_forward),
-    ROW("Flatten", 11, 1, 1, 1, 1, 0, 0, 0, flatten_prepare, copy_forward),
-    ROW("Expand", 8, 2, 2, 1, 1, BIT(1), BIT(1), 0, expand_prepare, view_forward),
-    ROW("Shape", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward),
-    ROW("Shape", 15, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward),
-    ROW("Size", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, size_prepare, size_forward),
-    ROW("ConstantOfShape", 9, 1, 1, 1, 1, BIT(0), BIT(0), 0, constantofshape_prepare, fill_forward),
-    ROW("Constant", 1, 0, 0, 1, 1, 0, 0, 0, constant_prepare, constant_forward),
+        slice10_prepare, view_forward, view_backward),
+    ROW("Split", 2, 1, 1, 1, VARIADIC, 0, 0, 0, split_prepare, split_forward, split_backward),
+    ROW("Split", 13, 1, 2, 1, VARIADIC, BIT(1), BIT(1), 0, split_prepare, split_forward, split_backward),
+    ROW("Split", 18, 1, 2, 1, VARIADIC, BIT(1), BIT(1), 0, split_prepare, split_forward, split_backward),
+    ROW("Squeeze", 1, 1, 1, 1, 1, 0, 0, 0, squeeze_prepare, copy_forward, copy_backward),
+    ROW("Squeeze", 13, 1, 2, 1, 1, BIT(1), BIT(1), 0, squeeze_prepare, copy_forward, copy_backward),
+    ROW("Unsqueeze", 1, 1, 1, 1, 1, 0, 0, 0, unsqueeze_prepare, copy_forward, copy_backward),
+    ROW("Unsqueeze", 13, 2, 2, 1, 1, BIT(1), BIT(1), 0, unsqueeze_prepare, copy_forward, copy_backward),
+    ROW("Flatten", 1, 1, 1, 1, 1, 0, 0, 0, flatten_prepare, copy_forward, copy_backward),
+    ROW("Flatten", 11, 1, 1, 1, 1, 0, 0, 0, flatten_prepare, copy_forward, copy_backward),
+    ROW("Expand", 8, 2, 2, 1, 1, BIT(1), BIT(1), 0, expand_prepare, view_forward, view_backward),
+    ROW("Shape", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward, NULL),
+    ROW("Shape", 15, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward, NULL),
+    ROW("Size", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, size_prepare, size_forward, NULL),
+    ROW("ConstantOfShape", 9, 1, 1, 1, 1, BIT(0), BIT(0), 0, constantofshape_prepare, fill_forward, NULL),
+    ROW("Constant", 1, 0, 0, 1, 1, 0, 0, 0, constant_prepare, constant_forward, NULL),
     ROW("Range", 11, 3, 3, 1, 1, BIT(0) | BIT(1) | BIT(2), BIT(0) | BIT(1) | BIT(2), 0, range_prepare,
-        range_forward),
-    ROW("Identity", 1, 1, 1, 1, 1, 0, 0, 0, same_shape_out, copy_forward),
-    ROW("Dropout", 7, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward),
-    ROW("Dropout", 10, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward),
-    ROW("Dropout", 12, 1, 3, 1, 2, BIT(2), BIT(1) | BIT(2), 0, dropout_prepare, dropout_forward),
+        range_forward, NULL),
+    ROW("Identity", 1, 1, 1, 1, 1, 0, 0, 0, same_shape_out, copy_forward, copy_backward),
+    ROW("Dropout", 7, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward, copy_backward),
+    ROW("Dropout", 10, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward, copy_backward),
+    ROW("Dropout", 12, 1, 3, 1, 2, BIT(2), BIT(1) | BIT(2), 0, dropout_prepare, dropout_forward, copy_backward),
 };
 const size_t rp_ops_shape_count = sizeof rp_ops_shape / sizeof rp_ops_shape[0];

@@ -58,6 +58,14 @@ typedef struct rp_rule {
 /* Built-in rules by name (NULL if none). */
 const rp_rule *rp_rule_lookup(const char *name);
 
+/* The built-in rules, one per file in src/rules (listed in registry.c). */
+extern const rp_rule rp_rule_identity;   /* identity.c: R_x = R (summed over broadcast axes) */
+extern const rp_rule rp_rule_route;      /* route.c: R_x = x * vjp(sdiv(R, z)), data movement */
+extern const rp_rule rp_rule_alpha_beta; /* alpha_beta.c: linear map with constant weight */
+extern const rp_rule rp_rule_zb;         /* zb.c: z^B for the conv on the pixels */
+extern const rp_rule rp_rule_sum;        /* sum.c: normalised sum rule for Add/Sub */
+extern const rp_rule rp_rule_product;    /* product.c: halved product rule for U·V of activations */
+
 /* ---- helpers for rule writers ---- */
 
 /* The reference implementation's safe division: 0 where b == 0, else
@@ -71,7 +79,22 @@ static inline double rp_sdiv(double a, double b)
 }
 
 /* Vector-Jacobian product of the node: gin[i] += J_i^T gout (NULL entries
- * skipped). Fails with a clear message if the op has no backward. */
+ * skipped), at the node's own forward values. Fails with a clear message if
+ * the op has no backward. */
 rp_status rp_rule_vjp(rp_rule_ctx *c, rp_tensor *const *gout, rp_tensor *const *gin);
+
+/* The node's forward / backward evaluated with some inputs replaced:
+ * in_override has n_in entries, NULL = keep the node's own input. This is how
+ * rules compute e.g. x+ W+ and its transpose product with the node's own
+ * kernel (same shapes, same attributes). out has n_out entries (NULL = the
+ * kernel must still get a buffer: pass scratch for every output). */
+rp_status rp_rule_forward_with(rp_rule_ctx *c, rp_tensor *const *in_override, rp_tensor *const *out);
+rp_status rp_rule_vjp_with(rp_rule_ctx *c, rp_tensor *const *in_override, rp_tensor *const *out,
+                           rp_tensor *const *gout, rp_tensor *const *gin);
+
+/* A float32 tensor shaped like `like` whose data is the next count floats of
+ * c->scratch from *offset (advanced). Rules ask for enough scratch in
+ * prepare; running out is an internal error reported by the engine. */
+rp_tensor rp_rule_scratch(rp_rule_ctx *c, size_t *offset, const rp_tensor *like);
 
 #endif

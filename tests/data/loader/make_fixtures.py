@@ -68,7 +68,7 @@ W = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "W")
 x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
 x.type.tensor_type.shape.dim.add()  # a dim with neither value nor param
 nodes = [
-    helper.make_node("Add", ["x_in", "W"], ["sum"]),  # unnamed: becomes Add_0
+    helper.make_node("Add", ["x_in", "W"], ["sum"]),  # named "": becomes Add_0
     helper.make_node("Clip", ["sum", "", "hi"], ["clipped"], name="clip"),
     helper.make_node("Dropout", ["clipped"], ["dropped", ""], name="drop", domain="ai.onnx"),
     helper.make_node("Custom", ["dropped"], ["y"], name="custom", domain="com.example",
@@ -76,10 +76,12 @@ nodes = [
                      t=helper.make_tensor("tt", TensorProto.INT32, [2], [11, 12]),
                      g=helper.make_graph([], "sub", [], [])),
 ]
+nodes[0].name = ""  # explicitly empty (present on the wire), unlike an unset name
 hi = numpy_helper.from_array(np.array(1.0, dtype=np.float32), "hi")
-m = model(nodes, [helper.make_tensor_value_info("x_in", TensorProto.FLOAT, ["batch", 2, 3]), vi("W"), x],
+norank = helper.make_tensor_value_info("norank", TensorProto.INT64, None)  # no shape at all
+m = model(nodes, [helper.make_tensor_value_info("x_in", TensorProto.FLOAT, ["batch", 2, 3]), vi("W"), x, norank],
           [vi("y")], inits=[W, hi], opsets=(("", 13), ("com.example", 2)))
-# x is an unused extra input with a dim_param and a missing dim.
+# x is an unused extra input with a dim_param and a missing dim; norank has no shape.
 helper.set_model_props(m, {"author": "relprop", "purpose": "loader test"})
 save(m, "features.onnx")
 

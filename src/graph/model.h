@@ -1,0 +1,24 @@
+/* The public rp_model's insides, shared by src/graph/model.c (loading,
+ * inspection) and src/methods/explain.c (explanations). */
+#ifndef RP_GRAPH_MODEL_H
+#define RP_GRAPH_MODEL_H
+
+#include "graph/backward.h"
+#include "graph/graph.h"
+#include "graph/structure.h"
+#include "rules/assign.h"
+
+struct rp_model {
+    rp_graph *g;
+    rp_attention_layer *attn;
+    int n_attn;
+    rp_patch_embedding patches;
+    /* Explanation state, built on first use and reused across runs. */
+    rp_assignment rules;
+    char rules_name[64];
+    rp_valuebuf grads, rel;
+    float *scratch;
+    size_t scratch_floats;
+};
+
+#endif

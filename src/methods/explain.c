@@ -1,0 +1,355 @@
+/* rp_explain: forward once, then per class one gradient pass and one
+ * relevance pass — each only as deep as the chosen methods need — and the
+ * methods' aggregation (maps.c). Data flows one way: the graph's values feed
+ * the backward walks, whose per-layer results feed the maps. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/model.h"
+#include "methods/maps.h"
+#include "rules/relevance.h"
+
+struct rp_explanation {
+    rp_tensor logits;
+    int n_classes, n_methods, n_layers;
+    int *classes;
+    rp_method *methods;
+    rp_tensor *maps;  /* [class][method] */
+    rp_tensor *inter; /* [class][layer][A, dA, R_A] when kept */
+};
+
+static const char *const method_names[RP_METHOD_COUNT] = {
+    "transformer_attribution", "rollout", "raw_attention", "attn_gradcam",
+    "lrp_last_layer", "lrp_full", "generic_attention",
+};
+
+const char *rp_method_name(rp_method m)
+{
+    return (unsigned)m < RP_METHOD_COUNT ? method_names[m] : NULL;
+}
+
+bool rp_method_parse(const char *name, rp_method *out)
+{
+    for (int i = 0; i < RP_METHOD_COUNT; i++)
+        if (strcmp(name, method_names[i]) == 0) {
+            *out = (rp_method)i;
+            return true;
+        }
+    return false;
+}
+
+static bool needs_gradient(rp_method m)
+{
+    return m == RP_METHOD_TRANSFORMER_ATTRIBUTION || m == RP_METHOD_ATTN_GRADCAM || m == RP_METHOD_GENERIC_ATTENTION;
+}
+
+static bool needs_relevance(rp_method m)
+{
+    return m == RP_METHOD_TRANSFORMER_ATTRIBUTION || m == RP_METHOD_LRP_LAST_LAYER || m == RP_METHOD_LRP_FULL;
+}
+
+void rp_explanation_free(rp_explanation *e)
+{
+    if (!e)
+        return;
+    rp_tensor_release(&e->logits);
+    if (e->maps)
+        for (int i = 0; i < e->n_classes * e->n_methods; i++)
+            rp_tensor_release(&e->maps[i]);
+    if (e->inter)
+        for (int i = 0; i < e->n_classes * e->n_layers * 3; i++)
+            rp_tensor_release(&e->inter[i]);
+    free(e->maps);
+    free(e->inter);
+    free(e->classes);
+    free(e->methods);
+    free(e);
+}
+
+const rp_tensor *rp_explanation_logits(const rp_explanation *e) { return &e->logits; }
+int rp_explanation_class_count(const rp_explanation *e) { return e->n_classes; }
+int rp_explanation_class(const rp_explanation *e, int ci) { return e->classes[ci]; }
+int rp_explanation_method_count(const rp_explanation *e) { return e->n_methods; }
+rp_method rp_explanation_method(const rp_explanation *e, int mi) { return e->methods[mi]; }
+int rp_explanation_layer_count(const rp_explanation *e) { return e->n_layers; }
+
+const rp_tensor *rp_explanation_map(const rp_explanation *e, int ci, int mi)
+{
+    return &e->maps[ci * e->n_methods + mi];
+}
+
+void rp_explanation_layer(const rp_explanation *e, int ci, int l, const rp_tensor **attn,
+                          const rp_tensor **attn_grad, const rp_tensor **attn_cam)
+{
+    const rp_tensor *t = e->inter ? &e->inter[(ci * e->n_layers + l) * 3] : NULL;
+    *attn = t && t[0].data ? &t[0] : NULL;
+    *attn_grad = t && t[1].data ? &t[1] : NULL;
+    *attn_cam = t && t[2].data ? &t[2] : NULL;
+}
+
+/* Assign rules once per model and rule set; scratch sized for the widest node. */
+static rp_status ensure_rules(rp_model *m, const char *rules, rp_error *err)
+{
+    if (m->rules.kind && strcmp(m->rules_name, rules) == 0)
+        return RP_OK;
+    rp_assignment_free(&m->rules);
+    rp_status st = rp_assign_rules(m->g, rules, &m->rules, err);
+    if (st)
+        return st;
+    snprintf(m->rules_name, sizeof m->rules_name, "%s", rules);
+    if (m->rules.scratch_floats > m->scratch_floats) {
+        free(m->scratch);
+        m->scratch = malloc(sizeof(float) * m->rules.scratch_floats);
+        if (!m->scratch) {
+            m->scratch_floats = 0;
+            return rp_fail(err, RP_ERR_NOMEM, "out of memory for relevance scratch");
+        }
+        m->scratch_floats = m->rules.scratch_floats;
+    }
+    return RP_OK;
+}
+
+static rp_status copy_tensor(rp_tensor *dst, const rp_tensor *src, rp_error *err)
+{
+    rp_status st = rp_tensor_alloc(dst, RP_FLOAT, src->rank, src->dims, err);
+    if (st == RP_OK && src->count)
+        memcpy(dst->data, src->data, sizeof(float) * (size_t)src->count);
+    return st;
+}
+
+static int top_class(const rp_tensor *logits)
+{
+    const float *y = logits->data;
+    int best = 0;
+    for (int64_t i = 1; i < logits->count; i++)
+        if (y[i] > y[best])
+            best = (int)i;
+    return best;
+}
+
+/* Sum the pixel relevance over channels: (1,C,H,W) → (H,W). */
+static rp_status pixel_map(const rp_tensor *r, rp_tensor *out, rp_error *err)
+{
+    int64_t dims[2] = {r->dims[2], r->dims[3]};
+    rp_status st = rp_tensor_alloc(out, RP_FLOAT, 2, dims, err);
+    if (st)
+        return st;
+    int64_t hw = dims[0] * dims[1];
+    float *o = out->data;
+    const float *x = r->data;
+    for (int64_t c = 0; c < r->dims[1]; c++)
+        for (int64_t p = 0; p < hw; p++)
+            o[p] += x[c * hw + p];
+    return RP_OK;
+}
+
+static rp_status check_request(const rp_model *m, const rp_tensor *logits, const int *classes, int n_classes,
+                               const rp_method *methods, int n_methods, rp_error *err)
+{
+    const char *path = m->g->path;
+    for (int i = 0; i < n_classes; i++)
+        if (classes[i] < 0 || classes[i] >= logits->count)
+            return rp_fail(err, RP_ERR_ARG, "%s: class %d out of range: the model has %lld classes", path, classes[i],
+                           (long long)logits->count);
+    bool patch_methods = false;
+    for (int i = 0; i < n_methods; i++) {
+        if ((unsigned)methods[i] >= RP_METHOD_COUNT)
+            return rp_fail(err, RP_ERR_ARG, "unknown method %d", (int)methods[i]);
+        patch_methods |= methods[i] != RP_METHOD_LRP_FULL;
+    }
+    if (patch_methods && m->n_attn == 0)
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "%s: no attention layer found (a Softmax whose output is the left operand of a MatMul/Einsum "
+                       "with an activation); only lrp_full can explain this model",
+                       path);
+    if (patch_methods) {
+        const rp_patch_embedding *p = &m->patches;
+        int n = m->attn[m->n_attn - 1].tokens;
+        if (p->conv_node < 0 || p->grid_h * p->grid_w > n)
+            return rp_fail(err, RP_ERR_UNSUPPORTED,
+                           "%s: cannot map the %d tokens to image patches (no patch Conv on the input, or a grid larger "
+                           "than the token count)",
+                           path, n);
+    }
+    const rp_tensor *x = &m->g->values[m->g->inputs[0]].t;
+    for (int i = 0; i < n_methods; i++)
+        if (methods[i] == RP_METHOD_LRP_FULL && x->rank != 4)
+            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: lrp_full needs an image input (N,C,H,W)", path);
+    return RP_OK;
+}
+
+static rp_status compute_map(const rp_model *m, rp_method method, const rp_map_input *in, int start_layer,
+                             rp_tensor *out, rp_error *err)
+{
+    int64_t dims[2] = {m->patches.grid_h, m->patches.grid_w};
+    rp_status st = rp_tensor_alloc(out, RP_FLOAT, 2, dims, err);
+    if (st)
+        return st;
+    float *o = out->data;
+    int patches = in->tokens - in->prefix;
+    if (patches != dims[0] * dims[1])
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: %d patch tokens do not fill the %lldx%lld grid", m->g->path,
+                       patches, (long long)dims[0], (long long)dims[1]);
+    switch (method) {
+    case RP_METHOD_TRANSFORMER_ATTRIBUTION: return rp_map_transformer_attribution(in, start_layer, o, err);
+    case RP_METHOD_ROLLOUT: return rp_map_rollout(in, start_layer, o, err);
+    case RP_METHOD_RAW_ATTENTION: return rp_map_raw_attention(in, o, err);
+    case RP_METHOD_ATTN_GRADCAM: return rp_map_attn_gradcam(in, o, err);
+    case RP_METHOD_LRP_LAST_LAYER: return rp_map_lrp_last_layer(in, o, err);
+    case RP_METHOD_GENERIC_ATTENTION: return rp_map_generic_attention(in, o, err);
+    default: return rp_fail(err, RP_ERR_INTERNAL, "method %d is not a patch map", (int)method);
+    }
+}
+
+rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, int n_classes,
+                     const rp_method *methods, int n_methods, const rp_explain_options *opt,
+                     rp_explanation **out, rp_error *err)
+{
+    *out = NULL;
+    rp_explain_options defaults = {0};
+    if (!opt)
+        opt = &defaults;
+    if (n_methods < 1)
+        return rp_fail(err, RP_ERR_ARG, "no method requested");
+    rp_status st = rp_model_prepare(m, err);
+    if (st)
+        return st;
+    rp_graph *g = m->g;
+    if (g->n_inputs != 1)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: the model has %d inputs; relprop explains models with one input",
+                       g->path, g->n_inputs);
+    int out_value = g->outputs[0];
+    int image_value = g->inputs[0];
+    float *readout = NULL;
+    rp_layer_view *views = NULL;
+    int *targets = NULL;
+    rp_tensor seed = {0};
+    rp_explanation *e = calloc(1, sizeof *e);
+    if (!e)
+        return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+
+    if ((st = rp_graph_forward(g, &input, 1, err)))
+        goto fail;
+    const rp_tensor *y = &g->values[out_value].t;
+    if (y->dtype != RP_FLOAT || y->count < 1) {
+        st = rp_fail(err, RP_ERR_UNSUPPORTED, "%s: the first output is not a float32 vector of scores", g->path);
+        goto fail;
+    }
+    if ((st = copy_tensor(&e->logits, y, err)))
+        goto fail;
+    e->n_classes = n_classes > 0 ? n_classes : 1;
+    e->n_methods = n_methods;
+    e->n_layers = m->n_attn;
+    e->classes = malloc(sizeof *e->classes * (size_t)e->n_classes);
+    e->methods = malloc(sizeof *e->methods * (size_t)n_methods);
+    e->maps = calloc((size_t)e->n_classes * (size_t)n_methods, sizeof *e->maps);
+    if (opt->keep_intermediates && m->n_attn > 0)
+        e->inter = calloc((size_t)e->n_classes * (size_t)m->n_attn * 3, sizeof *e->inter);
+    if (!e->classes || !e->methods || !e->maps || (opt->keep_intermediates && m->n_attn > 0 && !e->inter)) {
+        st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < e->n_classes; i++)
+        e->classes[i] = n_classes > 0 ? classes[i] : top_class(y);
+    memcpy(e->methods, methods, sizeof *methods * (size_t)n_methods);
+    if ((st = check_request(m, y, e->classes, e->n_classes, methods, n_methods, err)))
+        goto fail;
+
+    bool want_grad = false, want_rel = false, want_pixels = false;
+    for (int i = 0; i < n_methods; i++) {
+        want_grad |= needs_gradient(methods[i]);
+        want_rel |= needs_relevance(methods[i]);
+        want_pixels |= methods[i] == RP_METHOD_LRP_FULL;
+    }
+    if (opt->keep_intermediates && m->n_attn > 0)
+        want_grad = want_rel = true;
+    /* Gradients and relevance are needed only down to the first attention
+     * layer, unless lrp_full asks for the pixels. */
+    targets = malloc(sizeof *targets * (size_t)(m->n_attn + 1));
+    if (!targets) {
+        st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int l = 0; l < m->n_attn; l++)
+        targets[l] = m->attn[l].product_left;
+    if (want_grad && (st = rp_valuebuf_plan(&m->grads, g, out_value, targets, m->n_attn, err)))
+        goto fail;
+    if (want_rel) {
+        if ((st = ensure_rules(m, opt->rules ? opt->rules : "paper", err)))
+            goto fail;
+        int n_targets = m->n_attn;
+        if (want_pixels) {
+            targets[n_targets++] = image_value;
+        }
+        if ((st = rp_valuebuf_plan(&m->rel, g, out_value, targets, n_targets, err)))
+            goto fail;
+    }
+    int n_tokens = m->n_attn ? m->attn[m->n_attn - 1].tokens : 0;
+    readout = calloc((size_t)n_tokens + 1, sizeof *readout);
+    views = calloc((size_t)m->n_attn + 1, sizeof *views);
+    if (!readout || !views) {
+        st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    const char *how = NULL;
+    if (m->n_attn)
+        rp_find_readout(g, &m->attn[m->n_attn - 1], readout, &how);
+    if ((st = rp_tensor_alloc(&seed, RP_FLOAT, y->rank, y->dims, err)))
+        goto fail;
+
+    for (int ci = 0; ci < e->n_classes; ci++) {
+        int cls = e->classes[ci];
+        memset(seed.data, 0, sizeof(float) * (size_t)seed.count);
+        ((float *)seed.data)[cls] = 1.0f;
+        if (want_grad) {
+            rp_valuebuf_zero(&m->grads);
+            if ((st = rp_graph_backward(g, out_value, &seed, &m->grads, err)))
+                goto fail;
+        }
+        if (want_rel) {
+            rp_valuebuf_zero(&m->rel);
+            if ((st = rp_relevance_run(g, &m->rules, out_value, &seed, &m->rel, m->scratch, err)))
+                goto fail;
+        }
+        for (int l = 0; l < m->n_attn; l++) {
+            const rp_attention_layer *al = &m->attn[l];
+            views[l].A = g->values[al->probs_value].t.data;
+            views[l].G = want_grad ? m->grads.t[al->product_left].data : NULL;
+            views[l].R = want_rel ? m->rel.t[al->product_left].data : NULL;
+        }
+        rp_map_input in = {.layers = views, .n_layers = m->n_attn, .heads = m->n_attn ? m->attn[0].heads : 0,
+                           .tokens = n_tokens, .prefix = n_tokens - m->patches.grid_h * m->patches.grid_w,
+                           .readout = readout};
+        for (int mi = 0; mi < n_methods; mi++) {
+            rp_tensor *map = &e->maps[ci * n_methods + mi];
+            if (methods[mi] == RP_METHOD_LRP_FULL)
+                st = pixel_map(&m->rel.t[image_value], map, err);
+            else
+                st = compute_map(m, methods[mi], &in, opt->start_layer, map, err);
+            if (st)
+                goto fail;
+        }
+        for (int l = 0; e->inter && l < m->n_attn; l++) {
+            rp_tensor *slot = &e->inter[(ci * m->n_attn + l) * 3];
+            const rp_attention_layer *al = &m->attn[l];
+            if ((st = copy_tensor(&slot[0], &g->values[al->probs_value].t, err)) ||
+                (st = copy_tensor(&slot[1], &m->grads.t[al->product_left], err)) ||
+                (st = copy_tensor(&slot[2], &m->rel.t[al->product_left], err)))
+                goto fail;
+        }
+    }
+    free(readout);
+    free(views);
+    free(targets);
+    rp_tensor_release(&seed);
+    *out = e;
+    return RP_OK;
+fail:
+    free(readout);
+    free(views);
+    free(targets);
+    rp_tensor_release(&seed);
+    rp_explanation_free(e);
+    return st;
+}

@@ -1,0 +1,238 @@
+/* Alpha-beta rule for a linear map with one constant weight (METHOD.md §2,
+ * "Linear" and "other convs"): MatMul, Gemm, Conv, Einsum whose operands are
+ * one activation x and one constant W. The bias (Gemm's C, Conv's B) is
+ * ignored: F below is the node's own kernel with the bias replaced by zeros.
+ *
+ *     f(w1, w2):  Z = F(x+, w1) + F(x-, w2);   S = sdiv(R, Z)
+ *                 return x+ * vjp_x(F at w1)(S) + x- * vjp_x(F at w2)(S)
+ *     R_x = alpha * f(W+, W-) - beta * f(W-, W+)
+ *
+ * (x+ = max(x, 0), x- = min(x, 0); alpha, beta from the rule parameters,
+ * paper 1 and 0; with beta == 0 the second term is not computed.) For Conv
+ * the two parts are divided separately, as the reference does:
+ *
+ *     S1 = sdiv(R, F(x+, w1)),  S2 = sdiv(R, F(x-, w2))
+ *     f = x+ * vjp_x(F at w1)(S1) + x- * vjp_x(F at w2)(S2)
+ *
+ * W+ and W- are computed once in prepare. A Gemm with a negative `alpha`
+ * attribute scales W by a negative number, so the positive part of the
+ * effective weight is alpha * W-: W+ and W- swap roles. A part whose x+ or
+ * x- is all zero contributes exactly zero and is skipped. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/rule.h"
+
+typedef struct ab_state {
+    int xi, wi, bi;          /* input indices of x, W, bias (-1: none) */
+    bool conv;               /* separate division of the two parts */
+    rp_tensor wpos, wneg;    /* positive / negative part of the effective weight, owned */
+    rp_tensor zero_bias;     /* zeros shaped like the bias, owned */
+} ab_state;
+
+static void ab_free(void *p)
+{
+    ab_state *s = p;
+    if (!s)
+        return;
+    free(s->wpos.data);
+    free(s->wneg.data);
+    free(s->zero_bias.data);
+    free(s);
+}
+
+static bool is_const(const rp_graph *g, const rp_node *n, int i)
+{
+    return i < n->n_in && n->in[i] >= 0 && g->values[n->in[i]].kind == RP_VALUE_CONSTANT;
+}
+
+static bool is_act(const rp_graph *g, const rp_node *n, int i)
+{
+    return i < n->n_in && n->in[i] >= 0 && g->values[n->in[i]].kind != RP_VALUE_CONSTANT;
+}
+
+static rp_status copy_shape(rp_tensor *dst, const rp_tensor *src, rp_error *err, const rp_node *n)
+{
+    memset(dst, 0, sizeof *dst);
+    rp_tensor_set_shape(dst, RP_FLOAT, src->rank, src->dims);
+    dst->data = calloc((size_t)(dst->count ? dst->count : 1), sizeof(float));
+    if (!dst->data)
+        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, n->op_type);
+    return RP_OK;
+}
+
+static rp_status ab_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+                            size_t *scratch_floats, rp_error *err)
+{
+    *state = NULL;
+    *scratch_floats = 0;
+    const char *op = n->op_type;
+    bool conv = strcmp(op, "Conv") == 0, gemm = strcmp(op, "Gemm") == 0;
+    bool two = strcmp(op, "MatMul") == 0 || (strcmp(op, "Einsum") == 0 && n->n_in == 2);
+    if (!conv && !gemm && !two)
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "node '%s' (%s): the alpha-beta rule applies to MatMul, Gemm, Conv and two-operand Einsum",
+                       n->name, op);
+    if (!n->op || !n->op->backward)
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "node '%s' (%s, opset %d): the alpha-beta rule needs the op's gradient, which relprop does "
+                       "not have",
+                       n->name, op, n->opset);
+    int xi, wi;
+    if (conv) {
+        xi = 0;
+        wi = 1;
+    } else if (is_act(g, n, 0) && is_const(g, n, 1)) {
+        xi = 0;
+        wi = 1;
+    } else if (is_const(g, n, 0) && is_act(g, n, 1)) {
+        xi = 1;
+        wi = 0;
+    } else {
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "node '%s' (%s): the alpha-beta rule needs one constant weight and one activation operand",
+                       n->name, op);
+    }
+    if (!is_act(g, n, xi) || !is_const(g, n, wi))
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "node '%s' (%s): the alpha-beta rule needs an activation input 0 and a constant weight "
+                       "input 1",
+                       n->name, op);
+    const rp_tensor *x = &g->values[n->in[xi]].t, *w = &g->values[n->in[wi]].t;
+    if (x->dtype != RP_FLOAT || w->dtype != RP_FLOAT || !w->data || n->n_out < 1 || n->out[0] < 0 ||
+        g->values[n->out[0]].t.dtype != RP_FLOAT)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the alpha-beta rule needs float32 operands", n->name,
+                       op);
+    int bi = (conv || gemm) && n->n_in > 2 && n->in[2] >= 0 ? 2 : -1;
+    const rp_tensor *y = &g->values[n->out[0]].t;
+
+    ab_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, op);
+    s->xi = xi;
+    s->wi = wi;
+    s->bi = bi;
+    s->conv = conv;
+    rp_status st;
+    if ((st = copy_shape(&s->wpos, w, err, n)) || (st = copy_shape(&s->wneg, w, err, n)) ||
+        (bi >= 0 && (st = copy_shape(&s->zero_bias, &g->values[n->in[bi]].t, err, n)))) {
+        ab_free(s);
+        return st;
+    }
+    bool swap = gemm && rp_attr_float(n, "alpha", 1.0f) < 0;
+    const float *wv = w->data;
+    float *pos = swap ? s->wneg.data : s->wpos.data, *neg = swap ? s->wpos.data : s->wneg.data;
+    for (int64_t e = 0; e < w->count; e++) {
+        pos[e] = wv[e] > 0 ? wv[e] : 0.0f;
+        neg[e] = wv[e] < 0 ? wv[e] : 0.0f;
+    }
+    *state = s;
+    /* x+, x-, a gradient (x-shaped); two output-shaped buffers. */
+    *scratch_floats = 3 * (size_t)x->count + 2 * (size_t)y->count;
+    return RP_OK;
+}
+
+/* R_x += coef * f(w1, w2). */
+static rp_status ab_part(rp_rule_ctx *c, const ab_state *s, rp_tensor *xp, rp_tensor *xn, bool has_p, bool has_n,
+                         rp_tensor *w1, rp_tensor *w2, double coef, rp_tensor *z1, rp_tensor *z2, rp_tensor *g)
+{
+    rp_tensor *ov[3] = {NULL, NULL, NULL}, *out[1], *gin[3] = {NULL, NULL, NULL}, *gout[1];
+    if (s->bi >= 0)
+        ov[s->bi] = (rp_tensor *)&s->zero_bias;
+    const float *r = c->rel_out[0]->data;
+    int64_t ny = z1->count, nx = g->count;
+    float *z1v = z1->data, *z2v = z2->data, *gv = g->data, *dst = c->rel_in[s->xi]->data;
+    rp_status st;
+    /* Z1 = F(x+, w1), Z2 = F(x-, w2) (zero when that part of x is empty). */
+    if (has_p) {
+        ov[s->xi] = xp;
+        ov[s->wi] = w1;
+        out[0] = z1;
+        if ((st = rp_rule_forward_with(c, ov, out)))
+            return st;
+    } else {
+        memset(z1v, 0, sizeof(float) * (size_t)ny);
+    }
+    if (has_n) {
+        ov[s->xi] = xn;
+        ov[s->wi] = w2;
+        out[0] = z2;
+        if ((st = rp_rule_forward_with(c, ov, out)))
+            return st;
+    } else {
+        memset(z2v, 0, sizeof(float) * (size_t)ny);
+    }
+    if (s->conv) {
+        for (int64_t e = 0; e < ny; e++) {
+            z1v[e] = (float)rp_sdiv(r[e], z1v[e]);
+            z2v[e] = (float)rp_sdiv(r[e], z2v[e]);
+        }
+    } else {
+        for (int64_t e = 0; e < ny; e++) {
+            float zsum = z1v[e] + z2v[e];
+            z1v[e] = z2v[e] = (float)rp_sdiv(r[e], zsum);
+        }
+    }
+    /* x+ * vjp(F at w1)(S1) + x- * vjp(F at w2)(S2); the parts have disjoint support. */
+    for (int part = 0; part < 2; part++) {
+        if (part == 0 ? !has_p : !has_n)
+            continue;
+        memset(gv, 0, sizeof(float) * (size_t)nx);
+        ov[s->xi] = part == 0 ? xp : xn;
+        ov[s->wi] = part == 0 ? w1 : w2;
+        gout[0] = part == 0 ? z1 : z2;
+        gin[s->xi] = g;
+        if ((st = rp_rule_vjp_with(c, ov, NULL, gout, gin)))
+            return st;
+        const float *xv = (part == 0 ? xp : xn)->data;
+        for (int64_t e = 0; e < nx; e++)
+            if (xv[e] != 0.0f)
+                dst[e] = (float)(dst[e] + coef * ((double)xv[e] * (double)gv[e]));
+    }
+    return RP_OK;
+}
+
+static rp_status ab_apply(rp_rule_ctx *c)
+{
+    ab_state *s = c->state;
+    if (!s)
+        return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): alpha-beta rule applied without prepare",
+                       c->node->name, c->node->op_type);
+    if (!c->rel_out[0] || !c->rel_in[s->xi])
+        return RP_OK;
+    double alpha = c->params ? c->params->alpha : 1.0, beta = c->params ? c->params->beta : 0.0;
+    const rp_tensor *x = c->k->in[s->xi], *y = c->k->out[0];
+    size_t off = 0;
+    rp_tensor xp = rp_rule_scratch(c, &off, x), xn = rp_rule_scratch(c, &off, x), g = rp_rule_scratch(c, &off, x);
+    rp_tensor z1 = rp_rule_scratch(c, &off, y), z2 = rp_rule_scratch(c, &off, y);
+    if ((x->count && (!xp.data || !xn.data || !g.data)) || (y->count && (!z1.data || !z2.data)))
+        return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): alpha-beta rule: scratch too small", c->node->name,
+                       c->node->op_type);
+    const float *xv = x->data;
+    float *pv = xp.data, *nv = xn.data;
+    bool has_p = false, has_n = false;
+    for (int64_t e = 0; e < x->count; e++) {
+        float v = xv[e];
+        pv[e] = v > 0 ? v : 0.0f;
+        nv[e] = v < 0 ? v : 0.0f;
+        has_p |= v > 0;
+        has_n |= v < 0;
+    }
+    rp_status st;
+    if (alpha != 0.0 &&
+        (st = ab_part(c, s, &xp, &xn, has_p, has_n, &s->wpos, &s->wneg, alpha, &z1, &z2, &g)))
+        return st;
+    if (beta != 0.0 &&
+        (st = ab_part(c, s, &xp, &xn, has_p, has_n, &s->wneg, &s->wpos, -beta, &z1, &z2, &g)))
+        return st;
+    return RP_OK;
+}
+
+const rp_rule rp_rule_alpha_beta = {
+    .name = "alpha_beta",
+    .summary = "linear map with a constant weight: alpha * f(W+, W-) - beta * f(W-, W+), bias ignored",
+    .prepare = ab_prepare,
+    .apply = ab_apply,
+    .free_state = ab_free,
+};

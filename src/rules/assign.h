@@ -1,0 +1,44 @@
+/* Which rule each node gets (METHOD.md §2), decided from the graph before any
+ * run, so `relprop inspect` can print it. Nodes are classified into kinds by
+ * structure alone (never by name): the conv on the pixels, linear maps with a
+ * constant weight and their bias Add, products and sums of activations, data
+ * movement, unary ops, and unary regions — a normalisation or activation an
+ * exporter decomposed into primitive ops, which gets the identity rule as a
+ * whole. A rule set maps kinds to rules; "paper" reproduces the reference. */
+#ifndef RP_RULES_ASSIGN_H
+#define RP_RULES_ASSIGN_H
+
+#include "rules/rule.h"
+
+typedef enum rp_node_kind {
+    RP_KIND_NONE = 0,   /* folded, or not on any relevance path */
+    RP_KIND_FIRST_CONV, /* the Conv reading the image input */
+    RP_KIND_LINEAR,     /* MatMul/Gemm/Conv/Einsum with one constant operand */
+    RP_KIND_BIAS,       /* Add of a constant right after a linear map: belongs to it */
+    RP_KIND_PRODUCT,    /* MatMul/Einsum/Mul of two activations */
+    RP_KIND_SUM,        /* Add/Sub of two activations, or of an activation and a non-bias constant */
+    RP_KIND_REGION,     /* last node of a unary region: relevance goes to the region's input */
+    RP_KIND_IN_REGION,  /* inside a unary region: skipped */
+    RP_KIND_DATA,       /* data movement (and ReduceSum/ReduceMean outside a region) */
+    RP_KIND_UNARY,      /* softmax, norms, activations, scaling by a constant */
+    RP_KIND_UNKNOWN     /* no rule fits: an error if relevance reaches it */
+} rp_node_kind;
+
+const char *rp_node_kind_name(rp_node_kind k);
+
+typedef struct rp_assignment {
+    int n_nodes;
+    rp_node_kind *kind;
+    const rp_rule **rule;     /* NULL for NONE, IN_REGION, UNKNOWN */
+    rp_rule_params *params;
+    int *region_input;        /* REGION nodes: the value the region's relevance goes to; else -1 */
+    void **state;             /* rule state per node */
+    size_t scratch_floats;    /* the most any node asked for */
+} rp_assignment;
+
+/* Classify every node and give it the rule of rule_set ("paper" is the only
+ * set for now). The graph must be prepared. On failure *a is left empty. */
+rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_assignment *a, rp_error *err);
+void rp_assignment_free(rp_assignment *a);
+
+#endif

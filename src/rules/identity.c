@@ -1,0 +1,152 @@
+/* Identity rule (METHOD.md §2, "Identity rule"): relevance passes unchanged.
+ *
+ *     R_x += R_out[0]                  (x = the node's activation input)
+ *
+ * For Softmax, LayerNormalization, Gelu, Relu, Tanh, Sigmoid, Mul/Div by a
+ * constant (the attention scale), and decomposed normalisation regions.
+ * x is input 0, or — when input 0 is a constant (e.g. `scale * x`) — the
+ * first non-constant input; other inputs receive nothing. When x has as many
+ * elements as output 0 the relevance is copied element for element (C
+ * order); when x was broadcast to the output's shape, R is summed (in double)
+ * over the broadcast axes. Only output 0's relevance is used (LayerNorm's
+ * optional mean / inv-std outputs carry none). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/rule.h"
+
+typedef struct identity_state {
+    int target;  /* input index that receives the relevance */
+    bool reduce; /* x broadcast to the output: sum over broadcast axes */
+} identity_state;
+
+static rp_status identity_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+                                  size_t *scratch_floats, rp_error *err)
+{
+    *state = NULL;
+    *scratch_floats = 0;
+    int target = -1;
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] >= 0 && g->values[n->in[i]].kind != RP_VALUE_CONSTANT) {
+            target = i;
+            break;
+        }
+    if (target < 0)
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "node '%s' (%s): identity rule: the node has no activation input to pass relevance to",
+                       n->name, n->op_type);
+    if (n->n_out < 1 || n->out[0] < 0)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): identity rule: the node has no output 0", n->name,
+                       n->op_type);
+    const rp_tensor *x = &g->values[n->in[target]].t, *y = &g->values[n->out[0]].t;
+    if (x->dtype != RP_FLOAT || y->dtype != RP_FLOAT)
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "node '%s' (%s): identity rule: input %d and output 0 must be float32 (they are %s and %s)",
+                       n->name, n->op_type, target, rp_dtype_name(x->dtype), rp_dtype_name(y->dtype));
+    bool reduce = false;
+    if (x->count != y->count) {
+        bool ok = x->rank <= y->rank && x->count < y->count;
+        for (int d = 0; ok && d < x->rank; d++) {
+            int64_t xd = x->dims[d], yd = y->dims[y->rank - x->rank + d];
+            ok = xd == yd || xd == 1;
+        }
+        if (!ok) {
+            char a[96], b[96];
+            return rp_fail(err, RP_ERR_UNSUPPORTED,
+                           "node '%s' (%s): identity rule: input %d %s is neither the size of output 0 %s nor "
+                           "broadcast to it",
+                           n->name, n->op_type, target, rp_shape_str(x, a, sizeof a), rp_shape_str(y, b, sizeof b));
+        }
+        reduce = true;
+    }
+    identity_state *s = malloc(sizeof *s);
+    if (!s)
+        return rp_fail(err, RP_ERR_NOMEM, "node '%s': out of memory", n->name);
+    s->target = target;
+    s->reduce = reduce;
+    *state = s;
+    return RP_OK;
+}
+
+/* dst (shape d) += r (shape o) summed over the axes where d was broadcast to o. */
+static void add_reduced(float *dst, const rp_tensor *d, const float *r, const rp_tensor *o)
+{
+    int64_t dstride[RP_MAX_RANK], ostride[RP_MAX_RANK];
+    rp_broadcast_strides(d, o, dstride);
+    int64_t s = 1;
+    for (int a = o->rank - 1; a >= 0; a--) {
+        ostride[a] = s;
+        s *= o->dims[a];
+    }
+    /* kept axes (outer loop, in order: visits dst sequentially) and reduced axes (inner). */
+    int keep[RP_MAX_RANK], red[RP_MAX_RANK], nk = 0, nr = 0;
+    for (int a = 0; a < o->rank; a++) {
+        if (o->dims[a] == 1)
+            continue;
+        if (dstride[a])
+            keep[nk++] = a;
+        else
+            red[nr++] = a;
+    }
+    int64_t ki[RP_MAX_RANK] = {0};
+    for (int64_t e = 0; e < d->count; e++) {
+        int64_t base = 0;
+        for (int q = 0; q < nk; q++)
+            base += ki[q] * ostride[keep[q]];
+        double acc = 0;
+        int64_t ri[RP_MAX_RANK] = {0};
+        for (;;) {
+            int64_t off = base;
+            for (int q = 0; q < nr; q++)
+                off += ri[q] * ostride[red[q]];
+            acc += r[off];
+            int q = nr - 1;
+            for (; q >= 0; q--) {
+                if (++ri[q] < o->dims[red[q]])
+                    break;
+                ri[q] = 0;
+            }
+            if (q < 0)
+                break;
+        }
+        dst[e] = (float)(dst[e] + acc);
+        for (int q = nk - 1; q >= 0; q--) {
+            if (++ki[q] < o->dims[keep[q]])
+                break;
+            ki[q] = 0;
+        }
+    }
+}
+
+static rp_status identity_apply(rp_rule_ctx *c)
+{
+    const identity_state *s = c->state;
+    if (!s)
+        return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): identity rule applied without prepare",
+                       c->node->name, c->node->op_type);
+    const rp_tensor *r = c->rel_out[0];
+    rp_tensor *dst = c->rel_in[s->target];
+    if (!r || !dst)
+        return RP_OK;
+    const float *rv = r->data;
+    float *dv = dst->data;
+    if (!s->reduce) {
+        if (dst->count != r->count)
+            return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): identity rule: relevance sizes %lld and %lld",
+                           c->node->name, c->node->op_type, (long long)dst->count, (long long)r->count);
+        for (int64_t i = 0; i < r->count; i++)
+            dv[i] += rv[i];
+        return RP_OK;
+    }
+    add_reduced(dv, dst, rv, r);
+    return RP_OK;
+}
+
+const rp_rule rp_rule_identity = {
+    .name = "identity",
+    .summary = "relevance passes unchanged to the activation input (summed over broadcast axes)",
+    .prepare = identity_prepare,
+    .apply = identity_apply,
+    .free_state = free,
+};

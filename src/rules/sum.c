@@ -1,0 +1,100 @@
+/* Normalised sum rule for z = u + v or z = u - v (METHOD.md §2, "Sum of two
+ * activations"): skip connections and the position-embedding Add. Either
+ * operand may be a constant and either may be broadcast.
+ *
+ *     S  = sdiv(R, z)
+ *     a  = u * vjp_u(S),  b = v * vjp_v(S)      (vjp sums over broadcast axes;
+ *                                                for Sub, vjp_v(S) = -S)
+ *     sa = sum(a), sb = sum(b), T = sum(R)        (in double)
+ *     fa = sdiv(|sa|, |sa| + |sb|) * T,  fb = sdiv(|sb|, |sa| + |sb|) * T
+ *     R_u += a * sdiv(fa, sa),  R_v += b * sdiv(fb, sb)
+ *
+ * A constant operand's share still counts in the normalisation, but the
+ * relevance sent to it is dropped (its rel_in is NULL). */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "rules/rule.h"
+
+static rp_status sum_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+                             size_t *scratch_floats, rp_error *err)
+{
+    *state = NULL;
+    *scratch_floats = 0;
+    if (strcmp(n->op_type, "Add") != 0 && strcmp(n->op_type, "Sub") != 0)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the sum rule applies to Add and Sub", n->name,
+                       n->op_type);
+    if (n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0 || n->n_out < 1 || n->out[0] < 0)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the sum rule needs two operands", n->name,
+                       n->op_type);
+    if (!n->op || !n->op->backward)
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "node '%s' (%s, opset %d): the sum rule needs the op's gradient, which relprop does not have",
+                       n->name, n->op_type, n->opset);
+    const rp_tensor *u = &g->values[n->in[0]].t, *v = &g->values[n->in[1]].t, *y = &g->values[n->out[0]].t;
+    if (u->dtype != RP_FLOAT || v->dtype != RP_FLOAT || y->dtype != RP_FLOAT)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the sum rule needs float32 operands", n->name,
+                       n->op_type);
+    *scratch_floats = (size_t)y->count + (size_t)u->count + (size_t)v->count;
+    return RP_OK;
+}
+
+static rp_status sum_apply(rp_rule_ctx *c)
+{
+    const rp_tensor *r = c->rel_out[0];
+    if (!r || (!c->rel_in[0] && !c->rel_in[1]))
+        return RP_OK;
+    rp_kctx *k = c->k;
+    const rp_tensor *z = k->out[0];
+    size_t off = 0;
+    rp_tensor s = rp_rule_scratch(c, &off, z);
+    rp_tensor ab[2] = {rp_rule_scratch(c, &off, k->in[0]), rp_rule_scratch(c, &off, k->in[1])};
+    if ((!s.data && s.count) || (!ab[0].data && ab[0].count) || (!ab[1].data && ab[1].count))
+        return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): sum rule: scratch too small", c->node->name,
+                       c->node->op_type);
+    const float *rv = r->data, *zv = z->data;
+    float *sv = s.data;
+    double total = 0;
+    for (int64_t e = 0; e < z->count; e++) {
+        sv[e] = (float)rp_sdiv(rv[e], zv[e]);
+        total += rv[e];
+    }
+    memset(ab[0].data, 0, sizeof(float) * (size_t)ab[0].count);
+    memset(ab[1].data, 0, sizeof(float) * (size_t)ab[1].count);
+    rp_tensor *gout[1] = {&s}, *gin[2] = {&ab[0], &ab[1]};
+    rp_status st = rp_rule_vjp(c, gout, gin);
+    if (st)
+        return st;
+    double sums[2];
+    for (int i = 0; i < 2; i++) {
+        const float *x = k->in[i]->data;
+        float *a = ab[i].data;
+        double acc = 0;
+        for (int64_t e = 0; e < ab[i].count; e++) {
+            a[e] = x[e] * a[e];
+            acc += a[e];
+        }
+        sums[i] = acc;
+    }
+    double den = fabs(sums[0]) + fabs(sums[1]);
+    for (int i = 0; i < 2; i++) {
+        if (!c->rel_in[i])
+            continue;
+        double f = rp_sdiv(fabs(sums[i]), den) * total;
+        double scale = rp_sdiv(f, sums[i]);
+        const float *a = ab[i].data;
+        float *dst = c->rel_in[i]->data;
+        for (int64_t e = 0; e < ab[i].count; e++)
+            dst[e] = (float)(dst[e] + a[e] * scale);
+    }
+    return RP_OK;
+}
+
+const rp_rule rp_rule_sum = {
+    .name = "sum",
+    .summary = "Add/Sub: x * vjp(sdiv(R, z)) per operand, rescaled to shares proportional to |sum| (conserving)",
+    .prepare = sum_prepare,
+    .apply = sum_apply,
+    .free_state = NULL,
+};

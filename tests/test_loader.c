@@ -1,0 +1,1131 @@
+/* The ONNX loader (src/graph/onnx_load.c) and .npy I/O (src/core/npy.c).
+ *
+ * Fixtures: the fmnist ViT from tests/oracle (or ../shared), Debian's ONNX
+ * conformance models, and the small hand-made models in tests/data/loader and
+ * tests/data/external, made by tests/data/loader/make_fixtures.py (some are
+ * broken on purpose). Temporary files go to a fresh mkdtemp folder per test. */
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700 /* mkdtemp, symlink */
+#endif
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "graph/graph.h"
+
+#ifndef RELPROP_SOURCE_DIR
+#define RELPROP_SOURCE_DIR "."
+#endif
+#define LOADER_DIR RELPROP_SOURCE_DIR "/tests/data/loader"
+#define EXT_DIR RELPROP_SOURCE_DIR "/tests/data/external"
+#define NODE_DIR "/usr/share/libonnx-testdata/data/node"
+
+/* ---- helpers ---- */
+
+static const char *fmnist_path(void)
+{
+    static const char *candidates[] = {
+        RELPROP_SOURCE_DIR "/tests/oracle/fmnist_vit_s__timm17/model.onnx",
+        RELPROP_SOURCE_DIR "/../shared/oracle/cases/fmnist_vit_s__timm17/model.onnx",
+        "/work/shared/oracle/cases/fmnist_vit_s__timm17/model.onnx",
+    };
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+        if (access(candidates[i], R_OK) == 0)
+            return candidates[i];
+    return candidates[0];
+}
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/relprop_test_loader.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+/* Remove everything in tmpdir (flat) and the folder itself. */
+static void remove_tmpdir(void)
+{
+    DIR *d = opendir(tmpdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(tmpdir);
+}
+
+static char *tmp_path(const char *name)
+{
+    static char bufs[4][512];
+    static int k;
+    char *b = bufs[k++ % 4];
+    snprintf(b, sizeof bufs[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t len;
+    uint8_t *b = slurp(from, &len);
+    write_file(to, b, len);
+    free(b);
+}
+
+/* Load that must fail with code; the message must contain each of the
+ * NULL-terminated needles. */
+static void expect_load_error(const char *path, rp_status code, ...)
+{
+    rp_error err = {0};
+    rp_graph *g = (rp_graph *)0x1;
+    rp_status st = rp_graph_load(path, &g, &err);
+    ck_assert_msg(st == code, "%s: expected %s, got %s: %s", path, rp_status_name(code), rp_status_name(st),
+                  err.msg);
+    ck_assert_ptr_null(g);
+    ck_assert_int_eq(err.code, code);
+    va_list ap;
+    va_start(ap, code);
+    const char *needle;
+    while ((needle = va_arg(ap, const char *)) != NULL)
+        ck_assert_msg(strstr(err.msg, needle) != NULL, "message '%s' lacks '%s'", err.msg, needle);
+    va_end(ap);
+    /* err may be NULL: same code, no crash. */
+    ck_assert_int_eq(rp_graph_load(path, &g, NULL), code);
+    ck_assert_ptr_null(g);
+}
+
+static rp_graph *load_ok(const char *path)
+{
+    rp_error err = {0};
+    rp_graph *g = NULL;
+    rp_status st = rp_graph_load(path, &g, &err);
+    ck_assert_msg(st == RP_OK, "%s: %s", path, err.msg);
+    ck_assert_ptr_nonnull(g);
+    return g;
+}
+
+static const rp_value *value(const rp_graph *g, const char *name)
+{
+    int id = rp_graph_find_value(g, name);
+    ck_assert_msg(id >= 0, "no value '%s'", name);
+    return &g->values[id];
+}
+
+static const rp_node *node(const rp_graph *g, const char *name)
+{
+    int id = rp_graph_find_node(g, name);
+    ck_assert_msg(id >= 0, "no node '%s'", name);
+    return &g->nodes[id];
+}
+
+/* Producers come before consumers and producer ids point back at their node. */
+static void check_topological(const rp_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                ck_assert_int_lt(g->values[n->in[k]].producer, i);
+        for (int k = 0; k < n->n_out; k++)
+            if (n->out[k] >= 0)
+                ck_assert_int_eq(g->values[n->out[k]].producer, i);
+    }
+}
+
+/* ---- the fmnist ViT ---- */
+
+START_TEST(test_fmnist_model)
+{
+    rp_graph *g = load_ok(fmnist_path());
+    ck_assert_int_eq(g->n_nodes, 166);
+    ck_assert_int_eq(rp_graph_opset(g, ""), 17);
+    ck_assert_int_eq(rp_graph_opset(g, "ai.onnx"), 17);
+    ck_assert_int_eq(rp_graph_opset(g, "com.microsoft"), 0);
+    ck_assert_int_eq(g->ir_version, 8);
+    ck_assert_str_eq(g->path, fmnist_path());
+    ck_assert_ptr_nonnull(g->model_dir);
+
+    ck_assert_int_eq(g->n_inputs, 1);
+    const rp_value *in = &g->values[g->inputs[0]];
+    ck_assert_str_eq(in->name, "input");
+    ck_assert_int_eq(in->kind, RP_VALUE_INPUT);
+    ck_assert_int_eq(in->t.dtype, RP_FLOAT);
+    ck_assert_int_eq(in->t.rank, 4);
+    ck_assert_int_eq(in->t.dims[0], 1);
+    ck_assert_int_eq(in->t.dims[1], 3);
+    ck_assert_int_eq(in->t.dims[2], 64);
+    ck_assert_int_eq(in->t.dims[3], 64);
+    ck_assert_int_eq(in->t.count, 3 * 64 * 64);
+    ck_assert(in->shape_known);
+    ck_assert_ptr_null(in->t.data);
+    ck_assert_int_eq(in->producer, -1);
+
+    ck_assert_int_eq(g->n_outputs, 1);
+    const rp_value *out = &g->values[g->outputs[0]];
+    ck_assert_str_eq(out->name, "logits");
+    ck_assert(out->is_graph_output);
+    ck_assert_int_eq(out->kind, RP_VALUE_ACTIVATION);
+    ck_assert_int_ge(out->producer, 0);
+
+    int constants = 0, activations = 0;
+    for (int i = 0; i < g->n_values; i++) {
+        const rp_value *v = &g->values[i];
+        if (v->kind == RP_VALUE_CONSTANT) {
+            constants++;
+            ck_assert(v->shape_known);
+            ck_assert_ptr_nonnull(v->t.data);
+            ck_assert_int_eq(v->producer, -1);
+        } else if (v->kind == RP_VALUE_ACTIVATION) {
+            activations++;
+        }
+    }
+    ck_assert_int_eq(constants, 56);
+    ck_assert_int_eq(g->n_values, 1 + 56 + activations);
+    check_topological(g);
+
+    /* The first node is a Constant holding a raw int64 scalar 0. */
+    const rp_node *c = &g->nodes[0];
+    ck_assert_str_eq(c->name, "/Constant");
+    ck_assert_str_eq(c->op_type, "Constant");
+    const rp_attr *cv = rp_node_attr(c, "value");
+    ck_assert_ptr_nonnull(cv);
+    ck_assert_int_eq(cv->type, RP_ATTR_TENSOR);
+    ck_assert_int_eq(cv->tensor->dtype, RP_INT64);
+    ck_assert_int_eq(cv->tensor->rank, 0);
+    ck_assert_int_eq(cv->tensor->count, 1);
+    ck_assert_int_eq(((int64_t *)cv->tensor->data)[0], 0);
+
+    /* The patch Conv. */
+    int conv_id = -1;
+    for (int i = 0; i < g->n_nodes && conv_id < 0; i++)
+        if (strcmp(g->nodes[i].op_type, "Conv") == 0)
+            conv_id = i;
+    ck_assert_int_eq(conv_id, 2);
+    const rp_node *conv = &g->nodes[conv_id];
+    ck_assert_str_eq(conv->name, "/patch_embed/proj/Conv");
+    ck_assert_str_eq(conv->domain, "");
+    ck_assert_int_eq(conv->opset, 17);
+    ck_assert_int_eq(conv->n_in, 3);
+    ck_assert_int_eq(conv->n_out, 1);
+    ck_assert_str_eq(g->values[conv->in[0]].name, "input");
+    ck_assert_str_eq(g->values[conv->in[1]].name, "patch_embed.proj.weight");
+    ck_assert_str_eq(g->values[conv->in[2]].name, "patch_embed.proj.bias");
+    ck_assert_str_eq(g->values[conv->out[0]].name, "/patch_embed/proj/Conv_output_0");
+    ck_assert_int_eq(g->values[conv->out[0]].producer, conv_id);
+    ck_assert_ptr_null(conv->op);
+    ck_assert(!conv->folded);
+
+    ck_assert_int_eq(conv->n_attr, 5);
+    const rp_attr *a = rp_node_attr(conv, "dilations");
+    ck_assert_int_eq(a->type, RP_ATTR_INTS);
+    ck_assert_int_eq(a->n, 2);
+    ck_assert_int_eq(a->ints[0], 1);
+    ck_assert_int_eq(a->ints[1], 1);
+    a = rp_node_attr(conv, "group");
+    ck_assert_int_eq(a->type, RP_ATTR_INT);
+    ck_assert_int_eq(a->i, 1);
+    a = rp_node_attr(conv, "kernel_shape");
+    ck_assert_int_eq(a->type, RP_ATTR_INTS);
+    ck_assert_int_eq(a->n, 2);
+    ck_assert_int_eq(a->ints[0], 8);
+    ck_assert_int_eq(a->ints[1], 8);
+    a = rp_node_attr(conv, "pads");
+    ck_assert_int_eq(a->n, 4);
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_eq(a->ints[k], 0);
+    a = rp_node_attr(conv, "strides");
+    ck_assert_int_eq(a->n, 2);
+    ck_assert_int_eq(a->ints[0], 8);
+    ck_assert_int_eq(a->ints[1], 8);
+    ck_assert_ptr_null(rp_node_attr(conv, "auto_pad"));
+
+    /* Initializer bytes decoded from raw_data (values from numpy). */
+    const rp_value *w = value(g, "patch_embed.proj.weight");
+    ck_assert_int_eq(w->kind, RP_VALUE_CONSTANT);
+    ck_assert_int_eq(w->t.dtype, RP_FLOAT);
+    ck_assert_int_eq(w->t.rank, 4);
+    ck_assert_int_eq(w->t.dims[0], 96);
+    ck_assert_int_eq(w->t.count, 96 * 3 * 8 * 8);
+    const float *wd = w->t.data;
+    ck_assert_float_eq(wd[0], -0.009109926f);
+    ck_assert_float_eq(wd[w->t.count - 1], -0.044805184f);
+    double sum = 0;
+    for (int64_t i = 0; i < w->t.count; i++)
+        sum += wd[i];
+    ck_assert_double_eq_tol(sum, 10.505875693618918, 1e-9);
+    rp_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_load_buffer)
+{
+    size_t len;
+    uint8_t *buf = slurp(fmnist_path(), &len);
+    rp_error err = {0};
+    rp_graph *g = NULL;
+    ck_assert_int_eq(rp_graph_load_buffer(buf, len, NULL, &g, &err), RP_OK);
+    ck_assert_ptr_null(g->path);
+    ck_assert_ptr_null(g->model_dir);
+    ck_assert_int_eq(g->n_nodes, 166);
+    rp_graph_free(g);
+
+    /* The buffer is copied from, never kept: scribbling on it afterwards
+     * must not change the graph. */
+    ck_assert_int_eq(rp_graph_load_buffer(buf, len, "mem.onnx", &g, &err), RP_OK);
+    ck_assert_str_eq(g->path, "mem.onnx");
+    ck_assert_str_eq(g->model_dir, ".");
+    memset(buf, 0xAB, len);
+    ck_assert_str_eq(g->nodes[2].name, "/patch_embed/proj/Conv");
+    ck_assert_float_eq(((const float *)value(g, "patch_embed.proj.weight")->t.data)[0], -0.009109926f);
+    rp_graph_free(g);
+    free(buf);
+
+    ck_assert_int_eq(rp_graph_load_buffer((const uint8_t *)"", 0, "x.onnx", &g, &err), RP_ERR_FORMAT);
+    ck_assert_ptr_null(g);
+}
+END_TEST
+
+/* ---- broken files ---- */
+
+START_TEST(test_truncated_model)
+{
+    make_tmpdir();
+    size_t len;
+    uint8_t *buf = slurp(fmnist_path(), &len);
+    ck_assert_uint_gt(len, 1000);
+    const char *p = tmp_path("model.onnx");
+    write_file(p, buf, 1000);
+    expect_load_error(p, RP_ERR_FORMAT, p, "not an ONNX model", NULL);
+
+    /* Every cut fails cleanly (a cut at a field boundary parses but has no
+     * complete graph). */
+    for (size_t cut = 0; cut < len; cut += cut < 4096 ? 13 : 65537) {
+        rp_graph *g = (rp_graph *)0x1;
+        rp_error err = {0};
+        rp_status st = rp_graph_load_buffer(buf, cut, "cut.onnx", &g, &err);
+        ck_assert_msg(st == RP_ERR_FORMAT, "cut at %zu: %s", cut, err.msg);
+        ck_assert_ptr_null(g);
+        ck_assert_msg(strncmp(err.msg, "cut.onnx: ", 10) == 0, "%s", err.msg);
+    }
+    free(buf);
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(test_not_onnx)
+{
+    make_tmpdir();
+    const char *text = tmp_path("readme.onnx");
+    const char *s = "this is not a model\n";
+    write_file(text, s, strlen(s));
+    expect_load_error(text, RP_ERR_FORMAT, text, NULL);
+
+    const char *empty = tmp_path("empty.onnx");
+    write_file(empty, "", 0);
+    expect_load_error(empty, RP_ERR_FORMAT, empty, "empty", NULL);
+
+    /* An .npy file is not a model either. */
+    expect_load_error(LOADER_DIR "/np_f32.npy", RP_ERR_FORMAT, "np_f32.npy", NULL);
+
+    expect_load_error(tmp_path("absent.onnx"), RP_ERR_IO, "absent.onnx", NULL);
+    expect_load_error(tmpdir, RP_ERR_IO, tmpdir, NULL); /* a folder */
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(test_bad_graphs)
+{
+    expect_load_error(LOADER_DIR "/no_graph.onnx", RP_ERR_FORMAT, "no_graph.onnx: no graph", NULL);
+    expect_load_error(LOADER_DIR "/cycle.onnx", RP_ERR_FORMAT, "cycle", NULL);
+    {
+        rp_error err = {0};
+        rp_graph *g = NULL;
+        rp_graph_load(LOADER_DIR "/cycle.onnx", &g, &err);
+        /* The node named must be on the cycle (p ↔ q), not merely after it. */
+        ck_assert_msg(strstr(err.msg, "'p'") || strstr(err.msg, "'q'"), "%s", err.msg);
+    }
+    expect_load_error(LOADER_DIR "/missing_input.onnx", RP_ERR_FORMAT, "adder", "Add", "'ghost'", NULL);
+    expect_load_error(LOADER_DIR "/dup_output.onnx", RP_ERR_FORMAT, "'two'", "'y'", NULL);
+    expect_load_error(LOADER_DIR "/missing_output.onnx", RP_ERR_FORMAT, "'nowhere'", NULL);
+    expect_load_error(LOADER_DIR "/float16_init.onnx", RP_ERR_UNSUPPORTED, "'half'", "float16", NULL);
+    expect_load_error(LOADER_DIR "/raw_mismatch.onnx", RP_ERR_FORMAT,
+                      "tensor 'w': raw_data has 20 bytes, expected 24", NULL);
+    expect_load_error(LOADER_DIR "/typed_mismatch.onnx", RP_ERR_FORMAT, "'w'", "float_data has 5 elements, expected 6",
+                      NULL);
+    expect_load_error(LOADER_DIR "/rank9_init.onnx", RP_ERR_UNSUPPORTED, "'w'", "rank 9", NULL);
+    expect_load_error(LOADER_DIR "/rank9_input.onnx", RP_ERR_UNSUPPORTED, "'x'", "rank 9", NULL);
+}
+END_TEST
+
+/* ---- graph construction details ---- */
+
+START_TEST(test_typed_constants)
+{
+    rp_graph *g = load_ok(LOADER_DIR "/typed.onnx");
+    ck_assert_int_eq(g->n_nodes, 13);
+    ck_assert_int_eq(g->n_inputs, 0);
+    ck_assert_int_eq(g->n_outputs, 13);
+    struct {
+        const char *node;
+        rp_dtype dt;
+        double v[3];
+    } cases[] = {
+        {"const_f32", RP_FLOAT, {1.5, -2.25, 3.0}},
+        {"const_f64", RP_DOUBLE, {1.0 / 3.0, -1e300, 2.5}},
+        {"const_i8", RP_INT8, {-128, 127, -1}},
+        {"const_i16", RP_INT16, {-32768, 32767, -2}},
+        {"const_i32", RP_INT32, {-2147483648.0, 2147483647.0, -3}},
+        {"const_u8", RP_UINT8, {0, 255, 7}},
+        {"const_u16", RP_UINT16, {0, 65535, 8}},
+        {"const_u32", RP_UINT32, {0, 4294967295.0, 9}},
+        {"const_b", RP_BOOL, {1, 0, 1}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const rp_attr *a = rp_node_attr(node(g, cases[i].node), "value");
+        ck_assert_ptr_nonnull(a);
+        ck_assert_int_eq(a->type, RP_ATTR_TENSOR);
+        const rp_tensor *t = a->tensor;
+        ck_assert_msg(t->dtype == cases[i].dt, "%s: dtype %d", cases[i].node, t->dtype);
+        ck_assert_int_eq(t->rank, 1);
+        ck_assert_int_eq(t->count, 3);
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(rp_tensor_get_f64(t, k) == cases[i].v[k], "%s[%d] = %g, expected %g", cases[i].node, k,
+                          rp_tensor_get_f64(t, k), cases[i].v[k]);
+    }
+    const rp_tensor *t = rp_node_attr(node(g, "const_i64"), "value")->tensor;
+    ck_assert_int_eq(t->dtype, RP_INT64);
+    ck_assert_int_eq(((int64_t *)t->data)[0], INT64_MIN);
+    ck_assert_int_eq(((int64_t *)t->data)[1], INT64_MAX);
+    ck_assert_int_eq(((int64_t *)t->data)[2], -4);
+    t = rp_node_attr(node(g, "const_u64"), "value")->tensor;
+    ck_assert_int_eq(t->dtype, RP_UINT64);
+    ck_assert(((uint64_t *)t->data)[1] == UINT64_MAX);
+    ck_assert(((uint64_t *)t->data)[2] == 10);
+
+    t = rp_node_attr(node(g, "const_scalar"), "value")->tensor;
+    ck_assert_int_eq(t->rank, 0);
+    ck_assert_int_eq(t->count, 1);
+    ck_assert_float_eq(((float *)t->data)[0], 42.0f);
+    t = rp_node_attr(node(g, "const_empty"), "value")->tensor;
+    ck_assert_int_eq(t->dtype, RP_INT64);
+    ck_assert_int_eq(t->rank, 2);
+    ck_assert_int_eq(t->dims[0], 0);
+    ck_assert_int_eq(t->dims[1], 4);
+    ck_assert_int_eq(t->count, 0);
+
+    /* Constant outputs are activations until prepare folds them. */
+    const rp_value *v = value(g, "f32");
+    ck_assert_int_eq(v->kind, RP_VALUE_ACTIVATION);
+    ck_assert(v->is_graph_output);
+    ck_assert(!v->shape_known);
+    rp_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_graph_features)
+{
+    rp_graph *g = load_ok(LOADER_DIR "/features.onnx");
+    ck_assert_int_eq(g->n_nodes, 4);
+    ck_assert_int_eq(g->n_opsets, 2);
+    ck_assert_int_eq(rp_graph_opset(g, ""), 13);
+    ck_assert_int_eq(rp_graph_opset(g, "com.example"), 2);
+
+    /* W is an initializer listed among the inputs: a constant, not an input. */
+    ck_assert_int_eq(g->n_inputs, 3);
+    ck_assert_str_eq(g->values[g->inputs[0]].name, "x_in");
+    ck_assert_str_eq(g->values[g->inputs[1]].name, "x");
+    ck_assert_str_eq(g->values[g->inputs[2]].name, "norank");
+    const rp_value *w = value(g, "W");
+    ck_assert_int_eq(w->kind, RP_VALUE_CONSTANT);
+    ck_assert_float_eq(((float *)w->t.data)[5], 5.0f);
+    const rp_value *hi = value(g, "hi");
+    ck_assert_int_eq(hi->t.rank, 0);
+    ck_assert_int_eq(hi->t.count, 1);
+
+    /* Symbolic and missing dims. */
+    const rp_value *x = value(g, "x");
+    ck_assert_int_eq(x->kind, RP_VALUE_INPUT);
+    ck_assert(!x->shape_known);
+    ck_assert_int_eq(x->t.rank, 3);
+    ck_assert_int_eq(x->t.count, -1);
+    ck_assert_int_eq(x->t.dims[0], -1);
+    ck_assert_int_eq(x->t.dims[1], 3);
+    ck_assert_int_eq(x->t.dims[2], -1);
+    ck_assert_str_eq(x->dim_params[0], "batch");
+    ck_assert_ptr_null(x->dim_params[1]);
+    ck_assert_str_eq(x->dim_params[2], "?");
+    /* No shape at all: rank unknown (-1), so prepare cannot bind it as a scalar. */
+    const rp_value *nr = value(g, "norank");
+    ck_assert_int_eq(nr->t.dtype, RP_INT64);
+    ck_assert_int_eq(nr->t.rank, -1);
+    ck_assert_int_eq(nr->t.count, -1);
+    ck_assert(!nr->shape_known);
+    const rp_value *xin = value(g, "x_in");
+    ck_assert_str_eq(xin->dim_params[0], "batch");
+    ck_assert_int_eq(xin->t.dims[1], 2);
+
+    /* An unnamed node gets "<op>_<index>". */
+    const rp_node *add = &g->nodes[0];
+    ck_assert_str_eq(add->name, "Add_0");
+    ck_assert_int_eq(add->in[1], rp_graph_find_value(g, "W"));
+
+    /* Omitted optional input and output. */
+    const rp_node *clip = node(g, "clip");
+    ck_assert_int_eq(clip->n_in, 3);
+    ck_assert_int_eq(clip->in[1], -1);
+    ck_assert_int_eq(clip->in[2], rp_graph_find_value(g, "hi"));
+    const rp_node *drop = node(g, "drop");
+    ck_assert_int_eq(drop->n_out, 2);
+    ck_assert_int_ge(drop->out[0], 0);
+    ck_assert_int_eq(drop->out[1], -1);
+    /* "ai.onnx" is the default domain. */
+    ck_assert_str_eq(drop->domain, "");
+    ck_assert_int_eq(drop->opset, 13);
+
+    const rp_node *cu = node(g, "custom");
+    ck_assert_str_eq(cu->domain, "com.example");
+    ck_assert_int_eq(cu->opset, 2);
+    const rp_attr *a = rp_node_attr(cu, "f");
+    ck_assert_int_eq(a->type, RP_ATTR_FLOAT);
+    ck_assert_float_eq(a->f, 0.5f);
+    a = rp_node_attr(cu, "i");
+    ck_assert_int_eq(a->type, RP_ATTR_INT);
+    ck_assert_int_eq(a->i, -7);
+    a = rp_node_attr(cu, "s");
+    ck_assert_int_eq(a->type, RP_ATTR_STRING);
+    ck_assert_str_eq(a->s, "hello");
+    a = rp_node_attr(cu, "floats");
+    ck_assert_int_eq(a->type, RP_ATTR_FLOATS);
+    ck_assert_int_eq(a->n, 2);
+    ck_assert_float_eq(a->floats[1], 2.0f);
+    a = rp_node_attr(cu, "ints");
+    ck_assert_int_eq(a->type, RP_ATTR_INTS);
+    ck_assert_int_eq(a->n, 3);
+    ck_assert_int_eq(a->ints[2], 5);
+    a = rp_node_attr(cu, "strings");
+    ck_assert_int_eq(a->type, RP_ATTR_STRINGS);
+    ck_assert_int_eq(a->n, 2);
+    ck_assert_str_eq(a->strings[0], "a");
+    ck_assert_str_eq(a->strings[1], "bc");
+    a = rp_node_attr(cu, "t");
+    ck_assert_int_eq(a->type, RP_ATTR_TENSOR);
+    ck_assert_int_eq(a->tensor->dtype, RP_INT32);
+    ck_assert_int_eq(((int32_t *)a->tensor->data)[1], 12);
+    a = rp_node_attr(cu, "g");
+    ck_assert_int_eq(a->type, RP_ATTR_GRAPH);
+    ck_assert_ptr_null(a->tensor);
+
+    ck_assert_int_eq(g->n_metadata, 2);
+    bool found = false;
+    for (int i = 0; i < g->n_metadata; i++)
+        if (strcmp(g->metadata_keys[i], "purpose") == 0) {
+            ck_assert_str_eq(g->metadata_values[i], "loader test");
+            found = true;
+        }
+    ck_assert(found);
+    check_topological(g);
+    rp_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_unsorted_graph)
+{
+    rp_graph *g = load_ok(LOADER_DIR "/unsorted.onnx");
+    ck_assert_int_eq(g->n_nodes, 4);
+    /* Kahn taking the lowest file index first: file order where possible. */
+    ck_assert_str_eq(g->nodes[0].name, "independent");
+    ck_assert_str_eq(g->nodes[1].name, "first");
+    ck_assert_str_eq(g->nodes[2].name, "second");
+    ck_assert_str_eq(g->nodes[3].name, "third");
+    check_topological(g);
+    ck_assert_int_eq(value(g, "a")->producer, 1);
+    ck_assert_int_eq(value(g, "c")->producer, 3);
+    ck_assert_int_eq(value(g, "z")->producer, 0);
+    rp_graph_free(g);
+}
+END_TEST
+
+/* ---- ONNX conformance models and their .pb data ---- */
+
+START_TEST(test_node_models)
+{
+    if (access(NODE_DIR, R_OK) != 0) {
+        fprintf(stderr, "test_node_models: %s absent (package libonnx-testdata), skipped\n", NODE_DIR);
+        return;
+    }
+    rp_graph *g = load_ok(NODE_DIR "/test_add/model.onnx");
+    ck_assert_int_eq(g->n_nodes, 1);
+    ck_assert_str_eq(g->nodes[0].op_type, "Add");
+    ck_assert_int_eq(g->n_inputs, 2);
+    const rp_value *x = &g->values[g->inputs[0]];
+    ck_assert_str_eq(x->name, "x");
+    ck_assert_int_eq(x->t.rank, 3);
+    ck_assert_int_eq(x->t.dims[2], 5);
+
+    rp_error err = {0};
+    rp_tensor t;
+    char *name = NULL;
+    ck_assert_int_eq(rp_tensor_load_pb(NODE_DIR "/test_add/test_data_set_0/input_0.pb", &t, &name, &err), RP_OK);
+    ck_assert_str_eq(name, "x");
+    ck_assert_int_eq(t.dtype, RP_FLOAT);
+    ck_assert_int_eq(t.rank, 3);
+    ck_assert_int_eq(t.dims[0], 3);
+    ck_assert_int_eq(t.dims[1], 4);
+    ck_assert_int_eq(t.dims[2], 5);
+    ck_assert_int_eq(t.count, 60);
+    ck_assert(rp_shape_equal(&t, &x->t));
+    ck_assert_float_eq(((float *)t.data)[0], 1.7640524f);
+    ck_assert_float_eq(((float *)t.data)[59], -0.36274117f);
+    rp_tensor_release(&t);
+    free(name);
+    rp_graph_free(g);
+
+    /* test_constant: typed float_data in the attribute equals the raw_data
+     * of the expected output. */
+    g = load_ok(NODE_DIR "/test_constant/model.onnx");
+    const rp_attr *a = rp_node_attr(&g->nodes[0], "value");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_str_eq(g->nodes[0].name, "Constant_0");
+    ck_assert_int_eq(a->tensor->count, 25);
+    ck_assert_int_eq(rp_tensor_load_pb(NODE_DIR "/test_constant/test_data_set_0/output_0.pb", &t, NULL, &err), RP_OK);
+    ck_assert(rp_shape_equal(&t, a->tensor));
+    ck_assert_int_eq(memcmp(t.data, a->tensor->data, 25 * sizeof(float)), 0);
+    rp_tensor_release(&t);
+    rp_graph_free(g);
+
+    /* A few more ops a ViT uses load with attributes intact. */
+    const char *models[] = {"test_conv_with_strides_padding", "test_softmax_axis_0", "test_matmul_3d",
+                            "test_transpose_all_permutations_0", "test_layer_normalization_4d_axis0",
+                            "test_gather_0", "test_reshape_reduced_dims", "test_erf", "test_gemm_default_zero_bias",
+                            "test_slice", "test_where_example", "test_concat_3d_axis_1", "test_einsum_batch_matmul"};
+    char path[512];
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s/model.onnx", NODE_DIR, models[i]);
+        if (access(path, R_OK) != 0)
+            continue;
+        g = load_ok(path);
+        ck_assert_int_ge(g->n_nodes, 1);
+        ck_assert_int_ge(g->nodes[0].opset, 1);
+        check_topological(g);
+        for (int k = 0; k < 4; k++) {
+            snprintf(path, sizeof path, "%s/%s/test_data_set_0/input_%d.pb", NODE_DIR, models[i], k);
+            if (access(path, R_OK) != 0)
+                break;
+            ck_assert_msg(rp_tensor_load_pb(path, &t, &name, &err) == RP_OK, "%s: %s", path, err.msg);
+            /* The data files name the graph inputs they feed. */
+            int id = rp_graph_find_value(g, name);
+            ck_assert_msg(id >= 0, "%s: no value '%s'", path, name);
+            if (g->values[id].shape_known)
+                ck_assert(rp_shape_equal(&t, &g->values[id].t));
+            ck_assert_int_eq(t.dtype, g->values[id].t.dtype);
+            rp_tensor_release(&t);
+            free(name);
+        }
+        rp_graph_free(g);
+    }
+}
+END_TEST
+
+START_TEST(test_pb_errors)
+{
+    make_tmpdir();
+    rp_error err = {0};
+    rp_tensor t;
+    char *name = (char *)0x1;
+    const char *p = tmp_path("absent.pb");
+    ck_assert_int_eq(rp_tensor_load_pb(p, &t, &name, &err), RP_ERR_IO);
+    ck_assert_ptr_null(name);
+    ck_assert_ptr_null(t.data);
+    ck_assert_ptr_nonnull(strstr(err.msg, "absent.pb"));
+
+    if (access(NODE_DIR "/test_add/test_data_set_0/input_0.pb", R_OK) == 0) {
+        size_t len;
+        uint8_t *buf = slurp(NODE_DIR "/test_add/test_data_set_0/input_0.pb", &len);
+        p = tmp_path("cut.pb");
+        write_file(p, buf, len - 7);
+        ck_assert_int_ne(rp_tensor_load_pb(p, &t, &name, &err), RP_OK);
+        ck_assert_int_eq(err.code, RP_ERR_FORMAT);
+        ck_assert_ptr_null(name);
+        ck_assert_msg(strncmp(err.msg, p, strlen(p)) == 0, "%s", err.msg);
+        free(buf);
+    }
+    remove_tmpdir();
+}
+END_TEST
+
+/* ---- external data ---- */
+
+START_TEST(test_external_data)
+{
+    rp_graph *g = load_ok(EXT_DIR "/model.onnx");
+    const rp_value *w = value(g, "W");
+    ck_assert_int_eq(w->kind, RP_VALUE_CONSTANT);
+    ck_assert_int_eq(w->t.count, 6);
+    for (int i = 0; i < 6; i++)
+        ck_assert_float_eq(((float *)w->t.data)[i], (float)(i + 1));
+    const rp_value *b = value(g, "B");
+    ck_assert_int_eq(b->t.dtype, RP_INT64);
+    ck_assert_int_eq(((int64_t *)b->t.data)[0], 7);
+    ck_assert_int_eq(((int64_t *)b->t.data)[1], -8);
+    ck_assert_int_eq(((int64_t *)b->t.data)[2], 9);
+    rp_graph_free(g);
+
+    expect_load_error(EXT_DIR "/escape.onnx", RP_ERR_VALUE, "escape.onnx", "'W'", "../escape.bin", NULL);
+    expect_load_error(EXT_DIR "/absolute.onnx", RP_ERR_VALUE, "'W'", "absolute", NULL);
+    expect_load_error(EXT_DIR "/missing.onnx", RP_ERR_IO, "'W'", "nope.bin", NULL);
+    expect_load_error(EXT_DIR "/short.onnx", RP_ERR_IO, "'W'", "weights.bin", "too short", NULL);
+
+    /* From memory there is no folder to read from. */
+    size_t len;
+    uint8_t *buf = slurp(EXT_DIR "/model.onnx", &len);
+    rp_error err = {0};
+    ck_assert_int_ne(rp_graph_load_buffer(buf, len, NULL, &g, &err), RP_OK);
+    ck_assert_ptr_null(g);
+    ck_assert_ptr_nonnull(strstr(err.msg, "external"));
+    free(buf);
+}
+END_TEST
+
+START_TEST(test_external_symlinks)
+{
+    make_tmpdir();
+    char real_weights[1024];
+    ck_assert_ptr_nonnull(realpath(EXT_DIR "/weights.bin", real_weights));
+    copy_file(EXT_DIR "/model.onnx", tmp_path("model.onnx"));
+
+    /* weights.bin a link out of the model's folder: refused. */
+    ck_assert_int_eq(symlink(real_weights, tmp_path("weights.bin")), 0);
+    expect_load_error(tmp_path("model.onnx"), RP_ERR_VALUE, "'W'", "outside", NULL);
+
+    /* A link that stays inside is fine: the check is about where it lands. */
+    unlink(tmp_path("weights.bin"));
+    copy_file(EXT_DIR "/weights.bin", tmp_path("data.bin"));
+    ck_assert_int_eq(symlink("data.bin", tmp_path("weights.bin")), 0);
+    rp_graph *g = load_ok(tmp_path("model.onnx"));
+    ck_assert_float_eq(((float *)value(g, "W")->t.data)[5], 6.0f);
+    rp_graph_free(g);
+
+    /* A bare file name resolves against ".". */
+    char cwd[1024];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir(tmpdir), 0);
+    g = load_ok("model.onnx");
+    ck_assert_str_eq(g->model_dir, ".");
+    ck_assert_int_eq(((int64_t *)value(g, "B")->t.data)[1], -8);
+    rp_graph_free(g);
+    ck_assert_int_eq(chdir(cwd), 0);
+    remove_tmpdir();
+}
+END_TEST
+
+/* ---- .npy ---- */
+
+static void assert_same_tensor(const rp_tensor *a, const rp_tensor *b)
+{
+    ck_assert_int_eq(a->dtype, b->dtype);
+    ck_assert_int_eq(a->rank, b->rank);
+    ck_assert(rp_shape_equal(a, b));
+    ck_assert_int_eq(a->count, b->count);
+    if (a->count)
+        ck_assert_int_eq(memcmp(a->data, b->data, (size_t)a->count * rp_dtype_size(a->dtype)), 0);
+}
+
+/* Nothing but `keep` (may be NULL) is left in tmpdir: no temp files. */
+static void assert_tmpdir_holds_only(const char *keep)
+{
+    DIR *d = opendir(tmpdir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        ck_assert_msg(keep && strcmp(e->d_name, keep) == 0, "stray file %s", e->d_name);
+    }
+    closedir(d);
+}
+
+START_TEST(test_npy_roundtrip_dtypes)
+{
+    make_tmpdir();
+    const rp_dtype dts[] = {RP_FLOAT, RP_DOUBLE, RP_INT8, RP_INT16, RP_INT32, RP_INT64,
+                            RP_UINT8, RP_UINT16, RP_UINT32, RP_UINT64, RP_BOOL};
+    const char *p = tmp_path("a.npy");
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+        rp_tensor t, back;
+        rp_error err = {0};
+        int64_t dims[] = {2, 3, 5};
+        ck_assert_int_eq(rp_tensor_alloc(&t, dts[i], 3, dims, &err), RP_OK);
+        for (int64_t k = 0; k < t.count; k++)
+            rp_tensor_set_i64(&t, k, dts[i] == RP_BOOL ? k % 3 == 0 : k * 7 - 40);
+        ck_assert_msg(rp_npy_write(p, &t, &err) == RP_OK, "%s", err.msg);
+        assert_tmpdir_holds_only("a.npy");
+
+        /* numpy's layout: v1.0, header ends in '\n' at a multiple of 64. */
+        size_t len;
+        uint8_t *raw = slurp(p, &len);
+        ck_assert_int_eq(memcmp(raw, "\x93NUMPY\x01\x00", 8), 0);
+        size_t hl = (size_t)raw[8] | (size_t)raw[9] << 8;
+        ck_assert_uint_eq((10 + hl) % 64, 0);
+        ck_assert_int_eq(raw[10 + hl - 1], '\n');
+        ck_assert_uint_eq(len, 10 + hl + (size_t)t.count * rp_dtype_size(dts[i]));
+        free(raw);
+
+        ck_assert_msg(rp_npy_read(p, &back, &err) == RP_OK, "%s", err.msg);
+        assert_same_tensor(&t, &back);
+        rp_tensor_release(&t);
+        rp_tensor_release(&back);
+    }
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(test_npy_roundtrip_shapes)
+{
+    make_tmpdir();
+    rp_error err = {0};
+    rp_tensor t, back;
+    const char *p = tmp_path("s.npy");
+
+    /* 0-d */
+    int64_t d0[1] = {0};
+    ck_assert_int_eq(rp_tensor_alloc(&t, RP_DOUBLE, 0, d0, &err), RP_OK);
+    ((double *)t.data)[0] = -3.25;
+    ck_assert_int_eq(rp_npy_write(p, &t, &err), RP_OK);
+    ck_assert_int_eq(rp_npy_read(p, &back, &err), RP_OK);
+    ck_assert_int_eq(back.rank, 0);
+    ck_assert_int_eq(back.count, 1);
+    ck_assert_double_eq(((double *)back.data)[0], -3.25);
+    rp_tensor_release(&t);
+    rp_tensor_release(&back);
+
+    /* zero-size */
+    int64_t zd[] = {4, 0, 2};
+    ck_assert_int_eq(rp_tensor_alloc(&t, RP_FLOAT, 3, zd, &err), RP_OK);
+    ck_assert_int_eq(rp_npy_write(p, &t, &err), RP_OK);
+    ck_assert_int_eq(rp_npy_read(p, &back, &err), RP_OK);
+    ck_assert_int_eq(back.rank, 3);
+    ck_assert_int_eq(back.dims[0], 4);
+    ck_assert_int_eq(back.dims[1], 0);
+    ck_assert_int_eq(back.count, 0);
+    rp_tensor_release(&t);
+    rp_tensor_release(&back);
+
+    /* rank 8 and rank 1 */
+    int64_t d8[] = {1, 2, 1, 3, 1, 2, 1, 2};
+    ck_assert_int_eq(rp_tensor_alloc(&t, RP_INT32, 8, d8, &err), RP_OK);
+    for (int64_t k = 0; k < t.count; k++)
+        ((int32_t *)t.data)[k] = (int32_t)(k * k);
+    ck_assert_int_eq(rp_npy_write(p, &t, &err), RP_OK);
+    ck_assert_int_eq(rp_npy_read(p, &back, &err), RP_OK);
+    assert_same_tensor(&t, &back);
+    rp_tensor_release(&t);
+    rp_tensor_release(&back);
+    int64_t d1[] = {7};
+    ck_assert_int_eq(rp_tensor_alloc(&t, RP_UINT16, 1, d1, &err), RP_OK);
+    ck_assert_int_eq(rp_npy_write(p, &t, &err), RP_OK);
+    ck_assert_int_eq(rp_npy_read(p, &back, &err), RP_OK);
+    assert_same_tensor(&t, &back);
+    rp_tensor_release(&t);
+    rp_tensor_release(&back);
+    assert_tmpdir_holds_only("s.npy");
+    remove_tmpdir();
+}
+END_TEST
+
+/* Files numpy wrote: read them, write them back, get the same bytes. */
+START_TEST(test_npy_numpy_files)
+{
+    make_tmpdir();
+    const char *files[] = {"np_f32.npy", "np_i64.npy", "np_bool0d.npy", "np_u8_empty.npy", "np_f64_rank8.npy"};
+    char path[512];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", LOADER_DIR, files[i]);
+        rp_tensor t;
+        rp_error err = {0};
+        ck_assert_msg(rp_npy_read(path, &t, &err) == RP_OK, "%s", err.msg);
+        const char *p = tmp_path(files[i]);
+        ck_assert_int_eq(rp_npy_write(p, &t, &err), RP_OK);
+        size_t la, lb;
+        uint8_t *a = slurp(path, &la), *b = slurp(p, &lb);
+        ck_assert_uint_eq(la, lb);
+        ck_assert_msg(memcmp(a, b, la) == 0, "%s differs from numpy's bytes", files[i]);
+        free(a);
+        free(b);
+        rp_tensor_release(&t);
+    }
+    rp_tensor t;
+    rp_error err = {0};
+    ck_assert_int_eq(rp_npy_read(LOADER_DIR "/np_f32.npy", &t, &err), RP_OK);
+    ck_assert_int_eq(t.dtype, RP_FLOAT);
+    ck_assert_int_eq(t.dims[1], 3);
+    ck_assert_float_eq(((float *)t.data)[5], 1.25f);
+    rp_tensor_release(&t);
+    ck_assert_int_eq(rp_npy_read(LOADER_DIR "/np_bool0d.npy", &t, &err), RP_OK);
+    ck_assert_int_eq(t.dtype, RP_BOOL);
+    ck_assert_int_eq(t.rank, 0);
+    ck_assert_int_eq(((uint8_t *)t.data)[0], 1);
+    rp_tensor_release(&t);
+    ck_assert_int_eq(rp_npy_read(LOADER_DIR "/np_u8_empty.npy", &t, &err), RP_OK);
+    ck_assert_int_eq(t.count, 0);
+    ck_assert_ptr_null(t.data);
+    rp_tensor_release(&t);
+    /* Version 2.0 (4-byte header length). */
+    ck_assert_int_eq(rp_npy_read(LOADER_DIR "/np_v2.npy", &t, &err), RP_OK);
+    ck_assert_int_eq(t.dtype, RP_INT16);
+    ck_assert_int_eq(t.dims[0], 3);
+    ck_assert_int_eq(t.dims[1], 2);
+    ck_assert_int_eq(((int16_t *)t.data)[5], 5);
+    rp_tensor_release(&t);
+    remove_tmpdir();
+}
+END_TEST
+
+/* A hand-made .npy: version major.0, header text as given, then data. */
+static void make_npy(const char *path, int major, const char *header, const void *data, size_t len)
+{
+    size_t hl = strlen(header);
+    uint8_t *b = malloc(12 + hl + len);
+    size_t n = 0;
+    memcpy(b, "\x93NUMPY", 6);
+    b[6] = (uint8_t)major;
+    b[7] = 0;
+    n = 8;
+    b[n++] = (uint8_t)(hl & 0xff);
+    b[n++] = (uint8_t)(hl >> 8);
+    if (major >= 2) {
+        b[n++] = 0;
+        b[n++] = 0;
+    }
+    memcpy(b + n, header, hl);
+    n += hl;
+    if (len)
+        memcpy(b + n, data, len);
+    write_file(path, b, n + len);
+    free(b);
+}
+
+static void expect_npy_error(const char *path, rp_status code, const char *needle)
+{
+    rp_tensor t;
+    rp_error err = {0};
+    rp_status st = rp_npy_read(path, &t, &err);
+    ck_assert_msg(st == code, "%s: expected %s, got %s: %s", path, rp_status_name(code), rp_status_name(st), err.msg);
+    ck_assert_ptr_null(t.data);
+    ck_assert_msg(strncmp(err.msg, path, strlen(path)) == 0, "message does not start with the path: %s", err.msg);
+    if (needle)
+        ck_assert_msg(strstr(err.msg, needle) != NULL, "message '%s' lacks '%s'", err.msg, needle);
+    ck_assert_int_eq(rp_npy_read(path, &t, NULL), code);
+}
+
+START_TEST(test_npy_read_variants)
+{
+    make_tmpdir();
+    const char *p = tmp_path("v.npy");
+    rp_tensor t;
+    rp_error err = {0};
+    float f[6] = {1, 2, 3, 4, 5, 6};
+
+    /* Version 3.0, double quotes, odd spacing, '=' order, Python 2 'L'. */
+    make_npy(p, 3, "{\"descr\":\"=f4\",\"shape\":( 2L ,3L ),  \"fortran_order\" : False}\n", f, sizeof f);
+    ck_assert_msg(rp_npy_read(p, &t, &err) == RP_OK, "%s", err.msg);
+    ck_assert_int_eq(t.rank, 2);
+    ck_assert_float_eq(((float *)t.data)[4], 5.0f);
+    rp_tensor_release(&t);
+
+    /* One-byte types take any byte-order mark; bool bytes normalise to 0/1. */
+    uint8_t bytes[3] = {0, 2, 255};
+    make_npy(p, 1, "{'descr': '<i1', 'fortran_order': False, 'shape': (3,), }", bytes, 3);
+    ck_assert_int_eq(rp_npy_read(p, &t, &err), RP_OK);
+    ck_assert_int_eq(t.dtype, RP_INT8);
+    ck_assert_int_eq(((int8_t *)t.data)[2], -1);
+    rp_tensor_release(&t);
+    make_npy(p, 1, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", bytes, 3);
+    ck_assert_int_eq(rp_npy_read(p, &t, &err), RP_OK);
+    ck_assert_int_eq(((uint8_t *)t.data)[1], 1);
+    ck_assert_int_eq(((uint8_t *)t.data)[2], 1);
+    rp_tensor_release(&t);
+
+    /* Trailing bytes after the data are ignored, as numpy does. */
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (5,), }", f, sizeof f);
+    ck_assert_int_eq(rp_npy_read(p, &t, &err), RP_OK);
+    ck_assert_int_eq(t.count, 5);
+    rp_tensor_release(&t);
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(test_npy_errors)
+{
+    make_tmpdir();
+    const char *p = tmp_path("bad.npy");
+    float f[6] = {0};
+
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f, 10);
+    expect_npy_error(p, RP_ERR_FORMAT, "truncated: expected 24 bytes of data, found 10");
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_UNSUPPORTED, "Fortran");
+    make_npy(p, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_UNSUPPORTED, "big-endian");
+    make_npy(p, 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 3), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_UNSUPPORTED, "'<f2'");
+    make_npy(p, 1, "{'descr': '<U5', 'fortran_order': False, 'shape': (1,), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_UNSUPPORTED, "'<U5'");
+    make_npy(p, 1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_UNSUPPORTED, "structured");
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_UNSUPPORTED, "dimensions");
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_FORMAT, "header");
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_FORMAT, "header");
+    make_npy(p, 1, "{'descr': '<f4', 'shape': (2, 3), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_FORMAT, "fortran_order");
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'extra': 1}", f, sizeof f);
+    expect_npy_error(p, RP_ERR_FORMAT, "extra");
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)", f, sizeof f);
+    expect_npy_error(p, RP_ERR_FORMAT, "header");
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3000000000, 3000000000, 3000000000), }",
+             f, sizeof f);
+    expect_npy_error(p, RP_ERR_FORMAT, NULL);
+    make_npy(p, 4, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_UNSUPPORTED, "version 4.0");
+
+    write_file(p, "\x93NUMPX\x01\x00\x10\x00{}", 12);
+    expect_npy_error(p, RP_ERR_FORMAT, "magic");
+    write_file(p, "PK\x03\x04 not npy at all", 20);
+    expect_npy_error(p, RP_ERR_FORMAT, "magic");
+    write_file(p, "", 0);
+    expect_npy_error(p, RP_ERR_FORMAT, NULL);
+    /* A header length running past the end of the file. */
+    write_file(p, "\x93NUMPY\x01\x00\xff\x00{'descr'", 17);
+    expect_npy_error(p, RP_ERR_FORMAT, "header");
+    /* A version 2.0 header length beyond any sane header. */
+    write_file(p, "\x93NUMPY\x02\x00\xff\xff\xff\x7f", 12);
+    expect_npy_error(p, RP_ERR_FORMAT, "header");
+
+    expect_npy_error(tmp_path("absent.npy"), RP_ERR_IO, NULL);
+    remove_tmpdir();
+}
+END_TEST
+
+START_TEST(test_npy_write_errors)
+{
+    make_tmpdir();
+    rp_error err = {0};
+    rp_tensor t;
+    int64_t d[] = {3};
+    ck_assert_int_eq(rp_tensor_alloc(&t, RP_FLOAT, 1, d, &err), RP_OK);
+
+    /* A folder that does not exist: nothing is left anywhere. */
+    const char *p = tmp_path("no/such/dir/x.npy");
+    ck_assert_int_eq(rp_npy_write(p, &t, &err), RP_ERR_IO);
+    ck_assert_msg(strncmp(err.msg, p, strlen(p)) == 0, "%s", err.msg);
+    assert_tmpdir_holds_only(NULL);
+
+    /* The target is a folder: rename fails, the temp file is removed. */
+    ck_assert_int_eq(mkdir(tmp_path("target.npy"), 0700), 0);
+    ck_assert_int_eq(rp_npy_write(tmp_path("target.npy"), &t, &err), RP_ERR_IO);
+    assert_tmpdir_holds_only("target.npy");
+    rmdir(tmp_path("target.npy"));
+
+    /* Inconsistent tensors are refused before any file is made. */
+    rp_tensor bad = t;
+    bad.count = 4;
+    ck_assert_int_eq(rp_npy_write(tmp_path("x.npy"), &bad, &err), RP_ERR_ARG);
+    bad = t;
+    bad.dtype = RP_STRING;
+    ck_assert_int_ne(rp_npy_write(tmp_path("x.npy"), &bad, &err), RP_OK);
+    bad = t;
+    bad.data = NULL;
+    ck_assert_int_eq(rp_npy_write(tmp_path("x.npy"), &bad, &err), RP_ERR_ARG);
+    assert_tmpdir_holds_only(NULL);
+
+    /* An existing file is replaced whole. */
+    char old[4096];
+    memset(old, 'o', sizeof old);
+    write_file(tmp_path("x.npy"), old, sizeof old);
+    ck_assert_int_eq(rp_npy_write(tmp_path("x.npy"), &t, &err), RP_OK);
+    rp_tensor back;
+    ck_assert_int_eq(rp_npy_read(tmp_path("x.npy"), &back, &err), RP_OK);
+    assert_same_tensor(&t, &back);
+    rp_tensor_release(&back);
+    assert_tmpdir_holds_only("x.npy");
+    rp_tensor_release(&t);
+    remove_tmpdir();
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("loader");
+    TCase *tc = tcase_create("onnx");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_fmnist_model);
+    tcase_add_test(tc, test_load_buffer);
+    tcase_add_test(tc, test_truncated_model);
+    tcase_add_test(tc, test_not_onnx);
+    tcase_add_test(tc, test_bad_graphs);
+    tcase_add_test(tc, test_typed_constants);
+    tcase_add_test(tc, test_graph_features);
+    tcase_add_test(tc, test_unsorted_graph);
+    tcase_add_test(tc, test_node_models);
+    tcase_add_test(tc, test_pb_errors);
+    tcase_add_test(tc, test_external_data);
+    tcase_add_test(tc, test_external_symlinks);
+    suite_add_tcase(s, tc);
+    TCase *tn = tcase_create("npy");
+    tcase_add_test(tn, test_npy_roundtrip_dtypes);
+    tcase_add_test(tn, test_npy_roundtrip_shapes);
+    tcase_add_test(tn, test_npy_numpy_files);
+    tcase_add_test(tn, test_npy_read_variants);
+    tcase_add_test(tn, test_npy_errors);
+    tcase_add_test(tn, test_npy_write_errors);
+    suite_add_tcase(s, tn);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -51,6 +51,43 @@ else ko "inspect failed: $(cat "$tmp/stderr")"; fi
 "$relprop" --help >/dev/null && "$relprop" run --help | grep -q -- "--top" && ok || ko "--help"
 "$relprop" --version | grep -qE '^relprop [0-9]' && ok || ko "--version"
 
+# --- explain ---
+x0="$oracle/inputs/input_0.npy"
+if "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 6 --class 7 --method all -o "$tmp/maps" \
+     --dump-intermediates "$tmp/inter" >"$tmp/stdout" 2>"$tmp/stderr"; then
+  n=$(ls "$tmp/maps" | wc -l)
+  [ "$n" -eq 14 ] && [ -s "$tmp/maps/input_0.c6.transformer_attribution.npy" ] && [ -s "$tmp/maps/input_0.c7.lrp_full.npy" ] \
+    && [ -s "$tmp/inter/input_0.c7.attn_cam_3.npy" ] && ok || ko "explain: wrote $n maps: $(ls "$tmp/maps" "$tmp/inter" | head -40)"
+else ko "explain failed: $(cat "$tmp/stderr")"; fi
+# Same command twice: byte-identical maps.
+"$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 6 --class 7 --method all -o "$tmp/maps2" >/dev/null 2>&1
+cmp -s "$tmp/maps/input_0.c6.transformer_attribution.npy" "$tmp/maps2/input_0.c6.transformer_attribution.npy" \
+  && cmp -s "$tmp/maps/input_0.c7.lrp_full.npy" "$tmp/maps2/input_0.c7.lrp_full.npy" && ok || ko "explain is not deterministic"
+# The maps have the patch grid's shape and match the oracle (python is optional here; the C tests check all cases).
+if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+  /usr/bin/python3 - "$tmp/maps" "$oracle/expected/input_0" "$tmp/inter" <<'PY' && ok || ko "explain maps differ from the oracle"
+import sys, numpy as np
+d, e, inter = sys.argv[1:4]
+for c in (6, 7):
+    m = np.load(f"{d}/input_0.c{c}.transformer_attribution.npy")
+    want = np.load(f"{e}/class_{c}/transformer_attribution.npy")
+    assert m.shape == (8, 8), m.shape
+    assert np.abs(m.ravel() - want).max() <= 1e-2 * np.abs(want).max()
+    assert np.load(f"{d}/input_0.c{c}.lrp_full.npy").shape == (64, 64)
+    assert np.load(f"{inter}/input_0.c{c}.attn_0.npy").shape == (4, 65, 65)
+PY
+fi
+# Default class: the top-1 prediction, transformer_attribution.
+"$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" -o "$tmp/maps3" >"$tmp/stdout" 2>&1 \
+  && [ "$(ls "$tmp/maps3" | wc -l)" -eq 1 ] && ls "$tmp/maps3" | grep -qE '^input_0\.c[0-9]+\.transformer_attribution\.npy$' && ok \
+  || ko "explain default: $(cat "$tmp/stdout")"
+expect_error "explain bad class" "class 12 out of range.*10 classes" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 12 -o "$tmp/out_maps"
+expect_error "explain bad method" "unknown method 'nope'" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --method nope -o "$tmp/out_maps"
+expect_error "explain without attention" "no attention layer" "$relprop" explain --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" -o "$tmp/out_maps"
+"$relprop" inspect --onnx "$oracle/model.onnx" --rules paper >"$tmp/stdout" 2>&1 \
+  && grep -q "node '/blocks.0/attn/qkv/MatMul' (MatMul): linear -> alpha_beta" "$tmp/stdout" \
+  && grep -q "node '/patch_embed/proj/Conv' (Conv): first_conv -> zb" "$tmp/stdout" && ok || ko "inspect --rules: $(tail -5 "$tmp/stdout")"
+
 # --- bad command lines ---
 expect_error "no command" "usage" "$relprop"
 expect_error "unknown command" "unknown command" "$relprop" frobnicate

@@ -168,6 +168,14 @@ typedef struct rp_token_layout {
 
 rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_error *err);
 
+/* The relevance rule node i gets under rule set `rules` (NULL = "paper"),
+ * decided from the graph alone: *kind says what the node is to LRP
+ * ("linear", "sum", "product", "region", "data", ...), *rule the rule's name,
+ * or NULL where relevance never passes (folded nodes, region interiors).
+ * Strings are static or owned by the model. After prepare. */
+rp_status rp_model_node_rule(rp_model *m, const char *rules, int i, const char **kind, const char **rule,
+                             rp_error *err);
+
 /* ---- explanations (METHOD.md §3) ---- */
 
 typedef enum rp_method {

@@ -39,13 +39,15 @@ static const char *usage_run =
     "  -o, --output F   also write the logits as a .npy file\n";
 
 static const char *usage_inspect =
-    "usage: relprop inspect --onnx MODEL\n"
+    "usage: relprop inspect --onnx MODEL [--rules NAME]\n"
     "\n"
     "Print the model's inputs and outputs with shapes, op counts, the attention\n"
-    "layers found in the graph, the patch grid and prefix tokens, and every op\n"
-    "relprop does not support, with its node name. Exits 2 if the model cannot run.\n"
+    "layers found in the graph, the patch grid and prefix tokens, how many nodes\n"
+    "get each relevance rule, and every op relprop does not support, with its node\n"
+    "name. Exits 2 if the model cannot run.\n"
     "\n"
-    "  --onnx MODEL     the ONNX model (required)\n";
+    "  --onnx MODEL     the ONNX model (required)\n"
+    "  --rules NAME     also list the rule every node gets under rule set NAME (paper)\n";
 
 static const char *usage_explain =
     "usage: relprop explain --onnx MODEL --input X.npy [--class C ...] [--method NAME ...]\n"
@@ -295,9 +297,9 @@ static int cmp_count(const void *a, const void *b)
 
 static int cmd_inspect(int argc, char **argv)
 {
-    const char *onnx = NULL;
-    option_spec specs[] = {OPT("--onnx", NULL, &onnx)};
-    int rc = parse_options(argc, argv, specs, 1, usage_inspect);
+    const char *onnx = NULL, *rules = NULL;
+    option_spec specs[] = {OPT("--onnx", NULL, &onnx), OPT("--rules", NULL, &rules)};
+    int rc = parse_options(argc, argv, specs, 2, usage_inspect);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (!onnx)
@@ -369,6 +371,41 @@ static int cmd_inspect(int argc, char **argv)
     } else {
         printf("patch grid: not found (%s)\n", err.msg);
     }
+    /* Rule summary: how many nodes each (kind, rule) pair covers. */
+    op_count *rule_counts = calloc((size_t)n_nodes + 1, sizeof *rule_counts);
+    char (*labels)[80] = calloc((size_t)n_nodes + 1, sizeof *labels);
+    int n_rule_kinds = 0;
+    for (int i = 0; rule_counts && labels && i < n_nodes; i++) {
+        const char *kind, *rule;
+        if (rp_model_node_rule(m, rules, i, &kind, &rule, &err)) {
+            rc = fail(err.msg);
+            break;
+        }
+        if (rules)
+            printf("%s  node '%s' (%s): %s -> %s\n", i == 0 ? "rules:\n" : "", rp_model_node_name(m, i),
+                   rp_model_node_op(m, i), kind, rule ? rule : "-");
+        if (!rule)
+            continue;
+        char label[80];
+        snprintf(label, sizeof label, "%s -> %s", kind, rule);
+        int k = 0;
+        while (k < n_rule_kinds && strcmp(labels[k], label) != 0)
+            k++;
+        if (k == n_rule_kinds) {
+            snprintf(labels[k], sizeof labels[k], "%s", label);
+            rule_counts[n_rule_kinds++].op = labels[k];
+        }
+        rule_counts[k].count++;
+    }
+    if (rc == 0 && rule_counts && labels) {
+        qsort(rule_counts, (size_t)n_rule_kinds, sizeof *rule_counts, cmp_count);
+        printf("relevance rules (%s):", rules ? rules : "paper");
+        for (int k = 0; k < n_rule_kinds; k++)
+            printf(" %s %d%s", rule_counts[k].op, rule_counts[k].count, k + 1 < n_rule_kinds ? "," : "");
+        printf("\n");
+    }
+    free(rule_counts);
+    free(labels);
 done:
     free(counts);
     rp_model_free(m);

@@ -110,6 +110,19 @@ static rp_status ensure_rules(rp_model *m, const char *rules, rp_error *err)
     return RP_OK;
 }
 
+rp_status rp_model_node_rule(rp_model *m, const char *rules, int i, const char **kind, const char **rule,
+                             rp_error *err)
+{
+    rp_status st = rp_model_prepare(m, err);
+    if (st || (st = ensure_rules(m, rules ? rules : "paper", err)))
+        return st;
+    if (i < 0 || i >= m->g->n_nodes)
+        return rp_fail(err, RP_ERR_ARG, "node %d does not exist (the model has %d)", i, m->g->n_nodes);
+    *kind = rp_node_kind_name(m->rules.kind[i]);
+    *rule = m->rules.rule[i] ? m->rules.rule[i]->name : NULL;
+    return RP_OK;
+}
+
 static rp_status copy_tensor(rp_tensor *dst, const rp_tensor *src, rp_error *err)
 {
     rp_status st = rp_tensor_alloc(dst, RP_FLOAT, src->rank, src->dims, err);

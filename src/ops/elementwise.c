@@ -743,38 +743,57 @@ static rp_status fw_clip11(rp_kctx *c)
 #define ERF_D 1.12837916709551257390        /* 2/sqrt(pi) */
 #define INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi) */
 
-/* A gradient row: add the contributions of n output positions to acc (one
- * per position, or all into acc[0] when red). x[0] is dL/dy, x[1] y, x[2+j]
- * input j; s[] their strides along the row (0 or 1); k the input whose
- * gradient this is. */
-typedef void (*grad_row)(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k);
+/* How a gradient row adds the contributions of its n output positions:
+ * one per position into double dst[i] (G_ROW), all into double dst[0]
+ * (G_SUM), or one per position straight into float dst[i] (G_DIRECT, when
+ * each gradient element gets exactly one term). */
+enum { G_ROW, G_SUM, G_DIRECT };
+
+/* A gradient row. x[0] is dL/dy, x[1] y, x[2+j] input j; s[] their strides
+ * along the row (0 or 1); k the input whose gradient this is. */
+typedef void (*grad_row)(void *dst, const char *const *x, const ptrdiff_t *s, int64_t n, int mode, int k);
 
 #define FPTR(p) ((const float *)(const void *)(p))
 
-/* Binary ops: EXPR (float math) reads gv, yv, av (input 0) and bv (input 1, type TB). */
+/* Binary ops: EXPR (float math) reads gv, yv, av (input 0) and bv (input 1,
+ * type TB). LOOP(STORE) runs the row with the operands' strides, or with
+ * plain indices when all are contiguous, so the compiler can vectorise. */
+#define GRAD_LOOP(TB, EXPR, STORE) \
+    if (sg & sy & sa & sb) { \
+        for (int64_t i = 0; i < n; i++) { \
+            float gv = g[i], yv = y[i], av = a[i]; \
+            TB bv = b[i]; \
+            (void)yv, (void)av, (void)bv; \
+            STORE((float)(EXPR)); \
+        } \
+    } else { \
+        for (int64_t i = 0; i < n; i++) { \
+            float gv = g[i * sg], yv = y[i * sy], av = a[i * sa]; \
+            TB bv = b[i * sb]; \
+            (void)yv, (void)av, (void)bv; \
+            STORE((float)(EXPR)); \
+        } \
+    }
+#define G_STORE_ROW(v) (acc[i] += (double)(v))
+#define G_STORE_SUM(v) (sum += (double)(v))
+#define G_STORE_DIRECT(v) (gx[i] += (v))
 #define GRAD_ROW(name, TB, EXPR) \
-    static void name(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k) \
+    static void name(void *dst, const char *const *x, const ptrdiff_t *s, int64_t n, int mode, int k) \
     { \
         const float *g = FPTR(x[0]), *y = FPTR(x[1]), *a = FPTR(x[2]); \
         const TB *b = (const TB *)(const void *)x[3]; \
         ptrdiff_t sg = s[0], sy = s[1], sa = s[2], sb = s[3]; \
         (void)k; \
-        if (red) { \
-            double sum = 0; \
-            for (int64_t i = 0; i < n; i++) { \
-                float gv = g[i * sg], yv = y[i * sy], av = a[i * sa]; \
-                TB bv = b[i * sb]; \
-                (void)yv, (void)av, (void)bv; \
-                sum += (double)(float)(EXPR); \
-            } \
-            acc[0] += sum; \
+        if (mode == G_DIRECT) { \
+            float *gx = dst; \
+            GRAD_LOOP(TB, EXPR, G_STORE_DIRECT) \
+        } else if (mode == G_ROW) { \
+            double *acc = dst; \
+            GRAD_LOOP(TB, EXPR, G_STORE_ROW) \
         } else { \
-            for (int64_t i = 0; i < n; i++) { \
-                float gv = g[i * sg], yv = y[i * sy], av = a[i * sa]; \
-                TB bv = b[i * sb]; \
-                (void)yv, (void)av, (void)bv; \
-                acc[i] += (double)(float)(EXPR); \
-            } \
+            double sum = 0; \
+            GRAD_LOOP(TB, EXPR, G_STORE_SUM) \
+            *(double *)dst += sum; \
         } \
     }
 
@@ -797,8 +816,19 @@ GRAD_ROW(g_pow_b, float, av > 0.0f ? gv * yv * logf(av) : 0.0f)
 /* Whether input value v is the one y took: equal, or both NaN. */
 #define HOLDS(v, yv) ((v) == (yv) || ((v) != (v) && (yv) != (yv)))
 
+/* Store v, position i's contribution, as mode says. */
+static inline void g_store(void *dst, int mode, int64_t i, float v)
+{
+    if (mode == G_DIRECT)
+        ((float *)dst)[i] += v;
+    else if (mode == G_ROW)
+        ((double *)dst)[i] += v;
+    else
+        ((double *)dst)[0] += v;
+}
+
 /* Max/Min: dL/dy goes to the first input holding y. */
-static void g_select(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k)
+static void g_select(void *dst, const char *const *x, const ptrdiff_t *s, int64_t n, int mode, int k)
 {
     const float *g = FPTR(x[0]), *y = FPTR(x[1]), *xk = FPTR(x[2 + k]);
     for (int64_t i = 0; i < n; i++) {
@@ -807,30 +837,19 @@ static void g_select(double *acc, const char *const *x, const ptrdiff_t *s, int6
         for (int j = 0; j < k && first; j++)
             if (HOLDS(FPTR(x[2 + j])[i * s[2 + j]], yv))
                 first = false;
-        float v = first ? g[i * s[0]] : 0.0f;
-        if (red)
-            acc[0] += v;
-        else
-            acc[i] += v;
+        g_store(dst, mode, i, first ? g[i * s[0]] : 0.0f);
     }
 }
 
 /* Where: x[2] is the condition; k 1 takes dL/dy where it holds, k 2 elsewhere. */
-static void g_where(double *acc, const char *const *x, const ptrdiff_t *s, int64_t n, int red, int k)
+static void g_where(void *dst, const char *const *x, const ptrdiff_t *s, int64_t n, int mode, int k)
 {
     const float *g = FPTR(x[0]);
     const uint8_t *cond = (const uint8_t *)x[2];
     ptrdiff_t sg = s[0], sc = s[2];
     uint8_t want = k == 1;
-    if (red) {
-        double sum = 0;
-        for (int64_t i = 0; i < n; i++)
-            sum += (!!cond[i * sc] == want) ? g[i * sg] : 0.0f;
-        acc[0] += sum;
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            acc[i] += (!!cond[i * sc] == want) ? g[i * sg] : 0.0f;
-    }
+    for (int64_t i = 0; i < n; i++)
+        g_store(dst, mode, i, (!!cond[i * sc] == want) ? g[i * sg] : 0.0f);
 }
 
 /* Odometer over the merged dims dl[0..nd) (last fastest), moving the m
@@ -855,7 +874,8 @@ static bool odo_next(const ew *p, const int *dl, int nd, int64_t *idx, int m, co
 
 /* Add into gin (input k's gradient, float32, laid out as input k) the sums of
  * fn over the output positions that read each of its elements. Operands
- * x[0..m) walk by the stride rows row[0..m) with element sizes es. */
+ * x[0..m) walk by the stride rows row[0..m) with element sizes es. An input
+ * broadcast along nothing gets its one term per element added directly. */
 static void grad_walk(const ew *p, int k, int m, const char *const *x, const size_t *es, const int *row, float *gin,
                       grad_row fn)
 {
@@ -886,14 +906,16 @@ static void grad_walk(const ew *p, int k, int m, const char *const *x, const siz
     double acc[GTILE];
     int64_t ik[RP_MAX_RANK] = {0}, ir[RP_MAX_RANK] = {0};
     do {
-        if (inner_kept) {
+        if (inner_kept && nr == 0) {
+            fn(gin + ((const float *)(const void *)ptr[m] - gin), ptr, s, inner, G_DIRECT, k);
+        } else if (inner_kept) {
             for (int64_t c0 = 0; c0 < inner; c0 += GTILE) {
                 int64_t len = inner - c0 < GTILE ? inner - c0 : GTILE;
                 for (int j = 0; j <= m; j++)
                     q[j] = ptr[j] + (j < m ? s[j] : 1) * c0 * (int64_t)esg[j];
                 memset(acc, 0, (size_t)len * sizeof acc[0]);
                 do
-                    fn(acc, q, s, len, 0, k);
+                    fn(acc, q, s, len, G_ROW, k);
                 while (odo_next(p, red, nr, ir, m, q, esg, rowg));
                 float *gr = gin + ((const float *)(const void *)q[m] - gin);
                 for (int64_t i = 0; i < len; i++)
@@ -904,7 +926,7 @@ static void grad_walk(const ew *p, int k, int m, const char *const *x, const siz
                 q[j] = ptr[j];
             acc[0] = 0;
             do
-                fn(acc, q, s, inner, 1, k);
+                fn(acc, q, s, inner, G_SUM, k);
             while (odo_next(p, red, nr, ir, m, q, esg, rowg));
             float *gr = gin + ((const float *)(const void *)q[m] - gin);
             gr[0] = (float)((double)gr[0] + acc[0]);

@@ -1,7 +1,8 @@
 /* Every method against the paper authors' implementation (METHOD.md §3,
  * ../shared/oracle/README.md): for every oracle case, input and explained
  * class, each patch map is within 1e-2 of the expected map relative to its
- * largest magnitude (we report the worst figure; the aim is 1e-3), and the
+ * largest magnitude, and within 1e-3 of the float64 reference (the float32
+ * reference itself is up to ~1e-3 away from its float64 run), and the
  * pixel map of lrp_full correlates with the float64 reference at r >= 0.99.
  * The DeiT-tiny case is read from ../shared when present: there the authors'
  * own float32 lrp_full reaches only r = 0.52 against float64, so relprop's
@@ -33,6 +34,7 @@ static const oracle_case cases[] = {
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 #define REL_LIMIT 1e-2
+#define REL_AIM 1e-3
 #define PEARSON_LIMIT 0.99
 
 static cJSON *read_json(const char *path)
@@ -150,7 +152,7 @@ START_TEST(test_case_maps)
     rp_method methods[RP_METHOD_COUNT];
     for (int i = 0; i < RP_METHOD_COUNT; i++)
         methods[i] = (rp_method)i;
-    double worst[RP_METHOD_COUNT] = {0};
+    double worst[RP_METHOD_COUNT] = {0}, worst64[RP_METHOD_COUNT] = {0};
     double worst_r_full = 1.0;
     int compared = 0;
     const cJSON *in;
@@ -199,6 +201,18 @@ START_TEST(test_case_maps)
                     if (r > REL_LIMIT)
                         compare_intermediates(oc->shared_dir, k, cls, e, ci);
                     ck_assert_msg(r <= REL_LIMIT, "%s: relative error %.3e > %.0e", path, r, REL_LIMIT);
+                    /* The reference's own float32 rounding is up to ~1e-3 here; against its
+                     * float64 run relprop must meet the 1e-3 aim. */
+                    rp_tensor want64 = {0};
+                    snprintf(path, sizeof path, "%s/expected/input_%d/class_%d/f64/%s.npy", oc->dir, k, cls, name);
+                    if (load_expected(path, &want64)) {
+                        double r64 = rel_error(got->data, want64.data, want64.count);
+                        worst64[mi] = fmax(worst64[mi], r64);
+                        if (oc->assert_lrp_full)
+                            ck_assert_msg(r64 <= REL_AIM, "%s: relative error vs float64 %.3e > %.0e", path, r64,
+                                          REL_AIM);
+                        rp_tensor_release(&want64);
+                    }
                 }
                 compared++;
                 rp_tensor_release(&want);
@@ -210,7 +224,7 @@ START_TEST(test_case_maps)
     printf("%s: worst relative error per method:", oc->dir);
     for (int mi = 0; mi < RP_METHOD_COUNT; mi++)
         if (methods[mi] != RP_METHOD_LRP_FULL)
-            printf(" %s %.2e", rp_method_name(methods[mi]), worst[mi]);
+            printf(" %s %.2e (vs float64 %.2e)", rp_method_name(methods[mi]), worst[mi], worst64[mi]);
     printf("; lrp_full worst pearson r %.4f\n", worst_r_full);
     ck_assert_msg(compared > 0, "%s: nothing compared", oc->dir);
     rp_model_free(m);

@@ -227,6 +227,70 @@ int rp_explanation_layer_count(const rp_explanation *e);
 void rp_explanation_layer(const rp_explanation *e, int ci, int l, const rp_tensor **attn,
                           const rp_tensor **attn_grad, const rp_tensor **attn_cam);
 
+/* ---- images in (src/image/preprocess.c) ---- */
+
+/* 8-bit interleaved pixels, row-major, top row first. */
+typedef struct rp_image {
+    int width, height, channels; /* channels: 1 (gray) or 3 (RGB) */
+    uint8_t *pixels;             /* width * height * channels bytes, owned (rp_image_release) */
+} rp_image;
+
+/* Read PNG, JPEG, BMP, PPM/PGM (libstb). Converted to RGB (alpha dropped,
+ * gray expanded) as PIL's convert("RGB") does. Zero-size, unreadable or
+ * corrupt files are errors naming the file. */
+rp_status rp_image_load(const char *path, rp_image *out, rp_error *err);
+void rp_image_release(rp_image *im);
+/* Write an RGB or gray image as PNG, atomically (temporary file + rename). */
+rp_status rp_image_write_png(const char *path, const rp_image *im, rp_error *err);
+
+typedef enum rp_interp { RP_INTERP_BILINEAR, RP_INTERP_BICUBIC, RP_INTERP_NEAREST } rp_interp;
+
+/* torchvision-style preprocessing: Resize (PIL filters, antialiased when
+ * downscaling, exactly as PIL computes them), CenterCrop, ToTensor (x/255),
+ * Normalize(mean, std). */
+typedef struct rp_preprocess {
+    int resize;             /* Resize(int): the shorter side becomes this; 0 = see resize_h/w */
+    int resize_h, resize_w; /* Resize((h, w)); all three 0 = no resize */
+    int crop_h, crop_w;     /* CenterCrop; 0 = none */
+    rp_interp interp;
+    float mean[3], std[3];
+} rp_preprocess;
+
+/* "vit": Resize((224,224)) bilinear, mean = std = 0.5 (the paper's notebook);
+ * "imagenet": Resize(256) bicubic, CenterCrop(224), ImageNet mean/std. */
+rp_status rp_preprocess_preset(const char *name, rp_preprocess *out, rp_error *err);
+/* The preprocessing the exporter stored in the model's metadata_props
+ * (keys relprop.resize, relprop.crop, relprop.interpolation, relprop.mean,
+ * relprop.std, or relprop.preset); *found false if none. Sizes the model's
+ * fixed input cannot take are an error. */
+rp_status rp_model_preprocess(const rp_model *m, rp_preprocess *out, bool *found, rp_error *err);
+/* A metadata_props value by key, or NULL. Owned by the model. */
+const char *rp_model_metadata(const rp_model *m, const char *key);
+
+/* Image → (1, C, H, W) float32 input (caller-owned). C = 3, or 1 if
+ * channels_out == 1 (luminance as PIL's convert("L")). */
+rp_status rp_image_to_tensor(const rp_image *im, const rp_preprocess *p, int channels_out, rp_tensor *out,
+                             rp_error *err);
+
+/* ---- heatmaps out (src/image/render.c), METHOD.md §4 ---- */
+
+/* The notebook's overlay: map (grid_h, grid_w) upsampled bilinearly (half-pixel
+ * centres) by (patch_h, patch_w) — or a pixel map (H, W) used as is —,
+ * min-max normalised, coloured with OpenCV's JET table, added to the model
+ * input (1,C,H,W) min-max scaled to [0,1], divided by the maximum, 8-bit RGB.
+ * A constant map (max == min) counts as all zeros. */
+rp_status rp_render_overlay(const rp_tensor *input, const rp_tensor *map, int patch_h, int patch_w, rp_image *out,
+                            rp_error *err);
+/* The plain heatmap: the same upsampled, normalised map in JET colours. */
+rp_status rp_render_heatmap(const rp_tensor *map, int patch_h, int patch_w, rp_image *out, rp_error *err);
+/* The model input alone, min-max scaled to 8-bit RGB (what the overlay is drawn on). */
+rp_status rp_render_input(const rp_tensor *input, rp_image *out, rp_error *err);
+/* Tiles side by side (same height, each scaled up to at least min_tile pixels
+ * high with nearest neighbour), each with a caption underneath in a built-in
+ * bitmap font; white background. */
+rp_status rp_render_panel(const rp_image *tiles, const char *const *captions, int n, int min_tile, rp_image *out,
+                          rp_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -140,3 +140,11 @@ rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_erro
     }
     return RP_OK;
 }
+
+const char *rp_model_metadata(const rp_model *m, const char *key)
+{
+    for (int i = 0; i < m->g->n_metadata; i++)
+        if (strcmp(m->g->metadata_keys[i], key) == 0)
+            return m->g->metadata_values[i];
+    return NULL;
+}

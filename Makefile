@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build setup test demo clean sanitize
+.PHONY: all build setup test test-fast test-sanitize test-valgrind demo install bench-eval fuzz clean
 
 all: build
 
@@ -15,11 +15,39 @@ build:
 setup:
 	@bash scripts/setup.sh
 
-test: build
+# The whole suite three ways: a normal build, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer, and a subset under valgrind's memcheck.
+test: test-fast test-sanitize test-valgrind
+
+test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-sanitize:
+	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRELPROP_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD)-asan -j $(JOBS)
+	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+test-valgrind: build
+	@bash tests/valgrind.sh $(abspath $(BUILD))
 
 demo: setup build
 	@bash scripts/demo.sh $(BUILD)/relprop
 
+# Installs the CLI, librelprop (.a and .so), the headers and relprop.pc
+# (PREFIX=/some/where to choose; default /usr/local).
+install: build
+	@cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# The evaluation benchmark of the README: regenerates the canvases, runs
+# relprop eval for all seven methods, writes docs/eval/.
+bench-eval: build
+	@bash scripts/bench_eval.sh $(abspath $(BUILD))/relprop
+
+# Coverage-guided fuzzing of the loader and readers (clang, libFuzzer):
+# FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 600
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-asan

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The main job on the shipped model and a sample input.
+# The main job on the shipped model and a sample image: the top-5 predictions
+# and class-specific heatmaps for the image's two items, as a panel PNG.
 set -euo pipefail
 relprop=${1:-build/relprop}
 cd "$(dirname "$0")/.."
-model=tests/oracle/fmnist_vit_s__timm17/model.onnx
-input=tests/oracle/fmnist_vit_s__timm17/inputs/input_0.npy
-"$relprop" inspect --onnx "$model"
+model=models/fmnist_vit.onnx
+image=${DEMO_IMAGE:-samples/demo.png}
+out=${DEMO_OUT:-demo_out}
+"$relprop" explain --onnx "$model" --image "$image" --top-classes 2 \
+  --method transformer_attribution --method rollout --method lrp_full \
+  --panel --force -o "$out"
 echo
-"$relprop" run --onnx "$model" --input "$input" --labels models/fmnist_labels.txt
+echo "The panel (input | overlays for the two top classes): $out/$(basename "${image%.*}").panel.png"

@@ -3,6 +3,7 @@
 # one clear line on stderr, exit status 2, and no output file.
 #   test_cli.sh RELPROP_BINARY SOURCE_DIR
 set -u
+shopt -s nullglob
 relprop=$1
 src=$2
 bad=$src/tests/data/bad
@@ -25,7 +26,8 @@ expect_error() {
   if [ $rc -ne 2 ]; then ko "$name: exit $rc, expected 2 ($(head -c 300 "$tmp/stderr"))"; return; fi
   if ! grep -qE -e "$pattern" "$tmp/stderr"; then ko "$name: stderr '$(head -c 400 "$tmp/stderr")' does not match /$pattern/"; return; fi
   if [ "$(wc -l <"$tmp/stderr")" -gt 3 ] && ! grep -q usage "$tmp/stderr"; then ko "$name: more than a short message"; return; fi
-  if ls "$tmp"/out* >/dev/null 2>&1; then ko "$name: left an output file behind"; return; fi
+  local left=("$tmp"/out*)
+  if [ ${#left[@]} -gt 0 ]; then ko "$name: left an output file behind: ${left[*]}"; return; fi
   ok
 }
 
@@ -55,8 +57,8 @@ else ko "inspect failed: $(cat "$tmp/stderr")"; fi
 x0="$oracle/inputs/input_0.npy"
 if "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 6 --class 7 --method all -o "$tmp/maps" \
      --dump-intermediates "$tmp/inter" >"$tmp/stdout" 2>"$tmp/stderr"; then
-  n=$(ls "$tmp/maps" | wc -l)
-  [ "$n" -eq 14 ] && [ -s "$tmp/maps/input_0.c6.transformer_attribution.npy" ] && [ -s "$tmp/maps/input_0.c7.lrp_full.npy" ] \
+  n=$(ls "$tmp/maps"/*.npy | wc -l)
+  [ "$n" -eq 14 ] && [ "$(ls "$tmp/maps"/*.overlay.png | wc -l)" -eq 14 ] && [ -s "$tmp/maps/input_0.json" ] && [ -s "$tmp/maps/input_0.c6.transformer_attribution.npy" ] && [ -s "$tmp/maps/input_0.c7.lrp_full.npy" ] \
     && [ -s "$tmp/inter/input_0.c7.attn_cam_3.npy" ] && ok || ko "explain: wrote $n maps: $(ls "$tmp/maps" "$tmp/inter" | head -40)"
 else ko "explain failed: $(cat "$tmp/stderr")"; fi
 # Same command twice: byte-identical maps.
@@ -79,14 +81,66 @@ PY
 fi
 # Default class: the top-1 prediction, transformer_attribution.
 "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" -o "$tmp/maps3" >"$tmp/stdout" 2>&1 \
-  && [ "$(ls "$tmp/maps3" | wc -l)" -eq 1 ] && ls "$tmp/maps3" | grep -qE '^input_0\.c[0-9]+\.transformer_attribution\.npy$' && ok \
+  && [ "$(ls "$tmp/maps3"/*.npy | wc -l)" -eq 1 ] && ls "$tmp/maps3" | grep -qE '^input_0\.c[0-9]+\.transformer_attribution\.npy$' && ok \
   || ko "explain default: $(cat "$tmp/stdout")"
+# Results are not overwritten unless asked.
+expect_error "explain refuses to overwrite" "exists; pass --force" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" -o "$tmp/maps3"
+"$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" -o "$tmp/maps3" --force >/dev/null 2>&1 && ok || ko "explain --force"
+expect_error "run refuses to overwrite" "exists; pass --force" "$relprop" run --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" -o "$tmp/logits.npy"
+expect_error "memory ceiling" "exceed the memory limit of 1000 bytes" "$relprop" run --onnx "$oracle/model.onnx" --input "$x0" --max-memory 1000
 expect_error "explain bad class" "class 12 out of range.*10 classes" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 12 -o "$tmp/out_maps"
 expect_error "explain bad method" "unknown method 'nope'" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --method nope -o "$tmp/out_maps"
-expect_error "explain without attention" "no attention layer" "$relprop" explain --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" -o "$tmp/out_maps"
+expect_error "explain without attention" "no Conv reads the image|no attention layer" "$relprop" explain --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" -o "$tmp/out_maps"
 "$relprop" inspect --onnx "$oracle/model.onnx" --rules paper >"$tmp/stdout" 2>&1 \
   && grep -q "node '/blocks.0/attn/qkv/MatMul' (MatMul): linear -> alpha_beta" "$tmp/stdout" \
   && grep -q "node '/patch_embed/proj/Conv' (Conv): first_conv -> zb" "$tmp/stdout" && ok || ko "inspect --rules: $(tail -5 "$tmp/stdout")"
+
+# --- images: the main job's inputs ---
+fm=$src/models/fmnist_vit.onnx
+if [ -f "$fm" ]; then
+  expect_error "unreadable image" "absent.png" "$relprop" explain --onnx "$fm" --image "$tmp/absent.png" -o "$tmp/out_img"
+  expect_error "not an image" "not_an_image.png" "$relprop" explain --onnx "$fm" --image "$bad/not_an_image.png" -o "$tmp/out_img"
+  expect_error "truncated image" "truncated.png" "$relprop" explain --onnx "$fm" --image "$bad/truncated.png" -o "$tmp/out_img"
+  expect_error "zero-size image" "zero.ppm" "$relprop" explain --onnx "$fm" --image "$bad/zero.ppm" -o "$tmp/out_img"
+  expect_error "labels with the wrong number of lines" "labels_3.txt.*3 lines, expected 10" "$relprop" explain --onnx "$fm" --image "$bad/ok.png" --labels "$bad/labels_3.txt" -o "$tmp/out_img"
+  : >"$tmp/a_file"
+  expect_error "unwritable output directory" "a_file" "$relprop" explain --onnx "$fm" --image "$bad/ok.png" -o "$tmp/a_file/out"
+  # A batch: the bad image is reported, the others complete, the exit status says something failed.
+  "$relprop" explain --onnx "$fm" --image "$bad/ok.png" "$bad/not_an_image.png" "$src/samples/"*.png -o "$tmp/batch" >"$tmp/stdout" 2>"$tmp/stderr"
+  rc=$?
+  results=("$tmp/batch"/*.json)
+  samples=("$src/samples/"*.png)
+  n_ok=${#results[@]}
+  n_samples=${#samples[@]}
+  [ $rc -eq 2 ] && [ "$n_ok" -eq $((n_samples + 1)) ] && grep -q "not_an_image.png" "$tmp/stderr" \
+    && grep -q "1 failed" "$tmp/stdout" && ok || ko "batch with a bad image: rc $rc, $n_ok results: $(cat "$tmp/stderr")"
+  # Shards split a list deterministically and cover it exactly once.
+  printf '%s\n' "$bad/ok.png" "$src/samples/"*.png >"$tmp/list.txt"
+  total=$(wc -l <"$tmp/list.txt")
+  for k in 0 1 2; do
+    "$relprop" explain --onnx "$fm" --list "$tmp/list.txt" --shard $k/3 -o "$tmp/shard$k" >/dev/null 2>&1 || true
+  done
+  covered=$(cat "$tmp"/shard*/*.json 2>/dev/null | grep -c '"path"')
+  [ "$covered" -eq "$total" ] && ok || ko "shards covered $covered of $total"
+  expect_error "bad shard" "--shard must be K/N" "$relprop" explain --onnx "$fm" --list "$tmp/list.txt" --shard 3/3 -o "$tmp/out_img"
+fi
+expect_error "wrong channel count" "2-channel images" "$relprop" explain --onnx "$bad/two_channels.onnx" --image "$bad/ok.png" --method lrp_full -o "$tmp/out_img"
+
+# --- rule developers: plugins, rule sets, conservation ---
+leaky=$(dirname "$relprop")/tests/plugins/leaky.so
+if [ -f "$leaky" ]; then
+  printf '{"base": "paper", "rules": [{"kind": "unary", "rule": "leaky_identity"}]}\n' >"$tmp/leaky.json"
+  "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 6 --plugin "$leaky" --rules "$tmp/leaky.json" \
+    --check-conservation -o "$tmp/cons" >"$tmp/stdout" 2>"$tmp/stderr" \
+    && grep -qE "[1-9][0-9]* node\(s\) violate" "$tmp/stdout" && grep -q "leaky_identity): .*\[VIOLATED\]" "$tmp/stdout" \
+    && ok || ko "conservation report with a leaky plugin: $(head -c 600 "$tmp/stdout") $(cat "$tmp/stderr")"
+  "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 6 --check-conservation -o "$tmp/cons2" >"$tmp/stdout" 2>&1 \
+    && grep -q " 0 node(s) violate" "$tmp/stdout" && ok || ko "paper rules should conserve: $(head -3 "$tmp/stdout")"
+fi
+expect_error "missing plugin" "nope.so" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --plugin "$tmp/nope.so" -o "$tmp/out_p"
+expect_error "unknown rule set" "unknown rule set|nosuchset" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --rules nosuchset -o "$tmp/out_p"
+"$relprop" inspect --onnx "$oracle/model.onnx" --rules attnlrp >"$tmp/stdout" 2>&1 && grep -q "linear -> epsilon" "$tmp/stdout" \
+  && ok || ko "inspect --rules attnlrp: $(grep -m3 linear "$tmp/stdout")"
 
 # --- bad command lines ---
 expect_error "no command" "usage" "$relprop"

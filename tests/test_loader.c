@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/npy.h"
 #include "graph/graph.h"
 
 #ifndef RELPROP_SOURCE_DIR
@@ -391,6 +392,51 @@ START_TEST(test_bad_graphs)
                       NULL);
     expect_load_error(LOADER_DIR "/rank9_init.onnx", RP_ERR_UNSUPPORTED, "'w'", "rank 9", NULL);
     expect_load_error(LOADER_DIR "/rank9_input.onnx", RP_ERR_UNSUPPORTED, "'x'", "rank 9", NULL);
+}
+END_TEST
+
+/* Hostile models from the regression corpus (tools/make_regressions.py):
+ * refused at load with the tensor or value named, before any allocation
+ * sized by the file's claims. */
+#define REG_DIR RELPROP_SOURCE_DIR "/tests/regressions"
+START_TEST(test_hostile_models)
+{
+    expect_load_error(REG_DIR "/huge/init_2pow40.onnx", RP_ERR_FORMAT, "'W'", "raw_data has 48 bytes", NULL);
+    expect_load_error(REG_DIR "/huge/init_overflow.onnx", RP_ERR_FORMAT, "'W'", "overflows", NULL);
+    expect_load_error(REG_DIR "/huge/init_bytes_overflow.onnx", RP_ERR_FORMAT, "'W'", "overflows", NULL);
+    expect_load_error(REG_DIR "/huge/init_typed_huge.onnx", RP_ERR_FORMAT, "'W'", "float_data has 12 elements", NULL);
+    expect_load_error(REG_DIR "/neg/init_neg.onnx", RP_ERR_FORMAT, "'W'", "dimension 0 is negative (-4)", NULL);
+    expect_load_error(REG_DIR "/neg/init_neg2.onnx", RP_ERR_FORMAT, "'W'", "negative", NULL);
+    expect_load_error(REG_DIR "/neg/input_neg.onnx", RP_ERR_FORMAT, "graph input 'x'", "dimension 1 is negative", NULL);
+    expect_load_error(REG_DIR "/graph/dup_graph_output.onnx", RP_ERR_FORMAT, "'logits'", "listed twice", NULL);
+    expect_load_error(REG_DIR "/graph/self_loop.onnx", RP_ERR_FORMAT, "self_loop", NULL);
+    expect_load_error(REG_DIR "/graph/cycle2.onnx", RP_ERR_FORMAT, "cycle", NULL);
+    expect_load_error(REG_DIR "/graph/nested_graphs_20000.onnx", RP_ERR_FORMAT, "nested more than", NULL);
+    expect_load_error(REG_DIR "/graph/nested_types_30000.onnx", RP_ERR_FORMAT, "nested more than", NULL);
+    expect_load_error(REG_DIR "/external/symlink_escape.onnx", RP_ERR_VALUE, "outside the model's folder", NULL);
+    expect_load_error(REG_DIR "/external/dotdot_backslash.onnx", RP_ERR_VALUE, "'..'", NULL);
+    expect_load_error(REG_DIR "/external/huge_dims.onnx", RP_ERR_IO, "'W'", "too short", NULL);
+
+    /* Every truncation of a good model fails cleanly or loads (a cut at a
+     * field boundary is a shorter valid message); never anything else. */
+    FILE *f = fopen(REG_DIR "/good.onnx", "rb");
+    ck_assert_ptr_nonnull(f);
+    uint8_t buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_uint_gt(n, 0);
+    for (size_t cut = 0; cut < n; cut++) {
+        rp_error err = {0};
+        rp_graph *g = (rp_graph *)0x1;
+        rp_status st = rp_graph_load_buffer(buf, cut, NULL, &g, &err);
+        if (st == RP_OK) {
+            ck_assert_ptr_nonnull(g);
+            rp_graph_free(g);
+        } else {
+            ck_assert_ptr_null(g);
+            ck_assert_msg(err.msg[0], "cut at %zu: empty message", cut);
+        }
+    }
 }
 END_TEST
 
@@ -1041,6 +1087,45 @@ START_TEST(test_npy_errors)
     expect_npy_error(p, RP_ERR_FORMAT, "header");
 
     expect_npy_error(tmp_path("absent.npy"), RP_ERR_IO, NULL);
+    /* A shape announcing 4 TB in a small file: refused from the file size,
+     * before any allocation (ASan's allocator would report a 4 TB malloc). */
+    make_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }", f, sizeof f);
+    expect_npy_error(p, RP_ERR_FORMAT, "truncated: expected 4000000000000 bytes of data");
+    remove_tmpdir();
+}
+END_TEST
+
+/* rp_npy_read_buffer: the same parser from memory. */
+START_TEST(test_npy_read_buffer)
+{
+    make_tmpdir();
+    rp_error err = {0};
+    rp_tensor t, back;
+    int64_t d[] = {2, 3};
+    ck_assert_int_eq(rp_tensor_alloc(&t, RP_INT32, 2, d, &err), RP_OK);
+    for (int i = 0; i < 6; i++)
+        ((int32_t *)t.data)[i] = i * 7 - 3;
+    const char *p = tmp_path("b.npy");
+    ck_assert_int_eq(rp_npy_write(p, &t, &err), RP_OK);
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    uint8_t buf[1024];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_int_eq(rp_npy_read_buffer(buf, n, "b.npy", &back, &err), RP_OK);
+    assert_same_tensor(&t, &back);
+    rp_tensor_release(&back);
+    /* Every truncation is an error naming the buffer, with nothing returned. */
+    for (size_t cut = 0; cut < n; cut++) {
+        back.data = (void *)0x1;
+        rp_status st = rp_npy_read_buffer(buf, cut, NULL, &back, &err);
+        ck_assert_msg(st == RP_ERR_FORMAT, "cut %zu: %s", cut, err.msg);
+        ck_assert_ptr_null(back.data);
+        ck_assert_msg(strstr(err.msg, "(memory)") != NULL, "%s", err.msg);
+    }
+    ck_assert_int_eq(rp_npy_read_buffer(NULL, 0, NULL, &back, &err), RP_ERR_FORMAT);
+    ck_assert_int_eq(rp_npy_read_buffer(NULL, 5, NULL, &back, &err), RP_ERR_ARG);
+    rp_tensor_release(&t);
     remove_tmpdir();
 }
 END_TEST
@@ -1102,6 +1187,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_truncated_model);
     tcase_add_test(tc, test_not_onnx);
     tcase_add_test(tc, test_bad_graphs);
+    tcase_add_test(tc, test_hostile_models);
     tcase_add_test(tc, test_typed_constants);
     tcase_add_test(tc, test_graph_features);
     tcase_add_test(tc, test_unsorted_graph);
@@ -1116,6 +1202,7 @@ static Suite *suite(void)
     tcase_add_test(tn, test_npy_numpy_files);
     tcase_add_test(tn, test_npy_read_variants);
     tcase_add_test(tn, test_npy_errors);
+    tcase_add_test(tn, test_npy_read_buffer);
     tcase_add_test(tn, test_npy_write_errors);
     suite_add_tcase(s, tn);
     return s;

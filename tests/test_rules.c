@@ -1,5 +1,5 @@
-/* The relevance rules (src/rules/{identity,route,alpha_beta,zb,sum,product}.c)
- * on single hand-built nodes: a tiny rp_graph holds the node's input and
+/* The paper's relevance rules (src/rules/{identity,route,alpha_beta,zb,sum,
+ * product}.c) on single hand-built nodes: a tiny rp_graph holds the node's input and
  * output values (constness is the value kind), the op's own kernel computes
  * the forward values, and each rule's result is compared with a naive
  * double-precision implementation of its formula (METHOD.md §2), plus
@@ -14,286 +14,7 @@
 #include "ops/ops.h"
 #include "rules/rule.h"
 
-/* ------------------------------------------------------------ harness */
-
-#define MAXV 8
-#define MAXA 8
-
-typedef struct rcase {
-    rp_graph g;
-    rp_value vals[2 * MAXV];
-    rp_node node;
-    int ids_in[MAXV], ids_out[MAXV];
-    int n_in, n_out;
-    rp_attr attr[MAXA];
-    int64_t ints[MAXA][2 * RP_MAX_RANK];
-    rp_tensor *in_t[MAXV], *out_t[MAXV];
-    rp_kctx k;
-    rp_error err;
-    /* rule */
-    const rp_rule *rule;
-    rp_rule_params params;
-    void *state;
-    size_t scratch_floats;
-    float *scratch;
-    rp_tensor rel_out[MAXV], rel_in[MAXV];
-    rp_tensor *rel_out_p[MAXV], *rel_in_p[MAXV];
-    rp_rule_ctx rc;
-} rcase;
-
-static unsigned rng = 2024u;
-
-static float urand(double lo, double hi)
-{
-    rng = rng * 1664525u + 1013904223u;
-    return (float)(lo + (hi - lo) * ((double)(rng >> 8) / (double)(1u << 24)));
-}
-
-static float *rand_f(int64_t n, double lo, double hi)
-{
-    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++)
-        x[i] = urand(lo, hi);
-    return x;
-}
-
-static rcase *rc_new(const char *op, int opset)
-{
-    rcase *c = calloc(1, sizeof *c);
-    ck_assert_ptr_nonnull(c);
-    c->node.name = "test/node_7";
-    c->node.op_type = (char *)op;
-    c->node.domain = "";
-    c->node.opset = opset;
-    c->node.attr = c->attr;
-    c->node.in = c->ids_in;
-    c->node.out = c->ids_out;
-    c->g.values = c->vals;
-    c->g.nodes = &c->node;
-    c->g.n_nodes = 1;
-    c->g.path = "test.onnx";
-    return c;
-}
-
-static rp_attr *rc_attr(rcase *c, const char *name, rp_attr_type type)
-{
-    ck_assert_int_lt(c->node.n_attr, MAXA);
-    rp_attr *a = &c->attr[c->node.n_attr++];
-    a->name = (char *)name;
-    a->type = type;
-    return a;
-}
-
-static void rc_int(rcase *c, const char *name, int64_t v) { rc_attr(c, name, RP_ATTR_INT)->i = v; }
-static void rc_float(rcase *c, const char *name, float v) { rc_attr(c, name, RP_ATTR_FLOAT)->f = v; }
-static void rc_string(rcase *c, const char *name, const char *v) { rc_attr(c, name, RP_ATTR_STRING)->s = (char *)v; }
-
-static void rc_ints(rcase *c, const char *name, const int64_t *v, int n)
-{
-    int slot = c->node.n_attr;
-    rp_attr *a = rc_attr(c, name, RP_ATTR_INTS);
-    memcpy(c->ints[slot], v, sizeof(int64_t) * (size_t)n);
-    a->ints = c->ints[slot];
-    a->n = n;
-}
-
-/* Input i (in order), data copied. */
-static void rc_input(rcase *c, rp_dtype dt, int rank, const int64_t *dims, const void *data, bool constant)
-{
-    int i = c->n_in++;
-    ck_assert_int_lt(i, MAXV);
-    rp_value *v = &c->vals[i];
-    v->name = constant ? "const" : "act";
-    v->kind = constant ? RP_VALUE_CONSTANT : RP_VALUE_ACTIVATION;
-    v->producer = -1;
-    v->shape_known = true;
-    ck_assert(rp_tensor_set_shape(&v->t, dt, rank, dims));
-    size_t bytes = (size_t)v->t.count * rp_dtype_size(dt);
-    v->t.data = malloc(bytes ? bytes : 1);
-    memcpy(v->t.data, data, bytes);
-    c->ids_in[i] = i;
-}
-
-static void rc_finput(rcase *c, int rank, const int64_t *dims, const float *data, bool constant)
-{
-    rc_input(c, RP_FLOAT, rank, dims, data, constant);
-}
-
-static rp_tensor *rc_out(rcase *c, int k) { return &c->vals[MAXV + k].t; }
-
-/* Kernel prepare + forward with n_out outputs. */
-static void rc_forward(rcase *c, int n_out)
-{
-    c->n_out = n_out;
-    for (int k = 0; k < n_out; k++) {
-        rp_value *v = &c->vals[MAXV + k];
-        v->name = "out";
-        v->kind = RP_VALUE_ACTIVATION;
-        v->producer = 0;
-        c->ids_out[k] = MAXV + k;
-        c->out_t[k] = &v->t;
-    }
-    for (int i = 0; i < c->n_in; i++)
-        c->in_t[i] = &c->vals[i].t;
-    c->g.n_values = 2 * MAXV;
-    c->node.n_in = c->n_in;
-    c->node.n_out = n_out;
-    c->node.in_t = c->in_t;
-    c->node.out_t = c->out_t;
-    c->node.op = rp_op_lookup(c->node.op_type, c->node.opset);
-    ck_assert_msg(c->node.op != NULL, "no kernel for %s", c->node.op_type);
-    c->k = (rp_kctx){.node = &c->node, .opset = c->node.opset, .in = c->in_t, .n_in = c->n_in, .out = c->out_t,
-                     .n_out = n_out, .err = &c->err};
-    ck_assert_msg(c->node.op->prepare(&c->k) == RP_OK, "prepare: %s", c->err.msg);
-    c->node.params = c->k.params;
-    for (int k = 0; k < n_out; k++) {
-        rp_tensor *t = c->out_t[k];
-        size_t bytes = (size_t)t->count * rp_dtype_size(t->dtype);
-        t->data = calloc(1, bytes ? bytes : 1);
-    }
-    ck_assert_msg(c->node.op->forward(&c->k) == RP_OK, "forward: %s", c->err.msg);
-}
-
-/* The rule's prepare; on success: scratch (poisoned with NaN), zeroed rel_in
- * for every float activation input the op differentiates, rel_out for every
- * float output filled with random values in [-1, 1) (tests overwrite). */
-/* The rule objects directly (not through the registry, which rules_registered checks). */
-static const rp_rule *rule_named(const char *name)
-{
-    const rp_rule *all[] = {&rp_rule_identity, &rp_rule_route, &rp_rule_alpha_beta,
-                            &rp_rule_zb,       &rp_rule_sum,   &rp_rule_product};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(all[i]->name, name) == 0)
-            return all[i];
-    ck_abort_msg("no rule named %s", name);
-    return NULL;
-}
-
-static rp_status rc_rule(rcase *c, const char *name, const rp_rule_params *p)
-{
-    c->rule = rule_named(name);
-    if (p)
-        c->params = *p;
-    else
-        c->params = (rp_rule_params){.alpha = 1.0, .beta = 0.0};
-    c->state = NULL;
-    c->scratch_floats = 0;
-    rp_status st = RP_OK;
-    if (c->rule->prepare)
-        st = c->rule->prepare(&c->g, &c->node, &c->params, &c->state, &c->scratch_floats, &c->err);
-    if (st)
-        return st;
-    c->scratch = malloc(sizeof(float) * (c->scratch_floats + 1));
-    for (size_t i = 0; i <= c->scratch_floats; i++)
-        c->scratch[i] = NAN;
-    for (int i = 0; i < c->n_in; i++) {
-        rp_value *v = &c->vals[i];
-        c->rel_in_p[i] = NULL;
-        if (v->kind == RP_VALUE_CONSTANT || v->t.dtype != RP_FLOAT ||
-            (c->node.op->nondiff_inputs & (1u << i)))
-            continue;
-        ck_assert_int_eq(rp_tensor_alloc(&c->rel_in[i], RP_FLOAT, v->t.rank, v->t.dims, NULL), RP_OK);
-        c->rel_in_p[i] = &c->rel_in[i];
-    }
-    for (int k = 0; k < c->n_out; k++) {
-        const rp_tensor *y = rc_out(c, k);
-        c->rel_out_p[k] = NULL;
-        if (y->dtype != RP_FLOAT)
-            continue;
-        ck_assert_int_eq(rp_tensor_alloc(&c->rel_out[k], RP_FLOAT, y->rank, y->dims, NULL), RP_OK);
-        float *r = c->rel_out[k].data;
-        for (int64_t e = 0; e < y->count; e++)
-            r[e] = urand(-1, 1);
-        c->rel_out_p[k] = &c->rel_out[k];
-    }
-    return RP_OK;
-}
-
-static rp_status rc_apply(rcase *c)
-{
-    c->rc = (rp_rule_ctx){.graph = &c->g, .node = &c->node, .k = &c->k, .rel_out = c->rel_out_p,
-                          .rel_in = c->rel_in_p, .params = &c->params, .state = c->state, .scratch = c->scratch,
-                          .scratch_floats = c->scratch_floats, .err = &c->err};
-    return c->rule->apply(&c->rc);
-}
-
-static void rc_apply_ok(rcase *c)
-{
-    rp_status st = rc_apply(c);
-    ck_assert_msg(st == RP_OK, "%s on %s: %s", c->rule->name, c->node.op_type, c->err.msg);
-}
-
-static float *rel_out(rcase *c, int k) { return c->rel_out[k].data; }
-static float *rel_in(rcase *c, int i) { return c->rel_in[i].data; }
-
-static void rc_free(rcase *c)
-{
-    if (c->rule && c->rule->free_state && c->state)
-        c->rule->free_state(c->state);
-    free(c->scratch);
-    for (int i = 0; i < MAXV; i++) {
-        rp_tensor_release(&c->rel_in[i]);
-        rp_tensor_release(&c->rel_out[i]);
-    }
-    for (int i = 0; i < 2 * MAXV; i++)
-        free(c->vals[i].t.data);
-    free(c->node.params);
-    free(c);
-}
-
-static double sum_f(const float *x, int64_t n)
-{
-    double s = 0;
-    for (int64_t i = 0; i < n; i++)
-        s += x[i];
-    return s;
-}
-
-/* |got - want| <= 1e-4 |want| + 1e-5 max|want| (+ 1e-7). */
-static void assert_close(const float *got, const double *want, int64_t n, const char *what)
-{
-    double mx = 0;
-    for (int64_t i = 0; i < n; i++)
-        mx = fmax(mx, fabs(want[i]));
-    for (int64_t i = 0; i < n; i++) {
-        ck_assert_msg(isfinite(got[i]), "%s[%lld]: got %g", what, (long long)i, got[i]);
-        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-4 * fabs(want[i]) + 1e-5 * mx + 1e-7,
-                      "%s[%lld]: got %.9g, want %.9g", what, (long long)i, got[i], want[i]);
-    }
-}
-
-/* sum R_in = sum R_out within 1e-5 relative to sum |R_out| (the sums
- * themselves may cancel to near zero when R has both signs). */
-static void assert_conserved(double in, const float *r, int64_t n, const char *what)
-{
-    double out = 0, scale = 0;
-    for (int64_t i = 0; i < n; i++) {
-        out += r[i];
-        scale += fabs(r[i]);
-    }
-    ck_assert_msg(fabs(in - out) <= 1e-5 * fmax(scale, 1e-3), "%s: sum R_in %.9g != sum R_out %.9g (sum |R| %.6g)",
-                  what, in, out, scale);
-}
-
-static double sdiv(double a, double b)
-{
-    if (b == 0.0)
-        return 0.0;
-    return a / (b + 1e-9);
-}
-
-static double pos(double v) { return v > 0 ? v : 0; }
-static double neg(double v) { return v < 0 ? v : 0; }
-
-/* Skip (pass vacuously, with a note) while an op's backward has not landed. */
-static bool have_backward(const char *op, int opset)
-{
-    const rp_op *o = rp_op_lookup(op, opset);
-    if (o && o->backward)
-        return true;
-    fprintf(stderr, "NOTE: %s (opset %d) has no backward yet: rule test skipped\n", op, opset);
-    return false;
-}
+#include "test_rules_harness.h"
 
 /* ------------------------------------------------------- alpha-beta */
 
@@ -339,7 +60,9 @@ static void check_ab_matmul(double alpha, double beta)
     rc_finput(c, 3, (int64_t[]){1, M, K}, x, false);
     rc_finput(c, 2, (int64_t[]){K, N}, w, true);
     rc_forward(c, 1);
-    rp_rule_params p = {.alpha = alpha, .beta = beta};
+    rp_rule_params p = {0};
+    rp_rule_param_set(&p, "alpha", alpha, NULL);
+    rp_rule_param_set(&p, "beta", beta, NULL);
     ck_assert_msg(rc_rule(c, "alpha_beta", &p) == RP_OK, "%s", c->err.msg);
     rc_apply_ok(c);
     double W[K * N], want[M * K];
@@ -433,7 +156,7 @@ START_TEST(ab_matmul_weight_first)
     rc_finput(c, 2, (int64_t[]){A, K}, w, true);
     rc_finput(c, 2, (int64_t[]){K, B}, x, false);
     rc_forward(c, 1);
-    rp_rule_params p = {.alpha = 2, .beta = 1};
+    rp_rule_params p = rc_params("alpha=2 beta=1");
     ck_assert_int_eq(rc_rule(c, "alpha_beta", &p), RP_OK);
     rc_apply_ok(c);
     float xt[B * K], rt[B * A];
@@ -471,7 +194,7 @@ static void check_ab_gemm(float gemm_alpha)
     rc_finput(c, 2, (int64_t[]){N, K}, w, true);
     rc_finput(c, 1, (int64_t[]){N}, b, true);
     rc_forward(c, 1);
-    rp_rule_params p = {.alpha = 2, .beta = 1};
+    rp_rule_params p = rc_params("alpha=2 beta=1");
     ck_assert_int_eq(rc_rule(c, "alpha_beta", &p), RP_OK);
     rc_apply_ok(c);
     double W[K * N], want[M * K];
@@ -572,7 +295,9 @@ START_TEST(ab_conv_separate_division)
     for (int pass = 0; pass < 2; pass++) {
         double alpha = pass == 0 ? 1 : 2, beta = pass == 0 ? 0 : 1;
         rcase *c = conv_case(&q, x, w, b);
-        rp_rule_params p = {.alpha = alpha, .beta = beta};
+        rp_rule_params p = {0};
+    rp_rule_param_set(&p, "alpha", alpha, NULL);
+    rp_rule_param_set(&p, "beta", beta, NULL);
         ck_assert_int_eq(rc_rule(c, "alpha_beta", &p), RP_OK);
         rc_apply_ok(c);
         const float *R = rel_out(c, 0);
@@ -666,7 +391,11 @@ static void check_zb(const convspec *q, bool given, double low, double high)
     int nx = q->C * q->H * q->W, nw = q->O * q->C * q->KH * q->KW, ny = q->O * q->OH * q->OW;
     float *x = rand_f(nx, -1, 1), *w = rand_f(nw, -1, 1), *b = rand_f(q->O, -1, 1);
     rcase *c = conv_case(q, x, w, b);
-    rp_rule_params p = {.alpha = 1, .low = low, .high = high, .bounds_given = given};
+    rp_rule_params p = {0};
+    if (given) {
+        rp_rule_param_set(&p, "low", low, NULL);
+        rp_rule_param_set(&p, "high", high, NULL);
+    }
     ck_assert_int_eq(rc_rule(c, "zb", &p), RP_OK);
     rc_apply_ok(c);
     const float *R = rel_out(c, 0);
@@ -1226,10 +955,205 @@ START_TEST(rules_scratch_too_small)
 }
 END_TEST
 
+/* ------------------------------------------ theory: conservation */
+
+START_TEST(epsilon_conserves_as_eps_vanishes)
+{
+    if (!have_backward("MatMul", 13))
+        return;
+    /* y = x W, no bias: sum R_x = sum_j R_j z_j / (z_j + eps sign z_j), which
+     * tends to sum R as eps -> 0; the gap shrinks with eps. */
+    enum { M = 4, K = 6, N = 5 };
+    float *x = rand_f(M * K, -1, 1), *w = rand_f(K * N, -1, 1);
+    double gap[3];
+    const char *eps[3] = {"epsilon=0.1", "epsilon=0.001", "epsilon=1e-9"};
+    for (int q = 0; q < 3; q++) {
+        rcase *c = rc_new("MatMul", 13);
+        rc_finput(c, 2, (int64_t[]){M, K}, x, false);
+        rc_finput(c, 2, (int64_t[]){K, N}, w, true);
+        rc_forward(c, 1);
+        rp_rule_params p = rc_params(eps[q]);
+        ck_assert_int_eq(rc_rule(c, "epsilon", &p), RP_OK);
+        for (int e = 0; e < M * N; e++)
+            rel_out(c, 0)[e] = urand(0.1, 1); /* one sign: no cancellation hides the gap */
+        rc_apply_ok(c);
+        gap[q] = fabs(sum_f(rel_in(c, 0), M * K) - sum_f(rel_out(c, 0), M * N));
+        if (q == 2)
+            assert_conserved(sum_f(rel_in(c, 0), M * K), rel_out(c, 0), M * N, "epsilon 1e-9");
+        ck_assert(!c->rule->conserves); /* it does not claim to */
+        rc_free(c);
+    }
+    ck_assert_msg(gap[0] > gap[1] && gap[1] > gap[2], "gaps %g %g %g do not shrink with eps", gap[0], gap[1], gap[2]);
+    free(x);
+    free(w);
+}
+END_TEST
+
+START_TEST(zplus_conserves_on_positive_inputs)
+{
+    if (!have_backward("Conv", 11))
+        return;
+    /* Positive x and a positive centre tap in every filter (the centre is
+     * never in the padding): Z > 0 everywhere, so sum R_x = sum R exactly
+     * (up to float32). Other taps of both signs. */
+    convspec q = {.C = 2, .H = 5, .W = 5, .O = 3, .KH = 3, .KW = 3, .s = 1, .p = 1, .OH = 5, .OW = 5};
+    int nx = q.C * q.H * q.W, nw = q.O * q.C * q.KH * q.KW;
+    float *x = rand_f(nx, 0.05, 1), *w = rand_f(nw, -1, 1), *b = rand_f(q.O, -1, 1);
+    for (int o = 0; o < q.O; o++)
+        for (int k = 0; k < q.C * q.KH * q.KW; k++)
+            if (k % (q.KH * q.KW) == 4)
+                w[o * q.C * q.KH * q.KW + k] = fabsf(w[o * q.C * q.KH * q.KW + k]) + 0.01f;
+    rcase *c = conv_case(&q, x, w, b);
+    ck_assert_int_eq(rc_rule(c, "zplus", NULL), RP_OK);
+    rc_apply_ok(c);
+    assert_conserved(sum_f(rel_in(c, 0), nx), rel_out(c, 0), q.O * q.OH * q.OW, "zplus Conv");
+    ck_assert(c->rule->conserves && c->rule->conserves(&c->params));
+    rc_free(c);
+    free(x);
+    free(w);
+    free(b);
+}
+END_TEST
+
+START_TEST(softmax_rule_row_sums)
+{
+    /* AttnLRP's softmax rule over each row: sum_i R_x,i equals
+     * sum_i x_i R_i - (x . s) sum_j R_j; with the Taylor bias share
+     * sum_j (1 - x_j + x . s) R_j added back, the row's relevance is whole. */
+    enum { ROWS = 6, L = 7 };
+    float *x = rand_f(ROWS * L, -4, 4);
+    rcase *c = rc_new("Softmax", 13);
+    rc_finput(c, 3, (int64_t[]){2, 3, L}, x, false);
+    rc_forward(c, 1);
+    ck_assert_int_eq(rc_rule(c, "softmax", NULL), RP_OK);
+    rc_apply_ok(c);
+    const float *R = rel_out(c, 0), *S = rc_out(c, 0)->data, *got = rel_in(c, 0);
+    for (int r = 0; r < ROWS; r++) {
+        double xr = 0, xs = 0, tot = 0, row = 0, bias = 0, scale = 0;
+        for (int j = 0; j < L; j++) {
+            int e = r * L + j;
+            xr += (double)x[e] * R[e];
+            xs += (double)x[e] * S[e];
+            tot += R[e];
+            row += got[e];
+            scale += fabs(R[e]) * (1 + fabs(x[e]));
+        }
+        for (int j = 0; j < L; j++)
+            bias += (1 - x[r * L + j] + xs) * R[r * L + j];
+        ck_assert_msg(fabs(row - (xr - xs * tot)) <= 1e-5 * scale, "row %d: %g vs %g", r, row, xr - xs * tot);
+        ck_assert_msg(fabs(row + bias - tot) <= 1e-5 * scale, "row %d: %g + bias %g != %g", r, row, bias, tot);
+    }
+    ck_assert(!c->rule->conserves);
+    rc_free(c);
+    free(x);
+}
+END_TEST
+
+START_TEST(uniform_mul_halves)
+{
+    /* Mul of two activations: each side gets exactly R / 2, even where the
+     * product is zero (where gradient x input would give nothing). */
+    float u[6] = {0, 1, -2, 3, 0.5f, 0}, v[6] = {1, 0, 2, -1, 4, 0};
+    rcase *c = rc_new("Mul", 14);
+    rc_finput(c, 2, (int64_t[]){2, 3}, u, false);
+    rc_finput(c, 2, (int64_t[]){2, 3}, v, false);
+    rc_forward(c, 1);
+    ck_assert_int_eq(rc_rule(c, "uniform", NULL), RP_OK);
+    rc_apply_ok(c);
+    double want[6];
+    for (int e = 0; e < 6; e++)
+        want[e] = rel_out(c, 0)[e] / 2.0;
+    assert_close(rel_in(c, 0), want, 6, "uniform R_u");
+    assert_close(rel_in(c, 1), want, 6, "uniform R_v");
+    rc_free(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------- errors */
+
+START_TEST(new_rules_reject_misfits)
+{
+    float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 1, 0, 1, 0};
+    /* Linear rules on a product of two activations. */
+    rcase *c = rc_new("MatMul", 13);
+    rc_finput(c, 2, (int64_t[]){2, 3}, a, false);
+    rc_finput(c, 2, (int64_t[]){3, 2}, b, false);
+    rc_forward(c, 1);
+    const char *linear[] = {"zplus", "gamma", "flat", "wsquare"};
+    for (int i = 0; i < 4; i++)
+        expect_unsupported(c, linear[i], "constant weight");
+    expect_unsupported(c, "softmax", "Softmax nodes");
+    rc_free(c);
+    /* uniform with a constant operand. */
+    c = rc_new("Mul", 14);
+    rc_finput(c, 2, (int64_t[]){2, 3}, a, false);
+    rc_finput(c, 2, (int64_t[]){2, 3}, b, true);
+    rc_forward(c, 1);
+    expect_unsupported(c, "uniform", "constant");
+    rc_free(c);
+    /* Bad parameters. */
+    c = rc_new("MatMul", 13);
+    rc_finput(c, 2, (int64_t[]){2, 3}, a, false);
+    rc_finput(c, 2, (int64_t[]){3, 2}, b, true);
+    rc_forward(c, 1);
+    struct {
+        const char *rule, *params, *fragment;
+    } bad[] = {
+        {"alpha_beta", "alpha=-1", "must be >= 0"},
+        {"gamma", "gamma=-0.5", "must be >= 0"},
+        {"epsilon", "epsilon=-1", "must be >= 0"},
+        {"zb", "low=-1", "both bounds"},
+        {"zb", "low=2 high=1", "low 2 > high 1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rp_rule_params p = rc_params(bad[i].params);
+        rp_status st = rc_rule(c, bad[i].rule, &p);
+        ck_assert_msg(st == RP_ERR_VALUE, "%s %s: got %d (%s)", bad[i].rule, bad[i].params, st, c->err.msg);
+        ck_assert_msg(strstr(c->err.msg, bad[i].fragment) && strstr(c->err.msg, "test/node_7"), "%s",
+                      c->err.msg);
+        free(c->scratch);
+        c->scratch = NULL;
+    }
+    rc_free(c);
+    /* epsilon needs the op's gradient. */
+    c = rc_new("Shape", 15);
+    rc_finput(c, 2, (int64_t[]){2, 3}, a, false);
+    rc_forward(c, 1);
+    expect_unsupported(c, "epsilon", "gradient");
+    rc_free(c);
+}
+END_TEST
+
+START_TEST(region_view_has_no_gradient)
+{
+    /* A decomposed region is shown to rules as one unary node without a
+     * kernel: identity works on it, rules that need a gradient say why not. */
+    float *x = rand_f(8, -1, 1);
+    rcase *c = rc_new("Softmax", 13);
+    rc_finput(c, 2, (int64_t[]){2, 4}, x, false);
+    rc_forward(c, 1);
+    ck_assert_int_eq(rc_rule(c, "identity", NULL), RP_OK);
+    c->view.region = true;
+    c->view.kind = "region";
+    rc_apply_ok(c);
+    ck_assert_int_eq(rp_rule_vjp(&c->rc, (rp_tensor *[]){&c->rel_out[0]}, (rp_tensor *[]){&c->rel_in[0]}),
+                     RP_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(c->err.msg, "decomposed region"));
+    ck_assert_str_eq(rp_rule_node_kind(rp_rule_ctx_node(&c->rc)), "region");
+    ck_assert(!rp_rule_node_has_gradient(rp_rule_ctx_node(&c->rc)));
+    rc_free(c);
+    free(x);
+}
+END_TEST
+
 START_TEST(rules_registered)
 {
-    const char *names[] = {"identity", "route", "alpha_beta", "zb", "sum", "product"};
-    for (int i = 0; i < 6; i++) {
+    const char *names[] = {"identity", "route", "alpha_beta", "zplus", "gamma",   "epsilon", "flat",
+                           "wsquare",  "zb",    "sum",        "product", "uniform", "softmax"};
+    ck_assert_int_eq(rp_rule_registry_count(NULL), 13);
+    for (int i = 0; i < 13; i++) {
+        ck_assert_ptr_eq(rp_rule_registry_find(NULL, names[i]), rp_rule_lookup(names[i]));
+        ck_assert_ptr_null(rp_rule_registry_origin(NULL, i));
         const rp_rule *r = rp_rule_lookup(names[i]);
         ck_assert_ptr_nonnull(r);
         ck_assert_str_eq(r->name, names[i]);
@@ -1237,6 +1161,24 @@ START_TEST(rules_registered)
         ck_assert_ptr_nonnull(r->summary);
     }
     ck_assert_ptr_null(rp_rule_lookup("epsilon_nonexistent"));
+    /* Parameters. */
+    rp_rule_params p = {0};
+    ck_assert_double_eq(rp_rule_param(&p, "gamma", 0.25), 0.25);
+    ck_assert_int_eq(rp_rule_param_set(&p, "gamma", 0.5, NULL), RP_OK);
+    ck_assert_int_eq(rp_rule_param_set(&p, "gamma", 0.75, NULL), RP_OK);
+    ck_assert_int_eq(p.n, 1);
+    ck_assert_double_eq(rp_rule_param(&p, "gamma", 0.25), 0.75);
+    ck_assert(rp_rule_param_given(&p, "gamma") && !rp_rule_param_given(&p, "alpha"));
+    char buf[64];
+    ck_assert_str_eq(rp_rule_params_format(&p, buf, sizeof buf), "gamma=0.75");
+    rp_error err;
+    ck_assert_int_eq(rp_rule_param_set(&p, "a_name_that_is_far_too_long_to_fit", 1, &err), RP_ERR_ARG);
+    for (int i = 1; i < RP_RULE_MAX_PARAMS; i++) {
+        char nm[8];
+        snprintf(nm, sizeof nm, "p%d", i);
+        ck_assert_int_eq(rp_rule_param_set(&p, nm, i, NULL), RP_OK);
+    }
+    ck_assert_int_eq(rp_rule_param_set(&p, "one_more", 1, &err), RP_ERR_ARG);
 }
 END_TEST
 
@@ -1270,6 +1212,12 @@ static Suite *rules_suite(void)
     tcase_add_test(t, identity_softmax);
     tcase_add_test(t, rules_reject_misfits);
     tcase_add_test(t, rules_scratch_too_small);
+    tcase_add_test(t, epsilon_conserves_as_eps_vanishes);
+    tcase_add_test(t, zplus_conserves_on_positive_inputs);
+    tcase_add_test(t, softmax_rule_row_sums);
+    tcase_add_test(t, uniform_mul_halves);
+    tcase_add_test(t, new_rules_reject_misfits);
+    tcase_add_test(t, region_view_has_no_gradient);
     suite_add_tcase(s, t);
     return s;
 }

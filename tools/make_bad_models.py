@@ -65,6 +65,22 @@ def main(out):
     np.save(f"{out}/x_float64.npy", np.ones((1, 4), np.float64))
     raw = open(f"{out}/x_ok.npy", "rb").read()
     open(f"{out}/x_truncated.npy", "wb").write(raw[:-6])
+    # A model whose image input has 2 channels: relprop feeds 1 or 3.
+    w2 = numpy_helper.from_array(np.ones((4, 2, 4, 4), np.float32) / 32, "W")
+    x2 = vi("input", [1, 2, 8, 8])
+    m = model([helper.make_node("Conv", ["input", "W"], ["c"], name="patches", kernel_shape=[4, 4], strides=[4, 4]),
+               helper.make_node("Flatten", ["c"], ["logits"], name="flat")], [x2], [vi("logits", [1, 16])], [w2])
+    onnx.save(m, f"{out}/two_channels.onnx")
+    # Images: a zero-size PPM, a text file named .png, a truncated PNG, a good one.
+    with open(f"{out}/zero.ppm", "wb") as f:
+        f.write(b"P6\n0 0\n255\n")
+    with open(f"{out}/not_an_image.png", "w") as f:
+        f.write("hello\n")
+    from PIL import Image
+    rgb = (np.arange(32 * 32 * 3) % 251).astype(np.uint8).reshape(32, 32, 3)
+    Image.fromarray(rgb).save(f"{out}/ok.png")
+    raw = open(f"{out}/ok.png", "rb").read()
+    open(f"{out}/truncated.png", "wb").write(raw[: len(raw) // 2])
     with open(f"{out}/labels_3.txt", "w") as f:
         f.write("cat\ndog\nbird\n")
     with open(f"{out}/labels_2.txt", "w") as f:

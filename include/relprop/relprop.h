@@ -98,6 +98,10 @@ rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err);
  * so a failure never leaves a partial file at path. */
 rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err);
 
+/* Threads for the matrix products (OpenBLAS), the only parallel work; n <= 0
+ * means one per online core. Returns the count set. Process-wide. */
+int rp_set_threads(int n);
+
 /* ---- models ---- */
 
 typedef struct rp_model rp_model;
@@ -109,6 +113,14 @@ rp_status rp_model_open(const char *path, rp_model **out, rp_error *err);
  * batch dimension binds to 1), fold constant subgraphs, allocate run buffers.
  * Calling it twice is harmless. */
 rp_status rp_model_prepare(rp_model *m, rp_error *err);
+/* Ceiling on the bytes prepare may allocate for the model's values (0 = the
+ * default, 16 GiB). A model that needs more fails with an error naming the
+ * tensor. Call between rp_model_open and rp_model_prepare. */
+rp_status rp_model_set_max_memory(rp_model *m, int64_t bytes, rp_error *err);
+/* NaN in a weight or any computed value, and Inf in the input or the
+ * outputs, are errors naming where they first appear. On by default; the
+ * scan is cheap next to the matrix products. */
+void rp_model_set_check_finite(rp_model *m, bool on);
 /* rp_model_open + rp_model_prepare. */
 rp_status rp_model_load(const char *path, rp_model **out, rp_error *err);
 void rp_model_free(rp_model *m);
@@ -155,8 +167,10 @@ typedef struct rp_attention_info {
 int rp_model_attention_count(const rp_model *m);
 rp_status rp_model_attention(const rp_model *m, int i, rp_attention_info *info, rp_error *err);
 
-/* How tokens map to the image, inferred from the patch Conv and the token
- * concatenation. Fields are 0 where nothing was found. */
+/* How tokens map to the image, inferred from the patch Conv, the attention
+ * layers and the classifier's readout. Fails, naming the node, when the
+ * attention is not global over one token sequence (e.g. Swin's windows) or
+ * the tokens cannot be mapped to the patch grid. */
 typedef struct rp_token_layout {
     int image_h, image_w;     /* input spatial size */
     int patch_h, patch_w;     /* the patch Conv's kernel = stride */
@@ -164,9 +178,22 @@ typedef struct rp_token_layout {
     int prefix_tokens;        /* tokens before the patches (CLS, distillation, registers) */
     int tokens;               /* prefix + grid_h * grid_w */
     const char *patch_node;   /* the Conv that makes the patches */
+    /* How the classifier reads the last block's token rows (METHOD.md §3):
+     * "token row" (CLS), "mean of token rows" (distilled DeiT), "mean over
+     * tokens" (mean pooling) or "row 0 (assumed)"; the rows with a non-zero
+     * weight (at most 16 listed). */
+    const char *readout;
+    int n_readout_rows;
+    int readout_rows[16];
+    float readout_weights[16];
 } rp_token_layout;
 
 rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_error *err);
+
+/* Rule registries (include/relprop/rule.h): the built-in rules plus those of
+ * loaded plugins. */
+typedef struct rp_rule_registry rp_rule_registry;
+struct rp_rule_params;
 
 /* The relevance rule node i gets under rule set `rules` (NULL = "paper"),
  * decided from the graph alone: *kind says what the node is to LRP
@@ -175,6 +202,14 @@ rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_erro
  * Strings are static or owned by the model. After prepare. */
 rp_status rp_model_node_rule(rp_model *m, const char *rules, int i, const char **kind, const char **rule,
                              rp_error *err);
+/* The same with rule names resolved through a registry (plugin rules; NULL =
+ * built-ins only), and the node's rule parameters (*params may be NULL where
+ * *rule is; params itself may be NULL when not wanted). `rules` is a built-in
+ * set name ("paper", "attnlrp", "epsilon", "zplus", "alpha2beta1", "gamma")
+ * or a JSON rule-set file (docs/rules.md). */
+rp_status rp_model_node_rule_in(rp_model *m, const char *rules, rp_rule_registry *registry, int i,
+                                const char **kind, const char **rule, const struct rp_rule_params **params,
+                                rp_error *err);
 
 /* ---- explanations (METHOD.md §3) ---- */
 
@@ -198,13 +233,23 @@ typedef struct rp_explain_options {
     int start_layer;         /* first layer aggregated by transformer_attribution and rollout (default 0) */
     const char *rules;       /* relevance rule set; NULL = "paper" */
     bool keep_intermediates; /* keep A, dA, R_A per layer and class (rp_explanation_layer) */
+    int top_classes;         /* with no classes given: explain the top-k predictions (0 = 1) */
+    /* Where rule names in `rules` resolve: built-ins plus loaded plugins
+     * (rp_rule_registry_load_plugin). NULL = built-in rules only. A model
+     * explained with a registry keeps a reference to it. */
+    rp_rule_registry *registry;
+    /* Per node and class, compare the relevance arriving at the node with
+     * what its rule sends on (rp_explanation_conservation). Relevance is then
+     * propagated down to the model input whatever the methods. */
+    bool check_conservation;
+    double conservation_tolerance; /* relative to the node's sum |R|; 0 = 1e-3 */
 } rp_explain_options;
 
 typedef struct rp_explanation rp_explanation;
 
 /* One forward pass, then per class one gradient pass and one relevance pass,
  * each only as deep as the requested methods need. classes may be NULL with
- * n_classes 0: the top-1 class is explained. opt may be NULL (defaults).
+ * n_classes 0: the top-k classes are explained (opt->top_classes, default 1). opt may be NULL (defaults).
  * *out is owned by the caller (rp_explanation_free). */
 rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, int n_classes,
                      const rp_method *methods, int n_methods, const rp_explain_options *opt,
@@ -226,6 +271,30 @@ const rp_tensor *rp_explanation_map(const rp_explanation *e, int ci, int mi);
 int rp_explanation_layer_count(const rp_explanation *e);
 void rp_explanation_layer(const rp_explanation *e, int ci, int l, const rp_tensor **attn,
                           const rp_tensor **attn_grad, const rp_tensor **attn_cam);
+
+/* With check_conservation: one entry per node that relevance passed
+ * through, in reverse topological order (the order relevance flows). */
+typedef struct rp_conservation_entry {
+    int node;                 /* index as in rp_model_node_name */
+    const char *name, *op;    /* the node's name and op type */
+    const char *kind;         /* what the node is to LRP ("linear", "sum", ...) */
+    const char *rule;         /* the rule applied */
+    double relevance_in;      /* sum of the relevance arriving at the node's outputs */
+    double relevance_out;     /* sum sent on to its activation inputs */
+    double relevance_dropped; /* sum sent to constant summands (a bias, a constant token) */
+    double magnitude;         /* sum of |relevance| arriving: the tolerance's scale */
+    bool should_conserve;     /* the rule, with its parameters, claims conservation */
+    bool violated;            /* should_conserve and |in - out - dropped| > tolerance * magnitude */
+} rp_conservation_entry;
+
+/* Entries for class ci (0 without check_conservation). Strings owned by e. */
+int rp_explanation_conservation_count(const rp_explanation *e, int ci);
+const rp_conservation_entry *rp_explanation_conservation(const rp_explanation *e, int ci, int j);
+/* Totals for class ci: relevance seeded at the output (the one-hot: 1),
+ * relevance reaching the model input, and how many nodes violate. Any
+ * pointer may be NULL. */
+void rp_explanation_conservation_summary(const rp_explanation *e, int ci, double *at_output, double *at_input,
+                                         int *n_violations);
 
 /* ---- images in (src/image/preprocess.c) ---- */
 
@@ -290,6 +359,103 @@ rp_status rp_render_input(const rp_tensor *input, rp_image *out, rp_error *err);
  * bitmap font; white background. */
 rp_status rp_render_panel(const rp_image *tiles, const char *const *captions, int n, int min_tile, rp_image *out,
                           rp_error *err);
+
+
+/* ==== evaluation (src/methods/eval_*.c), METHOD.md §5 ==================
+ * The paper's perturbation and segmentation tests and a class-specificity
+ * test, as building blocks; `relprop eval` strings them together. Maps are
+ * first brought to pixels (rp_eval_pixel_map); every metric then reads an
+ * H x W float array and, where needed, an H x W mask (non-zero = object). */
+
+/* Perturbation steps: 0, 10, ..., 90 % of the pixels removed. */
+#define RP_EVAL_STEPS 10
+
+/* A map at pixel resolution: a (grid_h, grid_w) map upsampled bilinearly by
+ * (patch_h, patch_w) with half-pixel centres, exactly as rp_render_overlay
+ * does before normalising (PyTorch's interpolate, align_corners=False); a
+ * pixel map (lrp_full) with patch 1 x 1 is copied. Not normalised. out must
+ * hold (grid_h * patch_h) * (grid_w * patch_w) floats. Non-finite maps fail. */
+rp_status rp_eval_pixel_map(const rp_tensor *map, int patch_h, int patch_w, float *out, rp_error *err);
+
+/* The n indices of v in removal order: most relevant (largest) first, or
+ * least relevant (smallest) first; equal values in ascending index order in
+ * both cases, so the order is total and deterministic. */
+rp_status rp_eval_order(const float *v, int64_t n, bool most_relevant_first, int64_t *order, rp_error *err);
+
+/* Pixels removed at perturbation step i of RP_EVAL_STEPS: floor(n * i / 10),
+ * in integers (the paper's int(n * 0.1 * i) without its float rounding). */
+int64_t rp_eval_step_count(int64_t n, int step);
+
+/* Area under a curve sampled at x = 0, dx, 2 dx, ...: the trapezoid rule,
+ * sum_{i=1}^{n-1} dx * (y[i-1] + y[i]) / 2, as np.trapz(y, dx=dx). relprop
+ * eval reports 100 * rp_eval_auc(acc, RP_EVAL_STEPS, 0.1) (max 90). */
+double rp_eval_auc(const double *y, int n, double dx);
+
+/* Average precision of scores against binary labels as scikit-learn's
+ * average_precision_score computes it: sort by score, descending; at each
+ * distinct score (ties form one threshold) take precision P and recall R;
+ * AP = sum (R_k - R_{k-1}) P_k, step-wise, no interpolation. No positive
+ * label gives 0 (the paper's np.nan_to_num of sklearn's NaN). */
+rp_status rp_eval_average_precision(const float *score, const uint8_t *label, int64_t n, double *ap, rp_error *err);
+
+/* The segmentation test on one map (the paper's imagenet_seg_eval.py):
+ * m = min-max normalised pixel map (all zeros if constant), foreground =
+ * m > mean(m); counts for pixel accuracy and per-class IoU (class 0 =
+ * background, 1 = foreground; summed over a data set before dividing, as
+ * the paper does), and AP of m against the mask and of 1 - m against the
+ * background. */
+typedef struct rp_eval_seg {
+    int64_t correct, labeled;     /* pixels whose class is right; all pixels */
+    int64_t inter[2], uni[2];     /* intersection and union per class */
+    double ap_fg, ap_bg;          /* AP(m, mask), AP(1 - m, 1 - mask) */
+    double ap_pooled;             /* AP of [1 - m, m] against [1 - mask, mask] as one ranking of 2n
+                                     scores: what the paper's get_ap_scores computes */
+} rp_eval_seg;
+rp_status rp_eval_segmentation(const float *pixmap, const uint8_t *mask, int64_t n, rp_eval_seg *out, rp_error *err);
+
+/* Class specificity of one map for an image with several labelled objects:
+ * of the positive relevance (sum of max(map, 0)), the share inside the
+ * explained object's mask and the share inside the other objects' masks
+ * (pixels in both count for the explained one); and the pointing game: the
+ * map's maximum (first pixel on ties) lies inside the explained mask. */
+typedef struct rp_eval_spec {
+    double share_target, share_others; /* in [0, 1]; 0 when there is no positive relevance */
+    bool pointing_hit;
+} rp_eval_spec;
+rp_status rp_eval_specificity(const float *pixmap, const uint8_t *target_mask, const uint8_t *others_mask, int64_t n,
+                              rp_eval_spec *out, rp_error *err);
+
+/* Whether class cls is among the k largest logits (ties by index, as the
+ * CLI's top-k listing orders them). */
+bool rp_eval_in_top_k(const float *logits, int64_t n, int cls, int k);
+
+/* The perturbation test for one map. input is the normalised (1, C, H, W)
+ * model input, pixmap its H x W pixel map, mean/std the C normalisation
+ * constants; removing a pixel sets it to 0 in the un-normalised image in
+ * every channel, i.e. to (0 - mean_c) / std_c here. For steps 1..9 the
+ * first rp_eval_step_count pixels of the removal order (rp_eval_order) are
+ * removed and the model is run (rp_model_run); hits[i] = 1 when cls is
+ * still in the top k. hits[0] is left to the caller (the unperturbed run is
+ * shared by all maps of an image). */
+rp_status rp_eval_perturbation(rp_model *m, const rp_tensor *input, const float *pixmap, const float *mean,
+                               const float *std, int cls, int k, bool most_relevant_first,
+                               uint8_t hits[RP_EVAL_STEPS], rp_error *err);
+
+/* The perturbation plot: accuracy (%) against the fraction removed, one
+ * line per method, positive perturbation in the left panel and negative in
+ * the right. acc_pos/acc_neg hold n_methods * RP_EVAL_STEPS values in [0, 1]. */
+typedef struct rp_eval_curves {
+    int n_methods;
+    const char *const *names;
+    const double *acc_pos, *acc_neg;
+    const char *title; /* may be NULL */
+} rp_eval_curves;
+/* As SVG text; *out is malloc'd, the caller frees it. */
+rp_status rp_eval_plot_svg(const rp_eval_curves *c, char **out, rp_error *err);
+/* As an RGB image drawn by relprop itself (anti-aliased lines, a small
+ * bitmap font), the caller releases it. */
+rp_status rp_eval_plot_image(const rp_eval_curves *c, rp_image *out, rp_error *err);
+/* ==== end of evaluation ==== */
 
 #ifdef __cplusplus
 }

@@ -9,9 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/npy.h"
 #include "core/tensor.h"
 
 /* numpy itself refuses headers above 10000 bytes unless told otherwise;
@@ -232,20 +235,53 @@ bad:
     return rp_fail(err, RP_ERR_FORMAT, "%s: malformed .npy header", path);
 }
 
-rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err)
+/* Where the bytes come from: a file (read as needed) or memory. The data
+ * is sized from the header only once the source is known to hold it, so a
+ * corrupt shape cannot size a huge allocation. */
+typedef struct npy_src {
+    FILE *f;            /* file source, or NULL */
+    const uint8_t *buf; /* memory source */
+    size_t len, pos;
+} npy_src;
+
+static size_t src_read(npy_src *s, void *dst, size_t n)
+{
+    if (s->f)
+        return fread(dst, 1, n, s->f);
+    size_t k = s->len - s->pos < n ? s->len - s->pos : n;
+    if (k)
+        memcpy(dst, s->buf + s->pos, k);
+    s->pos += k;
+    return k;
+}
+
+static bool src_error(const npy_src *s)
+{
+    return s->f && ferror(s->f);
+}
+
+/* Bytes left, or -1 if unknown (a pipe). */
+static int64_t src_remaining(const npy_src *s)
+{
+    if (!s->f)
+        return (int64_t)(s->len - s->pos);
+    struct stat sb;
+    off_t at = ftello(s->f);
+    if (at < 0 || fstat(fileno(s->f), &sb) != 0 || !S_ISREG(sb.st_mode))
+        return -1;
+    return sb.st_size > at ? (int64_t)(sb.st_size - at) : 0;
+}
+
+static rp_status npy_parse(const char *path, npy_src *s, rp_tensor *out, rp_error *err)
 {
     rp_status st = RP_OK;
     char *header = NULL;
-    void *data = NULL;
-    FILE *f = NULL;
+    uint8_t *data = NULL;
     memset(out, 0, sizeof *out);
 
-    f = fopen(path, "rb");
-    if (!f)
-        return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     uint8_t pre[12];
-    size_t got = fread(pre, 1, 10, f);
-    if (ferror(f)) {
+    size_t got = src_read(s, pre, 10);
+    if (src_error(s)) {
         st = rp_fail(err, RP_ERR_IO, "%s: read error: %s", path, strerror(errno));
         goto fail;
     }
@@ -267,7 +303,7 @@ rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err)
         }
         hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
     } else {
-        if (got < 10 || fread(pre + 10, 1, 2, f) != 2) {
+        if (got < 10 || src_read(s, pre + 10, 2) != 2) {
             st = rp_fail(err, RP_ERR_FORMAT, "%s: truncated .npy header", path);
             goto fail;
         }
@@ -279,12 +315,18 @@ rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err)
         }
         hlen = l;
     }
+    int64_t left = src_remaining(s);
+    if (left >= 0 && (uint64_t)left < hlen) {
+        st = rp_fail(err, RP_ERR_FORMAT, "%s: truncated .npy header: %zu bytes announced, %lld present", path, hlen,
+                     (long long)left);
+        goto fail;
+    }
     header = malloc(hlen ? hlen : 1);
     if (!header) {
         st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory", path);
         goto fail;
     }
-    if (fread(header, 1, hlen, f) != hlen) {
+    if (src_read(s, header, hlen) != hlen) {
         st = rp_fail(err, RP_ERR_FORMAT, "%s: truncated .npy header", path);
         goto fail;
     }
@@ -298,20 +340,44 @@ rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err)
         goto fail;
     }
     size_t es = rp_dtype_size(dt);
-    if ((uint64_t)out->count > SIZE_MAX / es) {
+    if ((uint64_t)out->count > SIZE_MAX / es || (uint64_t)out->count > (uint64_t)INT64_MAX / es) {
         st = rp_fail(err, RP_ERR_FORMAT, "%s: array of %lld elements is too large", path, (long long)out->count);
         goto fail;
     }
     size_t nbytes = (size_t)out->count * es;
+    left = src_remaining(s);
+    if (left >= 0 && (uint64_t)left < nbytes) {
+        st = rp_fail(err, RP_ERR_FORMAT, "%s: truncated: expected %zu bytes of data, found %lld", path, nbytes,
+                     (long long)left);
+        goto fail;
+    }
     if (nbytes) {
-        data = malloc(nbytes);
+        /* Known size: one allocation. Unknown (a pipe): grow as bytes arrive,
+         * so the allocation never runs ahead of the data by more than 2x. */
+        size_t cap = left >= 0 ? nbytes : (nbytes < 65536 ? nbytes : 65536), have = 0;
+        data = malloc(cap);
         if (!data) {
-            st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for %zu bytes", path, nbytes);
+            st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for %zu bytes", path, cap);
             goto fail;
         }
-        size_t have = fread(data, 1, nbytes, f);
+        while (have < nbytes) {
+            if (have == cap) {
+                size_t ncap = cap > nbytes / 2 ? nbytes : cap * 2;
+                uint8_t *nd = realloc(data, ncap);
+                if (!nd) {
+                    st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for %zu bytes", path, ncap);
+                    goto fail;
+                }
+                data = nd;
+                cap = ncap;
+            }
+            size_t k = src_read(s, data + have, cap - have);
+            have += k;
+            if (k == 0)
+                break;
+        }
         if (have != nbytes) {
-            if (ferror(f))
+            if (src_error(s))
                 st = rp_fail(err, RP_ERR_IO, "%s: read error: %s", path, strerror(errno));
             else
                 st = rp_fail(err, RP_ERR_FORMAT, "%s: truncated: expected %zu bytes of data, found %zu", path, nbytes,
@@ -320,21 +386,41 @@ rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err)
         }
         if (dt == RP_BOOL) {
             /* numpy reads any non-zero byte as True; kernels expect 0/1. */
-            uint8_t *b = data;
             for (size_t i = 0; i < nbytes; i++)
-                b[i] = b[i] != 0;
+                data[i] = data[i] != 0;
         }
     }
     out->data = data;
     free(header);
-    fclose(f);
     return RP_OK;
 fail:
     free(header);
     free(data);
-    fclose(f);
     memset(out, 0, sizeof *out);
     return st;
+}
+
+rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    npy_src s = {.f = f};
+    rp_status st = npy_parse(path, &s, out, err);
+    fclose(f);
+    return st;
+}
+
+rp_status rp_npy_read_buffer(const uint8_t *buf, size_t len, const char *name, rp_tensor *out, rp_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!name)
+        name = "(memory)";
+    if (!buf && len)
+        return rp_fail(err, RP_ERR_ARG, "%s: NULL buffer", name);
+    npy_src s = {.buf = buf, .len = len};
+    return npy_parse(name, &s, out, err);
 }
 
 rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err)

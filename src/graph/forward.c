@@ -1,7 +1,20 @@
+#include <math.h>
 #include <string.h>
 
 #include "graph/graph.h"
 #include "ops/ops.h"
+
+/* Index of the first NaN (or, with inf_too, non-finite) float, or -1. */
+static int64_t first_bad(const rp_tensor *t, bool inf_too)
+{
+    if (t->dtype != RP_FLOAT || !t->data)
+        return -1;
+    const float *v = t->data;
+    for (int64_t i = 0; i < t->count; i++)
+        if (isnan(v[i]) || (inf_too && isinf(v[i])))
+            return i;
+    return -1;
+}
 
 rp_status rp_graph_forward(rp_graph *g, const rp_tensor *const *inputs, int n_inputs, rp_error *err)
 {
@@ -24,6 +37,10 @@ rp_status rp_graph_forward(rp_graph *g, const rp_tensor *const *inputs, int n_in
                            "%s: input '%s' expects %s %s, got %s %s", path, v->name, rp_dtype_name(v->t.dtype), want,
                            t ? rp_dtype_name(t->dtype) : "nothing", t ? got : "");
         }
+        int64_t bad = g->check_finite ? first_bad(t, true) : -1;
+        if (bad >= 0)
+            return rp_fail(err, RP_ERR_VALUE, "%s: input '%s' holds %g at element %lld; inputs must be finite", path,
+                           v->name, (double)((const float *)t->data)[bad], (long long)bad);
         if (t->count)
             memcpy(v->t.data, t->data, (size_t)t->count * rp_dtype_size(t->dtype));
     }
@@ -36,6 +53,19 @@ rp_status rp_graph_forward(rp_graph *g, const rp_tensor *const *inputs, int n_in
         rp_status st = n->op->forward(&c);
         if (st)
             return rp_error_prefix(err, "%s", path);
+        for (int k = 0; g->check_finite && k < n->n_out; k++) {
+            if (n->out[k] < 0)
+                continue;
+            const rp_value *o = &g->values[n->out[k]];
+            /* -inf is how some exporters mask attention scores; NaN never is. */
+            int64_t bad = first_bad(&o->t, o->is_graph_output);
+            if (bad >= 0)
+                return rp_fail(err, RP_ERR_VALUE,
+                               "%s: node '%s' (%s, opset %d) produced %g at element %lld of '%s' from finite inputs "
+                               "(the first non-finite value of the forward pass)",
+                               path, n->name, n->op_type, n->opset, (double)((const float *)o->t.data)[bad],
+                               (long long)bad, o->name);
+        }
     }
     return RP_OK;
 }

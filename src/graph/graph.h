@@ -95,7 +95,13 @@ typedef struct rp_graph {
     int n_metadata;
     char **metadata_keys, **metadata_values; /* model metadata_props */
     bool prepared;
+    int64_t max_bytes;   /* ceiling on what prepare allocates for values (0 = RP_DEFAULT_MAX_BYTES) */
+    int64_t used_bytes;  /* what prepare allocated, constants from the file excluded */
+    bool check_finite;   /* forward: refuse NaN in any value, Inf in inputs and outputs */
 } rp_graph;
+
+/* 16 GiB: far above any ViT, far below what breaks a machine. */
+#define RP_DEFAULT_MAX_BYTES ((int64_t)16 << 30)
 
 /* Read and parse an ONNX file. Checks topological order and that every input
  * is produced before use; decodes initializers and Constant attributes in all

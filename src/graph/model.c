@@ -16,8 +16,24 @@ rp_status rp_model_open(const char *path, rp_model **out, rp_error *err)
         free(m);
         return st;
     }
+    m->g->check_finite = true;
     *out = m;
     return RP_OK;
+}
+
+rp_status rp_model_set_max_memory(rp_model *m, int64_t bytes, rp_error *err)
+{
+    if (m->g->prepared)
+        return rp_fail(err, RP_ERR_ARG, "%s: the memory limit must be set before the model is prepared", m->g->path);
+    if (bytes < 0)
+        return rp_fail(err, RP_ERR_ARG, "memory limit %lld is negative", (long long)bytes);
+    m->g->max_bytes = bytes;
+    return RP_OK;
+}
+
+void rp_model_set_check_finite(rp_model *m, bool on)
+{
+    m->g->check_finite = on;
 }
 
 rp_status rp_model_prepare(rp_model *m, rp_error *err)
@@ -134,10 +150,24 @@ rp_status rp_model_token_layout(const rp_model *m, rp_token_layout *out, rp_erro
     out->grid_h = p->grid_h;
     out->grid_w = p->grid_w;
     out->patch_node = m->g->nodes[p->conv_node].name;
-    if (m->n_attn > 0) {
-        out->tokens = m->attn[0].tokens;
-        out->prefix_tokens = out->tokens - p->grid_h * p->grid_w;
-    }
+    if (m->n_attn == 0)
+        return RP_OK;
+    rp_status st = rp_check_attention_layout(m->g, m->attn, m->n_attn, p, err);
+    if (st)
+        return st;
+    int n = m->attn[0].tokens;
+    out->tokens = n;
+    out->prefix_tokens = n - p->grid_h * p->grid_w;
+    float *r = calloc((size_t)n, sizeof *r);
+    if (!r)
+        return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+    rp_find_readout(m->g, &m->attn[m->n_attn - 1], r, &out->readout);
+    for (int i = 0; i < n && out->n_readout_rows < 16; i++)
+        if (r[i] != 0) {
+            out->readout_rows[out->n_readout_rows] = i;
+            out->readout_weights[out->n_readout_rows++] = r[i];
+        }
+    free(r);
     return RP_OK;
 }
 

@@ -50,6 +50,10 @@ static char *dup_bytes(const uint8_t *p, size_t n)
 
 /* ---- whole-file reads ---- */
 
+/* Protobuf messages are at most 2 GiB; reading stops past that, so a
+ * device or an endless pipe given as a model is an error, not an OOM. */
+#define RP_MAX_PROTO_FILE ((size_t)INT32_MAX)
+
 /* Reads until EOF rather than trusting the size from fstat, so short reads
  * and files that change size are handled; fstat only sizes the first buffer. */
 static rp_status read_whole_file(const char *path, uint8_t **out, size_t *out_len, rp_error *err)
@@ -64,7 +68,7 @@ static rp_status read_whole_file(const char *path, uint8_t **out, size_t *out_le
         return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
-        (uint64_t)sb.st_size < SIZE_MAX - 1)
+        (uint64_t)sb.st_size <= RP_MAX_PROTO_FILE)
         cap = (size_t)sb.st_size + 1; /* +1 so EOF is seen without a realloc */
     else
         cap = 65536;
@@ -74,6 +78,12 @@ static rp_status read_whole_file(const char *path, uint8_t **out, size_t *out_le
         goto fail;
     }
     for (;;) {
+        if (len > RP_MAX_PROTO_FILE) {
+            st = rp_fail(err, RP_ERR_FORMAT,
+                         "%s: larger than 2 GiB, protobuf's limit for one message (models that big keep their "
+                         "weights in external data files)", path);
+            goto fail;
+        }
         if (len == cap) {
             if (cap > SIZE_MAX / 2) {
                 st = rp_fail(err, RP_ERR_NOMEM, "%s: file too large", path);
@@ -166,11 +176,23 @@ static bool has_dotdot(const char *loc)
     return false;
 }
 
+/* What tensor decoding needs from the model being loaded. External data is
+ * counted against a ceiling: a small model can point at a huge (or sparse,
+ * or decompressed-from-nothing) weights file, and those bytes are read at
+ * load, before any --max-memory set on the model applies (that one covers
+ * what prepare allocates). */
+typedef struct load_ctx {
+    const char *dir;    /* the model's folder; NULL when loaded from memory */
+    int64_t ext_bytes;  /* external data read so far */
+    int64_t ext_limit;
+} load_ctx;
+
 /* Allocates *dst only once the file is known to hold nbytes, so a corrupt
  * header cannot size a huge allocation. */
-static rp_status read_external(const Onnx__TensorProto *tp, const char *label, const char *model_dir,
+static rp_status read_external(const Onnx__TensorProto *tp, const char *label, load_ctx *lc,
                                void **dst, size_t nbytes, rp_error *err)
 {
+    const char *model_dir = lc->dir;
     rp_status st = RP_OK;
     void *data = NULL;
     *dst = NULL;
@@ -259,6 +281,13 @@ static rp_status read_external(const Onnx__TensorProto *tp, const char *label, c
                      "file has %lld bytes", label, full, nbytes, (long long)offset, (long long)sb.st_size);
         goto fail;
     }
+    if ((uint64_t)nbytes > (uint64_t)(lc->ext_limit - lc->ext_bytes)) {
+        st = rp_fail(err, RP_ERR_NOMEM,
+                     "tensor '%s': its %zu bytes of external data would take the external data read so far past "
+                     "the limit of %lld bytes", label, nbytes, (long long)lc->ext_limit);
+        goto fail;
+    }
+    lc->ext_bytes += (int64_t)nbytes;
     if (nbytes > 0) {
         if ((off_t)offset != offset || fseeko(f, (off_t)offset, SEEK_SET) != 0) {
             st = rp_fail(err, RP_ERR_IO, "tensor '%s': cannot seek to offset %lld in '%s'", label,
@@ -327,7 +356,7 @@ static void copy_typed(const Onnx__TensorProto *tp, rp_dtype dt, uint8_t *dst, i
 
 /* The one tensor decoder (initializers, Constant attributes, .pb files).
  * fallback names the tensor in messages when the file leaves it unnamed. */
-static rp_status decode_tensor(const Onnx__TensorProto *tp, const char *fallback, const char *model_dir,
+static rp_status decode_tensor(const Onnx__TensorProto *tp, const char *fallback, load_ctx *lc,
                                rp_tensor *out, rp_error *err)
 {
     rp_status st = RP_OK;
@@ -349,16 +378,20 @@ static rp_status decode_tensor(const Onnx__TensorProto *tp, const char *fallback
     int64_t dims[RP_MAX_RANK] = {0}; /* a local copy: tp->dims is NULL for scalars */
     if (rank)
         memcpy(dims, tp->dims, (size_t)rank * sizeof dims[0]);
+    for (int d = 0; d < rank; d++)
+        if (dims[d] < 0)
+            return rp_fail(err, RP_ERR_FORMAT, "tensor '%s': dimension %d is negative (%lld)", label, d,
+                           (long long)dims[d]);
     int64_t count = rp_shape_count(rank, dims);
     if (count < 0)
-        return rp_fail(err, RP_ERR_FORMAT, "tensor '%s': negative or overflowing dims", label);
+        return rp_fail(err, RP_ERR_FORMAT, "tensor '%s': the element count of its %d dims overflows", label, rank);
     if ((uint64_t)count > SIZE_MAX / es || count > INT64_MAX / (int64_t)es)
         return rp_fail(err, RP_ERR_FORMAT, "tensor '%s': %lld elements is too large", label, (long long)count);
     size_t nbytes = (size_t)count * es;
 
     /* Each branch checks the file holds exactly nbytes before allocating. */
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-        if ((st = read_external(tp, label, model_dir, &data, nbytes, err)))
+        if ((st = read_external(tp, label, lc, &data, nbytes, err)))
             goto fail;
     } else if (tp->has_raw_data) {
         if (tp->raw_data.len != nbytes) {
@@ -489,7 +522,10 @@ static rp_status input_type(rp_value *v, const Onnx__ValueInfoProto *vi, rp_erro
     bool known = true;
     for (int d = 0; d < v->t.rank; d++) {
         const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[d];
-        if (dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && dim->dim_value >= 0) {
+        if (dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+            if (dim->dim_value < 0)
+                return rp_fail(err, RP_ERR_FORMAT, "graph input '%s': dimension %d is negative (%lld)", v->name, d,
+                               (long long)dim->dim_value);
             v->t.dims[d] = dim->dim_value;
             continue;
         }
@@ -512,7 +548,7 @@ static rp_status input_type(rp_value *v, const Onnx__ValueInfoProto *vi, rp_erro
 
 /* ---- nodes ---- */
 
-static rp_status convert_attr(const Onnx__AttributeProto *ap, const rp_node *n, const char *model_dir, rp_attr *a,
+static rp_status convert_attr(const Onnx__AttributeProto *ap, const rp_node *n, load_ctx *lc, rp_attr *a,
                               rp_error *err)
 {
     a->name = dup_str(ap->name);
@@ -591,7 +627,7 @@ static rp_status convert_attr(const Onnx__AttributeProto *ap, const rp_node *n, 
         a->tensor = calloc(1, sizeof *a->tensor);
         if (!a->tensor)
             return rp_fail(err, RP_ERR_NOMEM, "out of memory");
-        rp_status st = decode_tensor(ap->t, a->name, model_dir, a->tensor, err);
+        rp_status st = decode_tensor(ap->t, a->name, lc, a->tensor, err);
         if (st) {
             if (err)
                 rp_error_prefix(err, "node '%s' (%s), attribute '%s'", n->name, n->op_type, a->name);
@@ -611,7 +647,7 @@ static bool is_default_domain(const char *d)
 }
 
 /* Name, op, domain, opset and attributes of node index idx. */
-static rp_status convert_node(rp_graph *g, int idx, const Onnx__NodeProto *np, const char *model_dir, rp_error *err)
+static rp_status convert_node(rp_graph *g, int idx, const Onnx__NodeProto *np, load_ctx *lc, rp_error *err)
 {
     rp_node *n = &g->nodes[idx];
     if (!np->op_type || !np->op_type[0])
@@ -651,7 +687,7 @@ static rp_status convert_node(rp_graph *g, int idx, const Onnx__NodeProto *np, c
             return rp_fail(err, RP_ERR_NOMEM, "out of memory");
         for (size_t k = 0; k < np->n_attribute; k++) {
             n->n_attr = (int)k + 1; /* count it before filling: graph.c frees what is there */
-            rp_status st = convert_attr(np->attribute[k], n, model_dir, &n->attr[k], err);
+            rp_status st = convert_attr(np->attribute[k], n, lc, &n->attr[k], err);
             if (st)
                 return st;
         }
@@ -819,7 +855,7 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
     rp_status st = RP_OK;
     name_map map = {0};
     const Onnx__GraphProto *gp = mp->graph;
-    const char *model_dir = g->model_dir;
+    load_ctx lc = {g->model_dir, 0, RP_DEFAULT_MAX_BYTES};
 
     if (!gp)
         return rp_fail(err, RP_ERR_FORMAT, "no graph");
@@ -890,7 +926,7 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
             goto fail;
         }
         rp_value *v = &g->values[id];
-        if ((st = decode_tensor(tp, name, model_dir, &v->t, err)))
+        if ((st = decode_tensor(tp, name, &lc, &v->t, err)))
             goto fail;
         v->shape_known = true;
     }
@@ -925,7 +961,7 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
         const Onnx__NodeProto *np = gp->node[i];
         int idx = (int)i;
         g->n_nodes = idx + 1;
-        if ((st = convert_node(g, idx, np, model_dir, err)))
+        if ((st = convert_node(g, idx, np, &lc, err)))
             goto fail;
         rp_node *n = &g->nodes[idx];
         for (int k = 0; k < n->n_out; k++) {
@@ -977,6 +1013,10 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
                          name);
             goto fail;
         }
+        if (g->values[id].is_graph_output) {
+            st = rp_fail(err, RP_ERR_FORMAT, "graph output '%s' is listed twice", name);
+            goto fail;
+        }
         g->outputs[g->n_outputs++] = id;
         g->values[id].is_graph_output = true;
     }
@@ -985,6 +1025,100 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
 fail:
     free(map.slot);
     return st;
+}
+
+/* ---- nesting depth, before protobuf-c sees the bytes ----
+ *
+ * protobuf-c unpacks submessages by recursion with no depth limit, and ONNX
+ * messages nest without bound (a graph attribute holds a graph whose nodes
+ * hold graph attributes...; a sequence type holds a type...): a 200 KB file
+ * nesting 20000 graphs overflows the stack. So the wire format is walked
+ * first, knowing which fields of which messages are themselves messages
+ * along the recursive paths, and nesting beyond PB_MAX_DEPTH is refused.
+ * The walk keeps its own bounded recursion, and refuses what protobuf-c
+ * would also refuse (bad varints, lengths past the end, groups). */
+#define PB_MAX_DEPTH 96
+
+typedef enum pb_msg {
+    PB_NONE, PB_MODEL, PB_TRAINING, PB_FUNCTION, PB_GRAPH, PB_NODE, PB_ATTR, PB_VALUE_INFO, PB_TYPE,
+    PB_TYPE_SEQ, PB_TYPE_MAP, PB_TYPE_OPT
+} pb_msg;
+
+/* The message type of field `field` of a `m`, where it can lead back to a
+ * recursive message; PB_NONE for scalars, strings and leaf messages. */
+static pb_msg pb_child(pb_msg m, uint64_t field)
+{
+    switch (m) {
+    case PB_MODEL: return field == 7 ? PB_GRAPH : field == 20 ? PB_TRAINING : field == 25 ? PB_FUNCTION : PB_NONE;
+    case PB_TRAINING: return field == 1 || field == 2 ? PB_GRAPH : PB_NONE;
+    case PB_FUNCTION: return field == 7 ? PB_NODE : field == 11 ? PB_ATTR : PB_NONE;
+    case PB_GRAPH: return field == 1 ? PB_NODE : field >= 11 && field <= 13 ? PB_VALUE_INFO : PB_NONE;
+    case PB_NODE: return field == 5 ? PB_ATTR : PB_NONE;
+    case PB_ATTR: return field == 6 || field == 11 ? PB_GRAPH : field == 14 || field == 15 ? PB_TYPE : PB_NONE;
+    case PB_VALUE_INFO: return field == 2 ? PB_TYPE : PB_NONE;
+    case PB_TYPE: return field == 4 ? PB_TYPE_SEQ : field == 5 ? PB_TYPE_MAP : field == 9 ? PB_TYPE_OPT : PB_NONE;
+    case PB_TYPE_SEQ: case PB_TYPE_OPT: return field == 1 ? PB_TYPE : PB_NONE;
+    case PB_TYPE_MAP: return field == 2 ? PB_TYPE : PB_NONE;
+    default: return PB_NONE;
+    }
+}
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return false;
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+typedef enum pb_walk { PB_WALK_OK, PB_WALK_MALFORMED, PB_WALK_TOO_DEEP } pb_walk;
+
+static pb_walk pb_check(const uint8_t *p, const uint8_t *end, pb_msg m, int depth)
+{
+    if (depth > PB_MAX_DEPTH)
+        return PB_WALK_TOO_DEEP;
+    while (p < end) {
+        uint64_t tag, v;
+        if (!pb_varint(&p, end, &tag) || (tag >> 3) == 0)
+            return PB_WALK_MALFORMED;
+        switch (tag & 7) {
+        case 0:
+            if (!pb_varint(&p, end, &v))
+                return PB_WALK_MALFORMED;
+            break;
+        case 1:
+            if (end - p < 8)
+                return PB_WALK_MALFORMED;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return PB_WALK_MALFORMED;
+            p += 4;
+            break;
+        case 2: {
+            if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return PB_WALK_MALFORMED;
+            pb_msg c = pb_child(m, tag >> 3);
+            if (c != PB_NONE) {
+                pb_walk w = pb_check(p, p + v, c, depth + 1);
+                if (w != PB_WALK_OK)
+                    return w;
+            }
+            p += v;
+            break;
+        }
+        default: /* groups (3, 4) and invalid wire types */
+            return PB_WALK_MALFORMED;
+        }
+    }
+    return PB_WALK_OK;
 }
 
 rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path, rp_graph **out, rp_error *err)
@@ -1015,7 +1149,14 @@ rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path,
             goto fail;
         }
     }
-    mp = onnx__model_proto__unpack(NULL, len, buf);
+    pb_walk w = pb_check(buf, buf + len, PB_MODEL, 0);
+    if (w == PB_WALK_TOO_DEEP) {
+        st = rp_fail(err, RP_ERR_FORMAT,
+                     "messages nested more than %d deep (graphs inside graph attributes, or types inside "
+                     "types); refused before parsing", PB_MAX_DEPTH);
+        goto fail;
+    }
+    mp = w == PB_WALK_OK ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
     if (!mp) {
         st = rp_fail(err, RP_ERR_FORMAT, "not an ONNX model (protobuf parse failed; truncated or corrupt file?)");
         goto fail;
@@ -1071,7 +1212,8 @@ rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, r
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if ((st = decode_tensor(tp, "(unnamed)", dir, out, err))) {
+    load_ctx lc = {dir, 0, RP_DEFAULT_MAX_BYTES};
+    if ((st = decode_tensor(tp, "(unnamed)", &lc, out, err))) {
         if (err)
             rp_error_prefix(err, "%s", path);
         goto fail;

@@ -4,6 +4,7 @@
  * over kernels. Folding runs each node whose inputs are all known at load
  * time (the Shape → Gather → Concat → Reshape chains exporters emit, Constant
  * nodes, weight transposes), leaving only tensor work for run time. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,8 +121,19 @@ static rp_status alloc_value(rp_graph *g, rp_value *v, rp_error *err)
                        g->path ? g->path : "model", v->name, rp_dtype_name(v->t.dtype));
     if (v->t.data || v->t.count == 0)
         return RP_OK;
-    if ((uint64_t)v->t.count > SIZE_MAX / es)
-        return rp_fail(err, RP_ERR_NOMEM, "%s: value '%s' is too large", g->path ? g->path : "model", v->name);
+    int64_t limit = g->max_bytes > 0 ? g->max_bytes : RP_DEFAULT_MAX_BYTES;
+    if (v->t.count > (limit - g->used_bytes) / (int64_t)es) {
+        const char *node = v->producer >= 0 ? g->nodes[v->producer].name : "(graph input)";
+        const char *op = v->producer >= 0 ? g->nodes[v->producer].op_type : "-";
+        char shape[160];
+        rp_shape_str(&v->t, shape, sizeof shape);
+        return rp_fail(err, RP_ERR_NOMEM,
+                       "%s: value '%s' of node '%s' (%s) has shape %s (%lld elements): with the %lld bytes already "
+                       "planned it would exceed the memory limit of %lld bytes (--max-memory)",
+                       g->path ? g->path : "model", v->name, node, op, shape, (long long)v->t.count,
+                       (long long)g->used_bytes, (long long)limit);
+    }
+    g->used_bytes += v->t.count * (int64_t)es;
     v->t.data = calloc((size_t)v->t.count, es);
     if (!v->t.data)
         return rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for value '%s' (%lld elements)",
@@ -192,12 +204,30 @@ static rp_status prepare_node(rp_graph *g, rp_node *n, rp_error *err)
     return RP_OK;
 }
 
+/* NaN in a weight poisons every explanation; say which weight at load time. */
+static rp_status check_constants(const rp_graph *g, rp_error *err)
+{
+    for (int i = 0; i < g->n_values; i++) {
+        const rp_value *v = &g->values[i];
+        if (v->kind != RP_VALUE_CONSTANT || v->t.dtype != RP_FLOAT || !v->t.data)
+            continue;
+        const float *x = v->t.data;
+        for (int64_t e = 0; e < v->t.count; e++)
+            if (isnan(x[e]))
+                return rp_fail(err, RP_ERR_VALUE, "%s: constant '%s' holds NaN at element %lld",
+                               g->path ? g->path : "model", v->name, (long long)e);
+    }
+    return RP_OK;
+}
+
 rp_status rp_graph_prepare(rp_graph *g, rp_error *err)
 {
     if (g->prepared)
         return RP_OK;
     rp_status st = bind_input_shapes(g, err);
     if (st)
+        return st;
+    if (g->check_finite && (st = check_constants(g, err)))
         return st;
     for (int i = 0; i < g->n_nodes; i++)
         if ((st = prepare_node(g, &g->nodes[i], err)))

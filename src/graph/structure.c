@@ -158,3 +158,36 @@ void rp_find_readout(const rp_graph *g, const rp_attention_layer *last, float *r
         *how = "row 0 (assumed)";
     }
 }
+
+rp_status rp_check_attention_layout(const rp_graph *g, const rp_attention_layer *layers, int n,
+                                    const rp_patch_embedding *p, rp_error *err)
+{
+    int patches = p->grid_h * p->grid_w;
+    for (int l = 0; l < n; l++) {
+        const rp_attention_layer *a = &layers[l];
+        const rp_tensor *t = &g->values[a->probs_value].t;
+        const char *node = g->nodes[a->softmax_node].name;
+        char shape[96];
+        rp_shape_str(t, shape, sizeof shape);
+        if (t->rank == 4 && t->dims[0] != 1)
+            return rp_fail(err, RP_ERR_UNSUPPORTED,
+                           "%s: attention at node '%s' has shape %s: its leading axis of %lld is not the batch "
+                           "(windowed attention as in Swin?); relprop explains global attention over one token "
+                           "sequence only",
+                           g->path, node, shape, (long long)t->dims[0]);
+        if (t->rank > 4)
+            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: attention at node '%s' has rank %d (shape %s); expected "
+                           "[1,H,N,N] or [H,N,N]", g->path, node, t->rank, shape);
+        if (a->tokens < patches)
+            return rp_fail(err, RP_ERR_UNSUPPORTED,
+                           "%s: attention at node '%s' (shape %s) is over %d tokens, but the image has %d patches "
+                           "(%dx%d): windowed or pooled attention (as in Swin) is not supported",
+                           g->path, node, shape, a->tokens, patches, p->grid_h, p->grid_w);
+        if (a->tokens != layers[0].tokens)
+            return rp_fail(err, RP_ERR_UNSUPPORTED,
+                           "%s: attention at node '%s' is over %d tokens, but the first layer's over %d: token "
+                           "merging or pooling between layers is not supported",
+                           g->path, node, a->tokens, layers[0].tokens);
+    }
+    return RP_OK;
+}

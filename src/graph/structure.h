@@ -30,6 +30,14 @@ typedef struct rp_patch_embedding {
 /* The Conv that turns the image (the first graph input) into patches. */
 void rp_find_patch_embedding(const rp_graph *g, rp_patch_embedding *out);
 
+/* Every attention layer must attend over the same N tokens of one sequence
+ * (N = prefix + the patch grid), with heads on the axis before the N×N
+ * matrix: Swin-style windows (A of shape [windows·H, n, n] with n < N) or a
+ * leading non-batch axis are refused naming the Softmax node, rather than
+ * read as heads and turned into a silently wrong map. */
+rp_status rp_check_attention_layout(const rp_graph *g, const rp_attention_layer *layers, int n,
+                                    const rp_patch_embedding *p, rp_error *err);
+
 /* How the classifier reads the token rows of the last block: r over the N
  * tokens (METHOD.md §3, "Other token layouts"). Gathers of constant rows on
  * the token axis after the last attention layer give r uniform over those

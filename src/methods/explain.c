@@ -17,6 +17,11 @@ struct rp_explanation {
     rp_method *methods;
     rp_tensor *maps;  /* [class][method] */
     rp_tensor *inter; /* [class][layer][A, dA, R_A] when kept */
+    /* check_conservation: per class, the report and its strings (one block). */
+    rp_conservation_entry **cons;
+    int *n_cons;
+    char **cons_strings;
+    double *cons_at_input;
 };
 
 static const char *const method_names[RP_METHOD_COUNT] = {
@@ -62,6 +67,16 @@ void rp_explanation_free(rp_explanation *e)
             rp_tensor_release(&e->inter[i]);
     free(e->maps);
     free(e->inter);
+    for (int i = 0; i < e->n_classes; i++) {
+        if (e->cons)
+            free(e->cons[i]);
+        if (e->cons_strings)
+            free(e->cons_strings[i]);
+    }
+    free(e->cons);
+    free(e->n_cons);
+    free(e->cons_strings);
+    free(e->cons_at_input);
     free(e->classes);
     free(e->methods);
     free(e);
@@ -88,16 +103,77 @@ void rp_explanation_layer(const rp_explanation *e, int ci, int l, const rp_tenso
     *attn_cam = t && t[2].data ? &t[2] : NULL;
 }
 
-/* Assign rules once per model and rule set; scratch sized for the widest node. */
-static rp_status ensure_rules(rp_model *m, const char *rules, rp_error *err)
+int rp_explanation_conservation_count(const rp_explanation *e, int ci)
 {
-    if (m->rules.kind && strcmp(m->rules_name, rules) == 0)
+    return e->n_cons && ci >= 0 && ci < e->n_classes ? e->n_cons[ci] : 0;
+}
+
+const rp_conservation_entry *rp_explanation_conservation(const rp_explanation *e, int ci, int j)
+{
+    if (j < 0 || j >= rp_explanation_conservation_count(e, ci))
+        return NULL;
+    return &e->cons[ci][j];
+}
+
+void rp_explanation_conservation_summary(const rp_explanation *e, int ci, double *at_output, double *at_input,
+                                         int *n_violations)
+{
+    int n = rp_explanation_conservation_count(e, ci), bad = 0;
+    for (int j = 0; j < n; j++)
+        bad += e->cons[ci][j].violated;
+    if (at_output)
+        *at_output = e->n_cons ? 1.0 : 0.0; /* the seed is one-hot */
+    if (at_input)
+        *at_input = e->n_cons && ci >= 0 && ci < e->n_classes ? e->cons_at_input[ci] : 0.0;
+    if (n_violations)
+        *n_violations = bad;
+}
+
+/* Copy a run's report into the explanation; the strings it points to (node
+ * names, rule names in plugins) may not outlive the model. */
+static rp_status keep_report(rp_explanation *e, int ci, const rp_relevance_check *chk, double at_input,
+                             rp_error *err)
+{
+    size_t bytes = 0;
+    for (int j = 0; j < chk->n; j++) {
+        const rp_conservation_entry *c = &chk->entries[j];
+        bytes += strlen(c->name) + strlen(c->op) + strlen(c->kind) + strlen(c->rule) + 4;
+    }
+    e->cons[ci] = malloc(sizeof *e->cons[ci] * (size_t)(chk->n + 1));
+    e->cons_strings[ci] = malloc(bytes + 1);
+    if (!e->cons[ci] || !e->cons_strings[ci])
+        return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+    char *p = e->cons_strings[ci];
+    for (int j = 0; j < chk->n; j++) {
+        rp_conservation_entry c = chk->entries[j];
+        const char **fields[4] = {&c.name, &c.op, &c.kind, &c.rule};
+        for (int f = 0; f < 4; f++) {
+            size_t len = strlen(*fields[f]) + 1;
+            memcpy(p, *fields[f], len);
+            *fields[f] = p;
+            p += len;
+        }
+        e->cons[ci][j] = c;
+    }
+    e->n_cons[ci] = chk->n;
+    e->cons_at_input[ci] = at_input;
+    return RP_OK;
+}
+
+/* Assign rules once per model, rule set and registry; scratch sized for the
+ * widest node. */
+static rp_status ensure_rules(rp_model *m, const char *rules, rp_rule_registry *reg, rp_error *err)
+{
+    char key[sizeof m->rules_name];
+    rp_assign_cache_key(rules, reg, key, sizeof key);
+    if (m->rules.kind && strcmp(m->rules_name, key) == 0)
         return RP_OK;
     rp_assignment_free(&m->rules);
-    rp_status st = rp_assign_rules(m->g, rules, &m->rules, err);
+    m->rules_name[0] = 0;
+    rp_status st = rp_assign_rules(m->g, rules, reg, &m->rules, err);
     if (st)
         return st;
-    snprintf(m->rules_name, sizeof m->rules_name, "%s", rules);
+    snprintf(m->rules_name, sizeof m->rules_name, "%s", key);
     if (m->rules.scratch_floats > m->scratch_floats) {
         free(m->scratch);
         m->scratch = malloc(sizeof(float) * m->rules.scratch_floats);
@@ -110,17 +186,26 @@ static rp_status ensure_rules(rp_model *m, const char *rules, rp_error *err)
     return RP_OK;
 }
 
-rp_status rp_model_node_rule(rp_model *m, const char *rules, int i, const char **kind, const char **rule,
-                             rp_error *err)
+rp_status rp_model_node_rule_in(rp_model *m, const char *rules, rp_rule_registry *registry, int i,
+                                const char **kind, const char **rule, const struct rp_rule_params **params,
+                                rp_error *err)
 {
     rp_status st = rp_model_prepare(m, err);
-    if (st || (st = ensure_rules(m, rules ? rules : "paper", err)))
+    if (st || (st = ensure_rules(m, rules ? rules : "paper", registry, err)))
         return st;
     if (i < 0 || i >= m->g->n_nodes)
         return rp_fail(err, RP_ERR_ARG, "node %d does not exist (the model has %d)", i, m->g->n_nodes);
     *kind = rp_node_kind_name(m->rules.kind[i]);
     *rule = m->rules.rule[i] ? m->rules.rule[i]->name : NULL;
+    if (params)
+        *params = m->rules.rule[i] ? &m->rules.params[i] : NULL;
     return RP_OK;
+}
+
+rp_status rp_model_node_rule(rp_model *m, const char *rules, int i, const char **kind, const char **rule,
+                             rp_error *err)
+{
+    return rp_model_node_rule_in(m, rules, NULL, i, kind, rule, NULL, err);
 }
 
 static rp_status copy_tensor(rp_tensor *dst, const rp_tensor *src, rp_error *err)
@@ -131,14 +216,21 @@ static rp_status copy_tensor(rp_tensor *dst, const rp_tensor *src, rp_error *err
     return st;
 }
 
-static int top_class(const rp_tensor *logits)
+/* The k largest logits, largest first; ties keep index order. */
+static void top_classes(const rp_tensor *logits, int *out, int k)
 {
     const float *y = logits->data;
-    int best = 0;
-    for (int64_t i = 1; i < logits->count; i++)
-        if (y[i] > y[best])
-            best = (int)i;
-    return best;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int64_t i = 0; i < logits->count; i++) {
+            bool taken = false;
+            for (int q = 0; q < j; q++)
+                taken |= out[q] == i;
+            if (!taken && (best < 0 || y[i] > y[best]))
+                best = (int)i;
+        }
+        out[j] = best;
+    }
 }
 
 /* Sum the pixel relevance over channels: (1,C,H,W) → (H,W). */
@@ -178,12 +270,12 @@ static rp_status check_request(const rp_model *m, const rp_tensor *logits, const
                        path);
     if (patch_methods) {
         const rp_patch_embedding *p = &m->patches;
-        int n = m->attn[m->n_attn - 1].tokens;
-        if (p->conv_node < 0 || p->grid_h * p->grid_w > n)
-            return rp_fail(err, RP_ERR_UNSUPPORTED,
-                           "%s: cannot map the %d tokens to image patches (no patch Conv on the input, or a grid larger "
-                           "than the token count)",
-                           path, n);
+        if (p->conv_node < 0)
+            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: no Conv reads the image input, so tokens cannot be mapped to "
+                           "image patches; only lrp_full can explain this model", path);
+        rp_status st = rp_check_attention_layout(m->g, m->attn, m->n_attn, p, err);
+        if (st)
+            return st;
     }
     const rp_tensor *x = &m->g->values[m->g->inputs[0]].t;
     for (int i = 0; i < n_methods; i++)
@@ -238,6 +330,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     rp_layer_view *views = NULL;
     int *targets = NULL;
     rp_tensor seed = {0};
+    rp_relevance_check check = {0};
     rp_explanation *e = calloc(1, sizeof *e);
     if (!e)
         return rp_fail(err, RP_ERR_NOMEM, "out of memory");
@@ -251,7 +344,10 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     }
     if ((st = copy_tensor(&e->logits, y, err)))
         goto fail;
-    e->n_classes = n_classes > 0 ? n_classes : 1;
+    int top_k = opt->top_classes > 0 ? opt->top_classes : 1;
+    if (top_k > y->count)
+        top_k = (int)y->count;
+    e->n_classes = n_classes > 0 ? n_classes : top_k;
     e->n_methods = n_methods;
     e->n_layers = m->n_attn;
     e->classes = malloc(sizeof *e->classes * (size_t)e->n_classes);
@@ -263,8 +359,10 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (int i = 0; i < e->n_classes; i++)
-        e->classes[i] = n_classes > 0 ? classes[i] : top_class(y);
+    if (n_classes > 0)
+        memcpy(e->classes, classes, sizeof *classes * (size_t)n_classes);
+    else
+        top_classes(y, e->classes, e->n_classes);
     memcpy(e->methods, methods, sizeof *methods * (size_t)n_methods);
     if ((st = check_request(m, y, e->classes, e->n_classes, methods, n_methods, err)))
         goto fail;
@@ -277,6 +375,10 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     }
     if (opt->keep_intermediates && m->n_attn > 0)
         want_grad = want_rel = true;
+    /* The conservation check follows relevance through every node, down to
+     * the input. */
+    if (opt->check_conservation)
+        want_rel = want_pixels = true;
     /* Gradients and relevance are needed only down to the first attention
      * layer, unless lrp_full asks for the pixels. */
     targets = malloc(sizeof *targets * (size_t)(m->n_attn + 1));
@@ -286,17 +388,36 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     }
     for (int l = 0; l < m->n_attn; l++)
         targets[l] = m->attn[l].product_left;
-    if (want_grad && (st = rp_valuebuf_plan(&m->grads, g, out_value, targets, m->n_attn, err)))
-        goto fail;
+    int n_targets = m->n_attn;
+    if (want_pixels)
+        targets[n_targets++] = image_value;
+    /* A rule that reads gradients gets them wherever relevance goes. */
+    bool rules_need_grad = false;
     if (want_rel) {
-        if ((st = ensure_rules(m, opt->rules ? opt->rules : "paper", err)))
+        if ((st = ensure_rules(m, opt->rules ? opt->rules : "paper", opt->registry, err)))
             goto fail;
-        int n_targets = m->n_attn;
-        if (want_pixels) {
-            targets[n_targets++] = image_value;
-        }
+        rules_need_grad = m->rules.needs_gradient;
         if ((st = rp_valuebuf_plan(&m->rel, g, out_value, targets, n_targets, err)))
             goto fail;
+    }
+    if (rules_need_grad) {
+        want_grad = true;
+        if ((st = rp_valuebuf_plan(&m->grads, g, out_value, targets, n_targets, err)))
+            goto fail;
+    } else if (want_grad && (st = rp_valuebuf_plan(&m->grads, g, out_value, targets, m->n_attn, err))) {
+        goto fail;
+    }
+    if (opt->check_conservation) {
+        check.tolerance = opt->conservation_tolerance;
+        check.entries = malloc(sizeof *check.entries * ((size_t)g->n_nodes + 1));
+        e->cons = calloc((size_t)e->n_classes, sizeof *e->cons);
+        e->n_cons = calloc((size_t)e->n_classes, sizeof *e->n_cons);
+        e->cons_strings = calloc((size_t)e->n_classes, sizeof *e->cons_strings);
+        e->cons_at_input = calloc((size_t)e->n_classes, sizeof *e->cons_at_input);
+        if (!check.entries || !e->cons || !e->n_cons || !e->cons_strings || !e->cons_at_input) {
+            st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
     }
     int n_tokens = m->n_attn ? m->attn[m->n_attn - 1].tokens : 0;
     readout = calloc((size_t)n_tokens + 1, sizeof *readout);
@@ -322,8 +443,18 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         }
         if (want_rel) {
             rp_valuebuf_zero(&m->rel);
-            if ((st = rp_relevance_run(g, &m->rules, out_value, &seed, &m->rel, m->scratch, err)))
+            if ((st = rp_relevance_run(g, &m->rules, out_value, &seed, &m->rel, m->scratch,
+                                       rules_need_grad ? &m->grads : NULL, opt->check_conservation ? &check : NULL,
+                                       err)))
                 goto fail;
+            if (opt->check_conservation) {
+                double at_input = 0;
+                const rp_tensor *rx = &m->rel.t[image_value];
+                for (int64_t q = 0; rx->data && q < rx->count; q++)
+                    at_input += ((const float *)rx->data)[q];
+                if ((st = keep_report(e, ci, &check, at_input, err)))
+                    goto fail;
+            }
         }
         for (int l = 0; l < m->n_attn; l++) {
             const rp_attention_layer *al = &m->attn[l];
@@ -355,6 +486,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     free(readout);
     free(views);
     free(targets);
+    free(check.entries);
     rp_tensor_release(&seed);
     *out = e;
     return RP_OK;
@@ -362,6 +494,7 @@ fail:
     free(readout);
     free(views);
     free(targets);
+    free(check.entries);
     rp_tensor_release(&seed);
     rp_explanation_free(e);
     return st;

@@ -62,9 +62,11 @@ static rp_status copy_shape(rp_tensor *dst, const rp_tensor *src, rp_error *err,
     return RP_OK;
 }
 
-static rp_status ab_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+static rp_status ab_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                             size_t *scratch_floats, rp_error *err)
 {
+    const rp_graph *g = rn->graph;
+    const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
     const char *op = n->op_type;
@@ -104,6 +106,10 @@ static rp_status ab_prepare(const rp_graph *g, const rp_node *n, const rp_rule_p
         g->values[n->out[0]].t.dtype != RP_FLOAT)
         return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the alpha-beta rule needs float32 operands", n->name,
                        op);
+    double alpha = rp_rule_param(p, "alpha", 1.0), beta = rp_rule_param(p, "beta", 0.0);
+    if (!(alpha >= 0) || !(beta >= 0))
+        return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): alpha-beta rule: alpha %g and beta %g must be >= 0",
+                       n->name, op, alpha, beta);
     int bi = (conv || gemm) && n->n_in > 2 && n->in[2] >= 0 ? 2 : -1;
     const rp_tensor *y = &g->values[n->out[0]].t;
 
@@ -201,7 +207,7 @@ static rp_status ab_apply(rp_rule_ctx *c)
                        c->node->name, c->node->op_type);
     if (!c->rel_out[0] || !c->rel_in[s->xi])
         return RP_OK;
-    double alpha = c->params ? c->params->alpha : 1.0, beta = c->params ? c->params->beta : 0.0;
+    double alpha = rp_rule_param(c->params, "alpha", 1.0), beta = rp_rule_param(c->params, "beta", 0.0);
     const rp_tensor *x = c->k->in[s->xi], *y = c->k->out[0];
     size_t off = 0;
     rp_tensor xp = rp_rule_scratch(c, &off, x), xn = rp_rule_scratch(c, &off, x), g = rp_rule_scratch(c, &off, x);
@@ -229,10 +235,20 @@ static rp_status ab_apply(rp_rule_ctx *c)
     return RP_OK;
 }
 
+/* Positive and negative parts each keep their whole share, so the sum
+ * scales by alpha - beta: conserving exactly when that is 1. */
+static bool ab_conserves(const rp_rule_params *p)
+{
+    return rp_rule_param(p, "alpha", 1.0) - rp_rule_param(p, "beta", 0.0) == 1.0;
+}
+
 const rp_rule rp_rule_alpha_beta = {
     .name = "alpha_beta",
-    .summary = "linear map with a constant weight: alpha * f(W+, W-) - beta * f(W-, W+), bias ignored",
+    .summary = "linear map with a constant weight: alpha * f(W+, W-) - beta * f(W-, W+), bias ignored "
+               "(alpha 1, beta 0 by default)",
+    .params = "alpha beta",
     .prepare = ab_prepare,
     .apply = ab_apply,
     .free_state = ab_free,
+    .conserves = ab_conserves,
 };

@@ -1,7 +1,11 @@
 #include "rules/assign.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "rules/sets.h"
 
 const char *rp_node_kind_name(rp_node_kind k)
 {
@@ -88,9 +92,45 @@ static rp_node_kind classify(const rp_graph *g, int id)
     return RP_KIND_UNKNOWN;
 }
 
+/* The exits of the region made of the members with index <= last: outputs
+ * read by a node outside it (a later member counts as outside) or by the
+ * graph. Returns how many, *exit_node the last one found. */
+static int region_exits(const rp_graph *g, const bool *member, int first, int last, int *exit_node)
+{
+    int exits = 0;
+    for (int i = first; i <= last && exits < 2; i++) {
+        if (!member[i])
+            continue;
+        const rp_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v < 0)
+                continue;
+            bool leaves = g->values[v].is_graph_output;
+            for (int j = i + 1; j < g->n_nodes && !leaves; j++) {
+                const rp_node *c = &g->nodes[j];
+                if ((member[j] && j <= last) || c->folded)
+                    continue;
+                for (int q = 0; q < c->n_in; q++)
+                    if (c->in[q] == v)
+                        leaves = true;
+            }
+            if (leaves) {
+                exits++;
+                *exit_node = i;
+            }
+        }
+    }
+    return exits;
+}
+
 /* Grow the region of nodes that depend on `root` alone (constants aside) and
- * are built from region ops. Accept it when it has at least two nodes and one
- * exit value of root's shape; mark interior and exit. Returns true if taken. */
+ * are built from region ops. Accept the largest forward-order prefix of it
+ * with at least two nodes and one exit value of root's shape — a prefix,
+ * because growth runs on past the normalisation when a region op follows it
+ * (a final LayerNorm then a ReduceMean over the tokens). Members are in
+ * topological order, so a prefix still depends on root alone. Marks interior
+ * and exit; returns true if taken. */
 static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *member)
 {
     memset(member, 0, sizeof(bool) * (size_t)g->n_nodes);
@@ -98,7 +138,7 @@ static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *memb
     if (!inside)
         return false;
     inside[root] = true;
-    int count = 0;
+    int count = 0, last = -1;
     int first = g->values[root].producer + 1;
     for (int i = first; i < g->n_nodes; i++) {
         const rp_node *n = &g->nodes[i];
@@ -118,64 +158,35 @@ static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *memb
             continue;
         member[i] = true;
         count++;
+        last = i;
         for (int k = 0; k < n->n_out; k++)
             if (n->out[k] >= 0)
                 inside[n->out[k]] = true;
     }
-    int exit_node = -1, exits = 0;
-    if (count >= 2) {
-        for (int i = first; i < g->n_nodes && exits < 2; i++) {
-            if (!member[i])
-                continue;
-            const rp_node *n = &g->nodes[i];
-            for (int k = 0; k < n->n_out; k++) {
-                int v = n->out[k];
-                if (v < 0)
-                    continue;
-                bool leaves = g->values[v].is_graph_output;
-                for (int j = i + 1; j < g->n_nodes && !leaves; j++) {
-                    const rp_node *c = &g->nodes[j];
-                    if (member[j] || c->folded)
-                        continue;
-                    for (int q = 0; q < c->n_in; q++)
-                        if (c->in[q] == v)
-                            leaves = true;
-                }
-                if (leaves) {
-                    exits++;
-                    exit_node = i;
-                }
-            }
-        }
-    }
     free(inside);
-    if (count < 2 || exits != 1 || g->nodes[exit_node].n_out < 1)
+    const rp_tensor *xt = &g->values[root].t;
+    int exit_node = -1, cut = -1;
+    for (int end = last; end >= first && count >= 2; end--) {
+        if (!member[end])
+            continue;
+        int e = -1;
+        if (region_exits(g, member, first, end, &e) == 1 && g->nodes[e].n_out >= 1 && g->nodes[e].out[0] >= 0 &&
+            rp_shape_equal(xt, &g->values[g->nodes[e].out[0]].t)) {
+            exit_node = e;
+            cut = end;
+            break;
+        }
+        count--; /* members up to end - 1 */
+    }
+    if (cut < 0)
         return false;
-    const rp_tensor *xt = &g->values[root].t, *yt = &g->values[g->nodes[exit_node].out[0]].t;
-    if (!rp_shape_equal(xt, yt))
-        return false;
-    for (int i = first; i < g->n_nodes; i++) {
+    for (int i = first; i <= cut; i++) {
         if (!member[i])
             continue;
         a->kind[i] = i == exit_node ? RP_KIND_REGION : RP_KIND_IN_REGION;
         a->region_input[i] = i == exit_node ? root : -1;
     }
     return true;
-}
-
-static const char *paper_rule(rp_node_kind k)
-{
-    switch (k) {
-    case RP_KIND_FIRST_CONV: return "zb";
-    case RP_KIND_LINEAR: return "alpha_beta";
-    case RP_KIND_BIAS: return "identity";
-    case RP_KIND_PRODUCT: return "product";
-    case RP_KIND_SUM: return "sum";
-    case RP_KIND_REGION: return "identity";
-    case RP_KIND_DATA: return "route";
-    case RP_KIND_UNARY: return "identity";
-    default: return NULL;
-    }
 }
 
 void rp_assignment_free(rp_assignment *a)
@@ -190,14 +201,82 @@ void rp_assignment_free(rp_assignment *a)
     free(a->params);
     free(a->region_input);
     free(a->state);
+    free(a->region_node);
+    free(a->region_in_t);
+    free(a->view);
+    /* Last: plugin rules' free_state above may live in a plugin this releases. */
+    rp_rule_registry_free(a->registry);
     memset(a, 0, sizeof *a);
 }
 
-rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_assignment *a, rp_error *err)
+static void known_rules(const rp_rule_registry *reg, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    int n = rp_rule_registry_count(reg);
+    for (int i = 0; i < n && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", rp_rule_registry_get(reg, i)->name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+/* Whether `name` is one of the space-separated names in list. */
+static bool param_listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    while (list && *list) {
+        list += strspn(list, " ");
+        size_t k = strcspn(list, " ");
+        if (k == n && strncmp(list, name, n) == 0)
+            return true;
+        list += k;
+    }
+    return false;
+}
+
+static const char *where(const rp_rule_set *set, const rp_rule_entry *e, char *buf, size_t len)
+{
+    if (e->index > 0)
+        snprintf(buf, len, "rule set file '%s', entry %d", set->name, e->index);
+    else
+        snprintf(buf, len, "rule set '%s'", set->base ? set->base : set->name);
+    return buf;
+}
+
+/* Resolve every entry's rule and check its parameters, so a typo fails even
+ * in an entry that matches no node. */
+static rp_status resolve_entries(const rp_rule_set *set, rp_rule_registry *reg, const rp_rule **rules,
+                                 rp_error *err)
+{
+    char at[512];
+    for (int k = 0; k < set->n; k++) {
+        const rp_rule_entry *e = &set->e[k];
+        rules[k] = rp_rule_registry_find(reg, e->rule);
+        if (!rules[k]) {
+            char known[1024];
+            known_rules(reg, known, sizeof known);
+            return rp_fail(err, RP_ERR_ARG, "%s: no rule named '%s' (known: %s%s)", where(set, e, at, sizeof at),
+                           e->rule, known, reg ? "" : "; plugins add more");
+        }
+        for (int p = 0; p < e->params.n; p++)
+            if (!param_listed(rules[k]->params, e->params.items[p].name))
+                return rp_fail(err, RP_ERR_ARG, "%s: rule '%s' has no parameter '%s' (it takes: %s)",
+                               where(set, e, at, sizeof at), e->rule, e->params.items[p].name,
+                               rules[k]->params && *rules[k]->params ? rules[k]->params : "none");
+    }
+    return RP_OK;
+}
+
+rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_registry *reg, rp_assignment *a,
+                          rp_error *err)
 {
     memset(a, 0, sizeof *a);
-    if (strcmp(rule_set, "paper") != 0)
-        return rp_fail(err, RP_ERR_ARG, "unknown rule set '%s' (known: paper)", rule_set);
+    rp_rule_set set;
+    rp_status st = rp_rule_set_load(rule_set, &set, err);
+    if (st)
+        return st;
     int n = g->n_nodes;
     a->n_nodes = n;
     a->kind = calloc((size_t)n + 1, sizeof *a->kind);
@@ -205,12 +284,22 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_assignment
     a->params = calloc((size_t)n + 1, sizeof *a->params);
     a->region_input = malloc(sizeof *a->region_input * ((size_t)n + 1));
     a->state = calloc((size_t)n + 1, sizeof *a->state);
+    a->region_node = calloc((size_t)n + 1, sizeof *a->region_node);
+    a->region_in_t = calloc((size_t)n + 1, sizeof *a->region_in_t);
+    a->view = calloc((size_t)n + 1, sizeof *a->view);
     bool *member = calloc((size_t)n + 1, sizeof *member);
-    rp_status st = RP_OK;
-    if (!a->kind || !a->rule || !a->params || !a->region_input || !a->state || !member) {
+    const rp_rule **entry_rule = calloc((size_t)set.n + 1, sizeof *entry_rule);
+    if (!a->kind || !a->rule || !a->params || !a->region_input || !a->state || !a->region_node ||
+        !a->region_in_t || !a->view || !member || !entry_rule) {
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto done;
     }
+    if (reg) {
+        rp_rule_registry_retain(reg);
+        a->registry = reg;
+    }
+    if ((st = resolve_entries(&set, reg, entry_rule, err)))
+        goto done;
     for (int i = 0; i < n; i++)
         a->region_input[i] = -1;
     /* Regions first, rooted at each activation in forward order, so the
@@ -225,29 +314,69 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_assignment
         if (a->kind[i] != RP_KIND_REGION && a->kind[i] != RP_KIND_IN_REGION)
             a->kind[i] = classify(g, i);
     for (int i = 0; i < n; i++) {
-        const char *name = paper_rule(a->kind[i]);
-        if (!name)
+        const rp_node *node = &g->nodes[i];
+        int m = rp_rule_set_match(&set, node, a->kind[i]);
+        if (m < 0)
             continue;
-        a->rule[i] = rp_rule_lookup(name);
-        if (!a->rule[i]) {
-            st = rp_fail(err, RP_ERR_INTERNAL, "rule '%s' is not registered", name);
-            goto done;
+        a->rule[i] = entry_rule[m];
+        a->params[i] = set.e[m].params;
+        if (a->kind[i] == RP_KIND_REGION) {
+            /* The region as one unary node: its input in, the exit's outputs out. */
+            rp_node *rn = &a->region_node[i];
+            *rn = *node;
+            rn->n_in = 1;
+            rn->in = &a->region_input[i];
+            a->region_in_t[i] = (rp_tensor *)&g->values[a->region_input[i]].t;
+            rn->in_t = &a->region_in_t[i];
+            rn->op = NULL;
+            rn->params = NULL;
+            node = rn;
         }
-        a->params[i] = (rp_rule_params){.alpha = 1.0, .beta = 0.0, .epsilon = 1e-6, .gamma = 0.25};
-        if (a->kind[i] == RP_KIND_REGION)
-            continue; /* the engine sends relevance straight to the region input */
+        a->view[i] = (rp_rule_node){.graph = g, .node = node, .kind = rp_node_kind_name(a->kind[i]),
+                                    .region = a->kind[i] == RP_KIND_REGION,
+                                    .exit = a->kind[i] == RP_KIND_REGION ? &g->nodes[i] : NULL};
+        a->needs_gradient |= (a->rule[i]->flags & RP_RULE_NEEDS_GRADIENT) != 0;
         size_t scratch = 0;
         if (a->rule[i]->prepare) {
-            st = a->rule[i]->prepare(g, &g->nodes[i], &a->params[i], &a->state[i], &scratch, err);
-            if (st)
+            st = a->rule[i]->prepare(&a->view[i], &a->params[i], &a->state[i], &scratch, err);
+            if (st) {
+                char at[512];
+                rp_error_prefix(err, "%s: rule '%s'", where(&set, &set.e[m], at, sizeof at), a->rule[i]->name);
                 goto done;
+            }
         }
         if (scratch > a->scratch_floats)
             a->scratch_floats = scratch;
     }
 done:
     free(member);
+    free(entry_rule);
+    rp_rule_set_free(&set);
     if (st)
         rp_assignment_free(a);
     return st;
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+void rp_assign_cache_key(const char *rule_set, const rp_rule_registry *reg, char *buf, size_t len)
+{
+    /* One FNV-1a hash of everything that decides the assignment: the model
+     * keeps 64 characters, too few for a path. */
+    uint64_t h = fnv(1469598103934665603ull, rule_set, strlen(rule_set));
+    unsigned gen = rp_rule_registry_generation(reg);
+    h = fnv(h, &reg, sizeof reg);
+    h = fnv(h, &gen, sizeof gen);
+    struct stat sb;
+    if (rp_rule_set_is_file(rule_set) && stat(rule_set, &sb) == 0) {
+        long long meta[3] = {(long long)sb.st_size, (long long)sb.st_mtim.tv_sec, (long long)sb.st_mtim.tv_nsec};
+        h = fnv(h, meta, sizeof meta);
+    }
+    snprintf(buf, len, "%016llx", (unsigned long long)h);
 }

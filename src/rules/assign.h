@@ -4,7 +4,8 @@
  * constant weight and their bias Add, products and sums of activations, data
  * movement, unary ops, and unary regions — a normalisation or activation an
  * exporter decomposed into primitive ops, which gets the identity rule as a
- * whole. A rule set maps kinds to rules; "paper" reproduces the reference. */
+ * whole. A rule set (rules/sets.h) maps kinds, op types and node names to
+ * rules; "paper" reproduces the reference. */
 #ifndef RP_RULES_ASSIGN_H
 #define RP_RULES_ASSIGN_H
 
@@ -29,16 +30,31 @@ const char *rp_node_kind_name(rp_node_kind k);
 typedef struct rp_assignment {
     int n_nodes;
     rp_node_kind *kind;
-    const rp_rule **rule;     /* NULL for NONE, IN_REGION, UNKNOWN */
+    const rp_rule **rule;     /* NULL where the rule set gives none (and for NONE, IN_REGION) */
     rp_rule_params *params;
     int *region_input;        /* REGION nodes: the value the region's relevance goes to; else -1 */
     void **state;             /* rule state per node */
     size_t scratch_floats;    /* the most any node asked for */
+    /* REGION nodes are shown to rules as one unary node: a synthetic node
+     * with the region's input as its only input (and no kernel). */
+    rp_node *region_node;     /* n_nodes entries, used where kind == REGION */
+    rp_tensor **region_in_t;  /* n_nodes entries: the region input's tensor */
+    rp_rule_node *view;       /* n_nodes entries: what prepare / apply see */
+    rp_rule_registry *registry; /* retained while the assignment lives (plugin rules), or NULL */
+    bool needs_gradient;      /* some assigned rule has RP_RULE_NEEDS_GRADIENT */
 } rp_assignment;
 
-/* Classify every node and give it the rule of rule_set ("paper" is the only
- * set for now). The graph must be prepared. On failure *a is left empty. */
-rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_assignment *a, rp_error *err);
+/* Classify every node and give it the rule of rule_set — a built-in set
+ * name ("paper", "attnlrp", ...) or a JSON file — resolving rule names
+ * through reg (NULL: built-in rules only). The graph must be prepared. On
+ * failure *a is left empty; messages name the set, entry, rule, node, op. */
+rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_registry *reg, rp_assignment *a,
+                          rp_error *err);
 void rp_assignment_free(rp_assignment *a);
+
+/* A short key identifying (rule_set, reg, the registry's plugins, the file's
+ * size and mtime when rule_set is a file): equal keys give equal
+ * assignments, so a model can keep one. */
+void rp_assign_cache_key(const char *rule_set, const rp_rule_registry *reg, char *buf, size_t len);
 
 #endif

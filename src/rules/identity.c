@@ -21,9 +21,11 @@ typedef struct identity_state {
     bool reduce; /* x broadcast to the output: sum over broadcast axes */
 } identity_state;
 
-static rp_status identity_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+static rp_status identity_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                                   size_t *scratch_floats, rp_error *err)
 {
+    const rp_graph *g = rn->graph;
+    const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
     int target = -1;
@@ -69,56 +71,6 @@ static rp_status identity_prepare(const rp_graph *g, const rp_node *n, const rp_
     return RP_OK;
 }
 
-/* dst (shape d) += r (shape o) summed over the axes where d was broadcast to o. */
-static void add_reduced(float *dst, const rp_tensor *d, const float *r, const rp_tensor *o)
-{
-    int64_t dstride[RP_MAX_RANK], ostride[RP_MAX_RANK];
-    rp_broadcast_strides(d, o, dstride);
-    int64_t s = 1;
-    for (int a = o->rank - 1; a >= 0; a--) {
-        ostride[a] = s;
-        s *= o->dims[a];
-    }
-    /* kept axes (outer loop, in order: visits dst sequentially) and reduced axes (inner). */
-    int keep[RP_MAX_RANK], red[RP_MAX_RANK], nk = 0, nr = 0;
-    for (int a = 0; a < o->rank; a++) {
-        if (o->dims[a] == 1)
-            continue;
-        if (dstride[a])
-            keep[nk++] = a;
-        else
-            red[nr++] = a;
-    }
-    int64_t ki[RP_MAX_RANK] = {0};
-    for (int64_t e = 0; e < d->count; e++) {
-        int64_t base = 0;
-        for (int q = 0; q < nk; q++)
-            base += ki[q] * ostride[keep[q]];
-        double acc = 0;
-        int64_t ri[RP_MAX_RANK] = {0};
-        for (;;) {
-            int64_t off = base;
-            for (int q = 0; q < nr; q++)
-                off += ri[q] * ostride[red[q]];
-            acc += r[off];
-            int q = nr - 1;
-            for (; q >= 0; q--) {
-                if (++ri[q] < o->dims[red[q]])
-                    break;
-                ri[q] = 0;
-            }
-            if (q < 0)
-                break;
-        }
-        dst[e] = (float)(dst[e] + acc);
-        for (int q = nk - 1; q >= 0; q--) {
-            if (++ki[q] < o->dims[keep[q]])
-                break;
-            ki[q] = 0;
-        }
-    }
-}
-
 static rp_status identity_apply(rp_rule_ctx *c)
 {
     const identity_state *s = c->state;
@@ -139,8 +91,7 @@ static rp_status identity_apply(rp_rule_ctx *c)
             dv[i] += rv[i];
         return RP_OK;
     }
-    add_reduced(dv, dst, rv, r);
-    return RP_OK;
+    return rp_rule_add_reduced(c, dst, r);
 }
 
 const rp_rule rp_rule_identity = {
@@ -149,4 +100,5 @@ const rp_rule rp_rule_identity = {
     .prepare = identity_prepare,
     .apply = identity_apply,
     .free_state = free,
+    .conserves = rp_rule_conserves_always,
 };

@@ -14,9 +14,11 @@
 
 #include "rules/rule.h"
 
-static rp_status product_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+static rp_status product_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                                  size_t *scratch_floats, rp_error *err)
 {
+    const rp_graph *g = rn->graph;
+    const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
     const char *op = n->op_type;
@@ -88,4 +90,5 @@ const rp_rule rp_rule_product = {
     .prepare = product_prepare,
     .apply = product_apply,
     .free_state = NULL,
+    .conserves = rp_rule_conserves_always,
 };

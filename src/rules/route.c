@@ -15,18 +15,23 @@
 
 #define ROUTE_MAX_IO 64
 
+/* Inputs that may be handed a relevance buffer: float and differentiable.
+ * Constants count too: with the conservation check on, a constant summand
+ * (e.g. the CLS token of a Concat) gets a buffer to report its share. */
 static bool wants_in(const rp_graph *g, const rp_node *n, int i)
 {
-    if (n->in[i] < 0 || g->values[n->in[i]].kind == RP_VALUE_CONSTANT)
+    if (n->in[i] < 0)
         return false;
     if (n->op && i < 32 && (n->op->nondiff_inputs & (1u << i)))
         return false;
     return g->values[n->in[i]].t.dtype == RP_FLOAT;
 }
 
-static rp_status route_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+static rp_status route_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                                size_t *scratch_floats, rp_error *err)
 {
+    const rp_graph *g = rn->graph;
+    const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
     if (n->n_in > ROUTE_MAX_IO || n->n_out > ROUTE_MAX_IO)
@@ -113,4 +118,5 @@ const rp_rule rp_rule_route = {
     .prepare = route_prepare,
     .apply = route_apply,
     .free_state = NULL,
+    .conserves = rp_rule_conserves_always,
 };

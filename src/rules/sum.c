@@ -17,9 +17,11 @@
 
 #include "rules/rule.h"
 
-static rp_status sum_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+static rp_status sum_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                              size_t *scratch_floats, rp_error *err)
 {
+    const rp_graph *g = rn->graph;
+    const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
     if (strcmp(n->op_type, "Add") != 0 && strcmp(n->op_type, "Sub") != 0)
@@ -97,4 +99,5 @@ const rp_rule rp_rule_sum = {
     .prepare = sum_prepare,
     .apply = sum_apply,
     .free_state = NULL,
+    .conserves = rp_rule_conserves_always,
 };

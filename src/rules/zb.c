@@ -4,7 +4,7 @@
  * activation x. F is the node's own kernel with the bias replaced by zeros.
  *
  *     lo = min(x), hi = max(x) over the whole tensor (or the rule parameters
- *     low / high when bounds_given); Lo, Hi = tensors of x's shape filled with them
+ *     low / high when given); Lo, Hi = tensors of x's shape filled with them
  *     Z   = F(x, W) - F(Lo, W+) - F(Hi, W-) + 1e-9
  *     S   = R / Z                                    (plain division)
  *     R_x = x * vjp(F at W)(S) - Lo * vjp(F at W+)(S) - Hi * vjp(F at W-)(S)
@@ -53,9 +53,11 @@ static rp_status zeros_like(rp_tensor *dst, const rp_tensor *src, rp_error *err,
     return RP_OK;
 }
 
-static rp_status zb_prepare(const rp_graph *g, const rp_node *n, const rp_rule_params *p, void **state,
+static rp_status zb_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                             size_t *scratch_floats, rp_error *err)
 {
+    const rp_graph *g = rn->graph;
+    const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
     const char *op = n->op_type;
@@ -82,9 +84,12 @@ static rp_status zb_prepare(const rp_graph *g, const rp_node *n, const rp_rule_p
     if (x->dtype != RP_FLOAT || w->dtype != RP_FLOAT || !w->data || n->n_out < 1 || n->out[0] < 0 ||
         g->values[n->out[0]].t.dtype != RP_FLOAT)
         return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the z^B rule needs float32 operands", n->name, op);
-    if (p && p->bounds_given && !(p->low <= p->high))
-        return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): z^B bounds low %g > high %g", n->name, op, p->low,
-                       p->high);
+    if (rp_rule_param_given(p, "low") != rp_rule_param_given(p, "high"))
+        return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): z^B rule: give both bounds 'low' and 'high', or neither",
+                       n->name, op);
+    if (rp_rule_param_given(p, "low") && !(rp_rule_param(p, "low", 0) <= rp_rule_param(p, "high", 0)))
+        return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): z^B bounds low %g > high %g", n->name, op,
+                       rp_rule_param(p, "low", 0), rp_rule_param(p, "high", 0));
     int bi = (conv || gemm) && n->n_in > 2 && n->in[2] >= 0 ? 2 : -1;
     const rp_tensor *y = &g->values[n->out[0]].t;
 
@@ -140,9 +145,9 @@ static rp_status zb_apply(rp_rule_ctx *c)
                        c->node->op_type);
     const float *xv = x->data;
     float lo, hi;
-    if (c->params && c->params->bounds_given) {
-        lo = (float)c->params->low;
-        hi = (float)c->params->high;
+    if (rp_rule_param_given(c->params, "low")) {
+        lo = (float)rp_rule_param(c->params, "low", 0);
+        hi = (float)rp_rule_param(c->params, "high", 0);
     } else {
         lo = hi = xv[0];
         for (int64_t e = 1; e < x->count; e++) {
@@ -194,5 +199,7 @@ const rp_rule rp_rule_zb = {
     .summary = "z^B rule for the map on the pixels: bounded by min/max of the input, bias ignored",
     .prepare = zb_prepare,
     .apply = zb_apply,
+    .params = "low high",
     .free_state = zb_free,
+    .conserves = rp_rule_conserves_always,
 };

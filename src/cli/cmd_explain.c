@@ -1,0 +1,714 @@
+/* relprop explain: the main job. Photos (or input tensors) in; the top
+ * predictions, relevance maps as .npy, overlays and heatmaps as PNG, an
+ * optional side-by-side panel and a JSON summary out — for one input or a
+ * batch, which can be split across machines with --shard. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "relprop/rule.h"
+
+static const char *usage_explain =
+    "usage: relprop explain --onnx MODEL (--image IMG ... | --list FILE | --input X.npy ...)\n"
+    "                       [--class C ... | --top-classes K] [--method NAME ...] [-o DIR]\n"
+    "                       [--labels FILE] [--panel] [--shard K/N] [preprocessing options]\n"
+    "\n"
+    "Explain MODEL's decisions. For every input, prints the top predictions and writes,\n"
+    "per explained class C and method M, into DIR:\n"
+    "  <stem>.c<C>.<M>.npy          the map: (grid_h, grid_w) over patches, or (H, W) for lrp_full\n"
+    "  <stem>.c<C>.<M>.overlay.png  the heatmap over the model's input, as in the authors' notebook\n"
+    "  <stem>.c<C>.<M>.heatmap.png  the heatmap alone\n"
+    "  <stem>.json                  model, input, preprocessing, predictions, files and map statistics\n"
+    "  <stem>.panel.png             with --panel: input | one overlay per class and method, labelled\n"
+    "One failing input is reported and the others still run; the exit status is 2 if any failed.\n"
+    "\n"
+    "inputs:\n"
+    "  --onnx MODEL              the ONNX model (required)\n"
+    "  --image IMG ...           PNG, JPEG, BMP or PPM images\n"
+    "  --list FILE               a file of image paths, one per line (relative to FILE's folder)\n"
+    "  --input X.npy ...         input tensors (float32, the model's input shape, already normalised)\n"
+    "  --shard K/N               process only the K-th (0-based) of N equal contiguous slices of the\n"
+    "                            inputs, for job arrays (default 0/1: all)\n"
+    "what to explain:\n"
+    "  --class C ...             classes to explain (default: the top-1 prediction)\n"
+    "  --top-classes K           explain the K best predictions instead\n"
+    "  --method NAME ...         default transformer_attribution; any of transformer_attribution,\n"
+    "                            rollout, raw_attention, attn_gradcam, lrp_last_layer, lrp_full,\n"
+    "                            generic_attention, or 'all'\n"
+    "  --start-layer L           first layer aggregated by transformer_attribution and rollout (default 0)\n"
+    "  --rules NAME|FILE.json    relevance rule set: paper (default), attnlrp, epsilon, zplus,\n"
+    "                            alpha2beta1, gamma, or a JSON rule-set file (docs/rules.md)\n"
+    "  --plugin LIB.so ...       load relevance rules from a plugin (docs/rules.md)\n"
+    "  --check-conservation      print, per class, relevance in vs out at every node, and flag\n"
+    "                            the nodes whose rule should conserve but does not\n"
+    "  --conservation-tolerance T  relative tolerance of that check (default 1e-3)\n"
+    "output:\n"
+    "  -o, --output DIR          where to write (default relprop_out; created if missing)\n"
+    "  --labels FILE             class names, one per line (default: the model's relprop.labels\n"
+    "                            metadata, else class indices)\n"
+    "  --top N                   predictions to print (default 5)\n"
+    "  --panel                   also write the side-by-side panel\n"
+    "  --force                   overwrite existing results (default: refuse, naming the file)\n"
+    "  --dump-intermediates DIR  per class and attention layer l: the attention A, its gradient\n"
+    "                            and its relevance, <stem>.c<C>.attn_<l>.npy, .attn_grad_<l>.npy,\n"
+    "                            .attn_cam_<l>.npy, each (H, N, N)\n"
+    "preprocessing (images; default: the model's relprop.* metadata, else a resize to the model's\n"
+    "input size, bilinear, mean = std = 0.5):\n"
+    "  --preset NAME             vit (224, mean = std = 0.5) or imagenet (256 bicubic, crop 224)\n"
+    "  --resize N | H,W          resize the shorter side to N, or to exactly H x W\n"
+    "  --crop N | H,W            center crop\n"
+    "  --interpolation NAME      bilinear, bicubic or nearest (PIL's filters, antialiased)\n"
+    "  --mean A,B,C  --std A,B,C normalisation\n"
+    "limits:\n"
+    "  --max-memory N            refuse models needing more than N bytes of tensors (e.g. 2G; default 16G)\n"
+    "  --no-check-finite         do not check inputs, weights and values for NaN/Inf\n"
+    "  --threads N               threads for the matrix products (default: one per core)\n";
+
+typedef struct explain_args {
+    const char *onnx, *outdir, *labels_path, *dump, *rules, *shard;
+    const char *preset, *resize, *crop, *interp, *mean, *std;
+    bool panel, force, check_conservation;
+    double conservation_tolerance;
+    rp_rule_registry *registry;
+    long top, top_classes, start_layer;
+    int classes[MAX_LIST];
+    int n_classes;
+    rp_method methods[RP_METHOD_COUNT];
+    int n_methods;
+} explain_args;
+
+typedef struct input_item {
+    char *path;
+    bool is_tensor; /* .npy input rather than an image */
+} input_item;
+
+typedef struct job {
+    const explain_args *a;
+    rp_model *m;
+    rp_preprocess pre;
+    const char *pre_source; /* "model metadata", "preset vit", ... */
+    char **labels;
+    int64_t n_classes;
+    bool multilabel;
+    rp_token_layout layout;
+} job;
+
+/* "a,b,c" → 3 floats; "N" or "H,W" → ints. */
+static int parse_floats3(const char *s, const char *what, float *out)
+{
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        out[i] = strtof(s, &end);
+        if (errno || end == s || (i < 2 && *end != ',') || (i == 2 && *end))
+            return failf("%s must be three comma-separated numbers, got '%s'", what, s);
+        s = end + 1;
+    }
+    return 0;
+}
+
+static int parse_size(const char *s, const char *what, int *h, int *w)
+{
+    char *end;
+    long a = strtol(s, &end, 10), b = a;
+    if (*end == ',')
+        b = strtol(end + 1, &end, 10);
+    if (*end || a < 1 || b < 1 || a > 65536 || b > 65536)
+        return failf("%s must be N or H,W (positive), got '%s'", what, s);
+    *h = (int)a;
+    *w = (int)b;
+    return 0;
+}
+
+static int resolve_preprocess(job *j)
+{
+    const explain_args *a = j->a;
+    rp_error err = {0};
+    bool found = false;
+    const rp_tensor *x = rp_model_input_info(j->m, 0);
+    if (a->preset) {
+        if (rp_preprocess_preset(a->preset, &j->pre, &err))
+            return fail(err.msg);
+        j->pre_source = "preset";
+    } else if (rp_model_preprocess(j->m, &j->pre, &found, &err)) {
+        return fail(err.msg);
+    } else if (found) {
+        j->pre_source = "model metadata";
+    } else {
+        memset(&j->pre, 0, sizeof j->pre);
+        j->pre.resize_h = x->rank == 4 ? (int)x->dims[2] : 0;
+        j->pre.resize_w = x->rank == 4 ? (int)x->dims[3] : 0;
+        j->pre.interp = RP_INTERP_BILINEAR;
+        for (int c = 0; c < 3; c++)
+            j->pre.mean[c] = j->pre.std[c] = 0.5f;
+        j->pre_source = "default (resize to the model's input, mean = std = 0.5)";
+    }
+    int rc = 0, h, w;
+    if (a->resize) {
+        if ((rc = parse_size(a->resize, "--resize", &h, &w)))
+            return rc;
+        bool single = !strchr(a->resize, ',');
+        j->pre.resize = single ? h : 0;
+        j->pre.resize_h = single ? 0 : h;
+        j->pre.resize_w = single ? 0 : w;
+        j->pre_source = "options";
+    }
+    if (a->crop) {
+        if ((rc = parse_size(a->crop, "--crop", &h, &w)))
+            return rc;
+        j->pre.crop_h = h;
+        j->pre.crop_w = w;
+        j->pre_source = "options";
+    }
+    if (a->interp) {
+        if (strcmp(a->interp, "bilinear") == 0)
+            j->pre.interp = RP_INTERP_BILINEAR;
+        else if (strcmp(a->interp, "bicubic") == 0)
+            j->pre.interp = RP_INTERP_BICUBIC;
+        else if (strcmp(a->interp, "nearest") == 0)
+            j->pre.interp = RP_INTERP_NEAREST;
+        else
+            return failf("--interpolation must be bilinear, bicubic or nearest, got '%s'%s", a->interp, "");
+    }
+    if ((a->mean && (rc = parse_floats3(a->mean, "--mean", j->pre.mean))) ||
+        (a->std && (rc = parse_floats3(a->std, "--std", j->pre.std))))
+        return rc;
+    for (int c = 0; c < 3; c++)
+        if (!(j->pre.std[c] > 0))
+            return fail("--std values must be positive");
+    return 0;
+}
+
+static const char *interp_name(rp_interp i)
+{
+    return i == RP_INTERP_BICUBIC ? "bicubic" : i == RP_INTERP_NEAREST ? "nearest" : "bilinear";
+}
+
+/* "dir/cat.png" → "cat". */
+static void stem_of(const char *path, char *out, size_t len)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(out, len, "%s", base);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out)
+        *dot = 0;
+}
+
+static cJSON *tensor_stats(const rp_tensor *t)
+{
+    const float *v = t->data;
+    double lo = t->count ? v[0] : 0, hi = lo, sum = 0;
+    for (int64_t i = 0; i < t->count; i++) {
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+        sum += v[i];
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (int d = 0; d < t->rank; d++)
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->dims[d]));
+    cJSON_AddNumberToObject(o, "min", lo);
+    cJSON_AddNumberToObject(o, "max", hi);
+    cJSON_AddNumberToObject(o, "sum", sum);
+    return o;
+}
+
+/* Write text to path atomically (temporary file + rename). */
+static int write_text(const char *path, const char *text)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return failf("%s: cannot write: %s", path, strerror(errno));
+    bool ok = fputs(text, f) >= 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return failf("%s: cannot write: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static int write_npy(const char *path, const rp_tensor *t)
+{
+    rp_error err = {0};
+    return rp_npy_write(path, t, &err) ? fail(err.msg) : 0;
+}
+
+static int write_png(const char *path, const rp_image *im)
+{
+    rp_error err = {0};
+    return rp_image_write_png(path, im, &err) ? fail(err.msg) : 0;
+}
+
+static const char *label_of(const job *j, int c, char *buf, size_t len)
+{
+    if (j->labels)
+        return j->labels[c];
+    snprintf(buf, len, "class %d", c);
+    return buf;
+}
+
+/* Loads the input as a model tensor; for images also fills the JSON's
+ * preprocessing record. */
+static int load_input(const job *j, const input_item *it, rp_tensor *x, cJSON *summary)
+{
+    rp_error err = {0};
+    if (it->is_tensor) {
+        if (rp_npy_read(it->path, x, &err))
+            return fail(err.msg);
+        if (x->dtype != RP_FLOAT)
+            return failf("%s: dtype %s, expected float32", it->path, x->dtype == RP_DOUBLE ? "float64" : "not float32");
+        cJSON_AddStringToObject(summary, "input_tensor", it->path);
+        return 0;
+    }
+    rp_image im = {0};
+    if (rp_image_load(it->path, &im, &err))
+        return fail(err.msg);
+    const rp_tensor *xi = rp_model_input_info(j->m, 0);
+    int channels = xi->rank == 4 ? (int)xi->dims[1] : 3;
+    if (channels != 1 && channels != 3) {
+        rp_image_release(&im);
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d", channels);
+        return failf("%s: the model takes %s-channel images; relprop feeds 1 (gray) or 3 (RGB)", rp_model_path(j->m),
+                     buf);
+    }
+    rp_status st = rp_image_to_tensor(&im, &j->pre, channels, x, &err);
+    cJSON *img = cJSON_AddObjectToObject(summary, "image");
+    cJSON_AddStringToObject(img, "path", it->path);
+    cJSON_AddNumberToObject(img, "width", im.width);
+    cJSON_AddNumberToObject(img, "height", im.height);
+    rp_image_release(&im);
+    if (st)
+        return failf("%s: %s", it->path, err.msg);
+    return 0;
+}
+
+static void add_preprocessing(const job *j, cJSON *summary)
+{
+    cJSON *p = cJSON_AddObjectToObject(summary, "preprocessing");
+    cJSON_AddStringToObject(p, "source", j->pre_source);
+    cJSON_AddNumberToObject(p, "resize", j->pre.resize);
+    cJSON_AddNumberToObject(p, "resize_h", j->pre.resize_h);
+    cJSON_AddNumberToObject(p, "resize_w", j->pre.resize_w);
+    cJSON_AddNumberToObject(p, "crop_h", j->pre.crop_h);
+    cJSON_AddNumberToObject(p, "crop_w", j->pre.crop_w);
+    cJSON_AddStringToObject(p, "interpolation", interp_name(j->pre.interp));
+    cJSON_AddItemToObject(p, "mean", cJSON_CreateFloatArray(j->pre.mean, 3));
+    cJSON_AddItemToObject(p, "std", cJSON_CreateFloatArray(j->pre.std, 3));
+}
+
+/* The rule developer's view: where relevance is created or lost. */
+static void print_conservation(const rp_explanation *e, int ci)
+{
+    double at_out = 0, at_in = 0;
+    int bad = 0, n = rp_explanation_conservation_count(e, ci);
+    rp_explanation_conservation_summary(e, ci, &at_out, &at_in, &bad);
+    printf("conservation, class %d: relevance %.6g at the output, %.6g at the input; %d node(s) violate\n",
+           rp_explanation_class(e, ci), at_out, at_in, bad);
+    for (int j = 0; j < n; j++) {
+        const rp_conservation_entry *c = rp_explanation_conservation(e, ci, j);
+        printf("  node '%s' (%s, %s -> %s): in %.6g  out %.6g  dropped %.6g%s\n", c->name, c->op, c->kind, c->rule,
+               c->relevance_in, c->relevance_out, c->relevance_dropped, c->violated ? "  [VIOLATED]" : "");
+    }
+}
+
+static int explain_one(const job *j, const input_item *it, bool verbose)
+{
+    const explain_args *a = j->a;
+    rp_error err = {0};
+    rp_tensor x = {0};
+    rp_explanation *e = NULL;
+    rp_image *tiles = NULL;
+    char **captions = NULL;
+    int n_tiles = 0;
+    char stem[1024], path[4096];
+    stem_of(it->path, stem, sizeof stem);
+    cJSON *summary = cJSON_CreateObject();
+    cJSON_AddStringToObject(summary, "model", rp_model_path(j->m));
+    int rc = load_input(j, it, &x, summary);
+    if (rc)
+        goto done;
+    if (!it->is_tensor)
+        add_preprocessing(j, summary);
+    rp_explain_options opt = {.start_layer = (int)a->start_layer, .rules = a->rules,
+                              .keep_intermediates = a->dump != NULL, .top_classes = (int)a->top_classes,
+                              .registry = a->registry, .check_conservation = a->check_conservation,
+                              .conservation_tolerance = a->conservation_tolerance};
+    if (rp_explain(j->m, &x, a->n_classes ? a->classes : NULL, a->n_classes, a->methods, a->n_methods, &opt, &e,
+                   &err)) {
+        rc = failf("%s: %s", it->path, err.msg);
+        goto done;
+    }
+    const rp_tensor *logits = rp_explanation_logits(e);
+    if (verbose) {
+        printf("%s\n", it->path);
+        print_predictions(logits->data, logits->count, (int)a->top, j->labels, j->multilabel);
+    }
+    for (int ci = 0; a->check_conservation && ci < rp_explanation_class_count(e); ci++)
+        print_conservation(e, ci);
+    int *order = malloc(sizeof *order * (size_t)logits->count);
+    if (!order) {
+        rc = fail("out of memory");
+        goto done;
+    }
+    top_classes(logits->data, logits->count, (int)a->top, order);
+    cJSON *preds = cJSON_AddArrayToObject(summary, "predictions");
+    char buf[64];
+    for (int k = 0; k < a->top && k < logits->count; k++) {
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddNumberToObject(p, "class", order[k]);
+        cJSON_AddStringToObject(p, "label", label_of(j, order[k], buf, sizeof buf));
+        cJSON_AddNumberToObject(p, "logit", ((const float *)logits->data)[order[k]]);
+        cJSON_AddItemToArray(preds, p);
+    }
+    free(order);
+
+    int n_cls = rp_explanation_class_count(e), n_m = rp_explanation_method_count(e);
+    /* Created only now, so a run that fails earlier leaves nothing behind. */
+    if ((rc = ensure_dir(a->outdir)) || (a->dump && (rc = ensure_dir(a->dump))))
+        goto done;
+    /* Refuse before writing anything, so an input's results are all new or all untouched. */
+    static const char *const kinds[3] = {"npy", "overlay.png", "heatmap.png"};
+    for (int ci = 0; !a->force && ci < n_cls; ci++)
+        for (int mi = 0; mi < n_m; mi++)
+            for (int k = 0; k < 3; k++) {
+                snprintf(path, sizeof path, "%s/%s.c%d.%s.%s", a->outdir, stem, rp_explanation_class(e, ci),
+                         rp_method_name(rp_explanation_method(e, mi)), kinds[k]);
+                if ((rc = refuse_overwrite(path, false)))
+                    goto done;
+            }
+    snprintf(path, sizeof path, "%s/%s.json", a->outdir, stem);
+    if ((rc = refuse_overwrite(path, a->force)))
+        goto done;
+    snprintf(path, sizeof path, "%s/%s.panel.png", a->outdir, stem);
+    if (a->panel && (rc = refuse_overwrite(path, a->force)))
+        goto done;
+    if (a->panel) {
+        tiles = calloc((size_t)(1 + n_cls * n_m), sizeof *tiles);
+        captions = calloc((size_t)(1 + n_cls * n_m), sizeof *captions);
+        if (!tiles || !captions) {
+            rc = fail("out of memory");
+            goto done;
+        }
+        if (rp_render_input(&x, &tiles[0], &err)) {
+            rc = failf("%s: %s", it->path, err.msg);
+            goto done;
+        }
+        captions[n_tiles++] = strdup("input");
+    }
+    cJSON *maps = cJSON_AddArrayToObject(summary, "maps");
+    for (int ci = 0; ci < n_cls; ci++) {
+        int cls = rp_explanation_class(e, ci);
+        for (int mi = 0; mi < n_m; mi++) {
+            rp_method method = rp_explanation_method(e, mi);
+            const char *mname = rp_method_name(method);
+            const rp_tensor *map = rp_explanation_map(e, ci, mi);
+            bool pixels = method == RP_METHOD_LRP_FULL;
+            int ph = pixels ? 1 : j->layout.patch_h, pw = pixels ? 1 : j->layout.patch_w;
+            cJSON *rec = tensor_stats(map);
+            cJSON_AddNumberToObject(rec, "class", cls);
+            cJSON_AddStringToObject(rec, "label", label_of(j, cls, buf, sizeof buf));
+            cJSON_AddStringToObject(rec, "method", mname);
+            cJSON_AddItemToArray(maps, rec);
+
+            snprintf(path, sizeof path, "%s/%s.c%d.%s.npy", a->outdir, stem, cls, mname);
+            if ((rc = write_npy(path, map)))
+                goto done;
+            cJSON_AddStringToObject(rec, "npy", path);
+            rp_image overlay = {0}, heat = {0};
+            if (rp_render_overlay(&x, map, ph, pw, &overlay, &err) || rp_render_heatmap(map, ph, pw, &heat, &err)) {
+                rp_image_release(&overlay);
+                rc = failf("%s: %s", it->path, err.msg);
+                goto done;
+            }
+            snprintf(path, sizeof path, "%s/%s.c%d.%s.overlay.png", a->outdir, stem, cls, mname);
+            rc = write_png(path, &overlay);
+            cJSON_AddStringToObject(rec, "overlay", path);
+            snprintf(path, sizeof path, "%s/%s.c%d.%s.heatmap.png", a->outdir, stem, cls, mname);
+            if (!rc)
+                rc = write_png(path, &heat);
+            cJSON_AddStringToObject(rec, "heatmap", path);
+            rp_image_release(&heat);
+            if (!rc && tiles) {
+                char cap[256];
+                snprintf(cap, sizeof cap, "%s (%d) %s", label_of(j, cls, buf, sizeof buf), cls, mname);
+                tiles[n_tiles] = overlay;
+                captions[n_tiles++] = strdup(cap);
+            } else {
+                rp_image_release(&overlay);
+            }
+            if (rc)
+                goto done;
+        }
+        for (int l = 0; a->dump && l < rp_explanation_layer_count(e); l++) {
+            const rp_tensor *t[3];
+            static const char *names[3] = {"attn", "attn_grad", "attn_cam"};
+            rp_explanation_layer(e, ci, l, &t[0], &t[1], &t[2]);
+            for (int k = 0; k < 3; k++) {
+                if (!t[k])
+                    continue;
+                rp_tensor view = *t[k]; /* (1,H,N,N) → (H,N,N), as the oracle stores them */
+                if (view.rank == 4 && view.dims[0] == 1) {
+                    view.rank = 3;
+                    memmove(view.dims, view.dims + 1, 3 * sizeof view.dims[0]);
+                }
+                snprintf(path, sizeof path, "%s/%s.c%d.%s_%d.npy", a->dump, stem, cls, names[k], l);
+                if ((rc = write_npy(path, &view)))
+                    goto done;
+            }
+        }
+    }
+    if (tiles) {
+        rp_image panel = {0};
+        if (rp_render_panel(tiles, (const char *const *)captions, n_tiles, 256, &panel, &err)) {
+            rc = failf("%s: %s", it->path, err.msg);
+            goto done;
+        }
+        snprintf(path, sizeof path, "%s/%s.panel.png", a->outdir, stem);
+        rc = write_png(path, &panel);
+        rp_image_release(&panel);
+        if (rc)
+            goto done;
+        cJSON_AddStringToObject(summary, "panel", path);
+        if (verbose)
+            printf("panel: %s\n", path);
+    }
+    char *text = cJSON_Print(summary);
+    snprintf(path, sizeof path, "%s/%s.json", a->outdir, stem);
+    rc = text ? write_text(path, text) : fail("out of memory");
+    free(text);
+    if (!rc && verbose)
+        printf("wrote %d maps (npy, overlay and heatmap PNG) and %s\n", n_cls * n_m, path);
+done:
+    for (int i = 0; i < n_tiles; i++) {
+        rp_image_release(&tiles[i]);
+        free(captions[i]);
+    }
+    free(tiles);
+    free(captions);
+    cJSON_Delete(summary);
+    rp_explanation_free(e);
+    rp_tensor_release(&x);
+    return rc;
+}
+
+/* Paths from a list file: one per line, '#' comments and blank lines skipped,
+ * relative paths taken from the list file's folder. */
+static int read_list(const char *list, input_item **items, int *n, int *cap)
+{
+    FILE *f = fopen(list, "r");
+    if (!f)
+        return failf("%s: cannot open list: %s", list, strerror(errno));
+    const char *slash = strrchr(list, '/');
+    int dir_len = slash ? (int)(slash - list) : 0;
+    char line[4096];
+    int rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0] || line[0] == '#')
+            continue;
+        if (*n == *cap) {
+            int grown_cap = *cap ? *cap * 2 : 64;
+            input_item *grown = realloc(*items, sizeof *grown * (size_t)grown_cap);
+            if (!grown) {
+                rc = fail("out of memory");
+                break;
+            }
+            *items = grown;
+            *cap = grown_cap;
+        }
+        size_t len = strlen(line) + (size_t)dir_len + 2;
+        char *p = malloc(len);
+        if (!p) {
+            rc = fail("out of memory");
+            break;
+        }
+        if (line[0] == '/' || dir_len == 0)
+            snprintf(p, len, "%s", line);
+        else
+            snprintf(p, len, "%.*s/%s", dir_len, list, line);
+        size_t pl = strlen(p);
+        (*items)[(*n)++] = (input_item){p, pl > 4 && strcmp(p + pl - 4, ".npy") == 0};
+    }
+    fclose(f);
+    return rc;
+}
+
+static void progress(int done, int total, const char *name)
+{
+    int width = 30, filled = total ? done * width / total : width;
+    fprintf(stderr, "\r[");
+    for (int i = 0; i < width; i++)
+        fputc(i < filled ? '#' : '.', stderr);
+    fprintf(stderr, "] %d/%d %-40.40s", done, total, name);
+    if (done == total)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+int cmd_explain(int argc, char **argv)
+{
+    explain_args a = {.outdir = "relprop_out", .top = 5};
+    const char *class_s[MAX_LIST], *method_s[MAX_LIST], *image_s[MAX_LIST], *tensor_s[MAX_LIST];
+    const char *list = NULL, *top_s = "5", *topc_s = NULL, *start_s = "0", *panel = NULL, *force = NULL;
+    const char *max_memory = NULL, *no_finite = NULL, *threads_s = "0", *check_cons = NULL, *tol_s = NULL;
+    const char *plugin_s[MAX_LIST];
+    int n_plugin = 0;
+    int n_class = 0, n_method = 0, n_image = 0, n_tensor = 0;
+    option_spec specs[] = {
+        OPT("--onnx", NULL, &a.onnx), OPT_LIST("--image", image_s, n_image), OPT_LIST("--input", tensor_s, n_tensor),
+        OPT("--list", NULL, &list), OPT("--shard", NULL, &a.shard), OPT_LIST("--class", class_s, n_class),
+        OPT("--top-classes", NULL, &topc_s), OPT_LIST("--method", method_s, n_method),
+        OPT("--start-layer", NULL, &start_s), OPT("--rules", NULL, &a.rules), OPT("--output", "-o", &a.outdir),
+        OPT("--labels", NULL, &a.labels_path), OPT("--top", NULL, &top_s), OPT_FLAG("--panel", &panel),
+        OPT("--dump-intermediates", NULL, &a.dump), OPT("--preset", NULL, &a.preset), OPT("--resize", NULL, &a.resize),
+        OPT("--crop", NULL, &a.crop), OPT("--interpolation", NULL, &a.interp), OPT("--mean", NULL, &a.mean),
+        OPT("--std", NULL, &a.std), OPT_FLAG("--force", &force), OPT("--max-memory", NULL, &max_memory),
+        OPT_FLAG("--no-check-finite", &no_finite), OPT("--threads", NULL, &threads_s),
+        OPT_LIST("--plugin", plugin_s, n_plugin), OPT_FLAG("--check-conservation", &check_cons),
+        OPT("--conservation-tolerance", NULL, &tol_s),
+    };
+    int rc = parse_options(argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), usage_explain);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    a.panel = panel != NULL;
+    a.force = force != NULL;
+    a.check_conservation = check_cons != NULL;
+    if (tol_s) {
+        char *end;
+        a.conservation_tolerance = strtod(tol_s, &end);
+        if (*end || !(a.conservation_tolerance > 0))
+            return failf("--conservation-tolerance must be a positive number, got '%s'%s", tol_s, "");
+    }
+    if (!a.onnx || (n_image == 0 && n_tensor == 0 && !list))
+        return fail("explain needs --onnx MODEL and inputs (--image, --list or --input); see 'relprop explain --help'");
+    if ((rc = parse_int(top_s, "--top", 1, 1000000, &a.top)) ||
+        (rc = parse_int(start_s, "--start-layer", 0, 100000, &a.start_layer)) ||
+        (topc_s && (rc = parse_int(topc_s, "--top-classes", 1, 1000, &a.top_classes))))
+        return rc;
+    long threads;
+    if ((rc = parse_int(threads_s, "--threads", 0, 4096, &threads)))
+        return rc;
+    rp_set_threads((int)threads);
+    if (topc_s && n_class)
+        return fail("give either --class or --top-classes, not both");
+    for (int i = 0; i < n_class; i++) {
+        long c;
+        if ((rc = parse_int(class_s[i], "--class", 0, 10000000, &c)))
+            return rc;
+        a.classes[a.n_classes++] = (int)c;
+    }
+    for (int i = 0; i < n_method; i++) {
+        rp_method mth;
+        if (strcmp(method_s[i], "all") == 0) {
+            a.n_methods = 0;
+            for (int k = 0; k < RP_METHOD_COUNT; k++)
+                a.methods[a.n_methods++] = (rp_method)k;
+            break;
+        }
+        if (!rp_method_parse(method_s[i], &mth))
+            return failf("unknown method '%s'; see 'relprop explain --help'%s", method_s[i], "");
+        bool dup = false;
+        for (int k = 0; k < a.n_methods; k++)
+            dup |= a.methods[k] == mth;
+        if (!dup)
+            a.methods[a.n_methods++] = mth;
+    }
+    if (a.n_methods == 0)
+        a.methods[a.n_methods++] = RP_METHOD_TRANSFORMER_ATTRIBUTION;
+    long shard_k = 0, shard_n = 1;
+    if (a.shard) {
+        char *end;
+        shard_k = strtol(a.shard, &end, 10);
+        if (*end == '/')
+            shard_n = strtol(end + 1, &end, 10);
+        if (*end || !strchr(a.shard, '/') || shard_n < 1 || shard_k < 0 || shard_k >= shard_n)
+            return failf("--shard must be K/N with 0 <= K < N, got '%s'%s", a.shard, "");
+    }
+
+    job j = {.a = &a};
+    input_item *items = NULL;
+    int n_items = 0, cap = 0, failed = 0, done_ok = 0;
+    rp_error err = {0};
+    if (n_plugin > 0) {
+        if (rp_rule_registry_create(&a.registry, &err)) {
+            rc = fail(err.msg);
+            goto done;
+        }
+        for (int i = 0; i < n_plugin; i++)
+            if (rp_rule_registry_load_plugin(a.registry, plugin_s[i], &err)) {
+                rc = fail(err.msg);
+                goto done;
+            }
+    }
+    if ((rc = load_model(a.onnx, max_memory, no_finite != NULL, &j.m)))
+        goto done;
+    const rp_tensor *y = rp_model_output_info(j.m, 0);
+    j.n_classes = y->count;
+    if (a.labels_path) {
+        if ((rc = read_labels(a.labels_path, j.n_classes, &j.labels)))
+            goto done;
+    } else {
+        j.labels = labels_from_model(j.m, j.n_classes);
+    }
+    const char *ml = rp_model_metadata(j.m, "relprop.multilabel");
+    j.multilabel = ml && strcmp(ml, "1") == 0;
+    bool want_patches = false;
+    for (int i = 0; i < a.n_methods; i++)
+        want_patches |= a.methods[i] != RP_METHOD_LRP_FULL;
+    if (want_patches && rp_model_token_layout(j.m, &j.layout, &err)) {
+        rc = fail(err.msg);
+        goto done;
+    }
+    if (n_image > 0 || list) {
+        if ((rc = resolve_preprocess(&j)))
+            goto done;
+    }
+    cap = n_image + n_tensor;
+    items = calloc((size_t)cap + 1, sizeof *items);
+    if (!items) {
+        rc = fail("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_image; i++)
+        items[n_items++] = (input_item){strdup(image_s[i]), false};
+    for (int i = 0; i < n_tensor; i++)
+        items[n_items++] = (input_item){strdup(tensor_s[i]), true};
+    if (list && (rc = read_list(list, &items, &n_items, &cap)))
+        goto done;
+    if ((rc = check_writable_dir(a.outdir)) || (a.dump && (rc = check_writable_dir(a.dump))))
+        goto done;
+    /* Contiguous slices, so shard K of N covers a deterministic block. */
+    int first = (int)((int64_t)n_items * shard_k / shard_n), last = (int)((int64_t)n_items * (shard_k + 1) / shard_n);
+    int total = last - first;
+    bool bar = total > 1 && isatty(STDERR_FILENO);
+    for (int i = first; i < last; i++) {
+        if (bar)
+            progress(i - first, total, items[i].path);
+        if (explain_one(&j, &items[i], true))
+            failed++;
+        else
+            done_ok++;
+        if (bar)
+            progress(i - first + 1, total, items[i].path);
+    }
+    if (total > 1 || failed)
+        printf("explained %d of %d inputs%s; %d failed; outputs in %s\n", done_ok, total,
+               shard_n > 1 ? " in this shard" : "", failed, a.outdir);
+    rc = failed ? EXIT_BAD : 0;
+done:
+    for (int i = 0; i < n_items; i++)
+        free(items[i].path);
+    free(items);
+    free_labels(j.labels, j.n_classes);
+    rp_model_free(j.m);
+    rp_rule_registry_free(a.registry);
+    return rc;
+}

@@ -1,0 +1,217 @@
+/* ViT variants (tests/variants, made by tools/export_variants.py, expected
+ * maps from tools/reference.py — an independent PyTorch implementation of
+ * METHOD.md checked against the authors' oracle): distilled DeiT, mean
+ * pooling, register tokens, separate q/k/v, pre-scaled q, patch 14 on a
+ * 16×16 grid, a non-square input, masked attention — each at opset 13 and
+ * 17. relprop must find the structure (layers, heads, grid, prefix tokens,
+ * readout) from the graph and reproduce all seven maps; an unsupported
+ * layout (Swin-style windows) must be refused naming its Softmax nodes. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "relprop/relprop.h"
+
+#define VARIANTS RELPROP_SOURCE_DIR "/tests/variants"
+#define REL_LIMIT 1e-3
+#define PEARSON_LIMIT 0.99
+
+static char *names[64];
+static int n_names;
+
+static cJSON *read_json(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    size_t got = fread(buf, 1, (size_t)len, f);
+    buf[got] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    return j;
+}
+
+static const cJSON *get(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b)
+        x = cJSON_GetObjectItemCaseSensitive(x, b);
+    ck_assert_msg(x != NULL, "meta.json: missing %s%s%s", a, b ? "." : "", b ? b : "");
+    return x;
+}
+
+/* Expected maps are float64 (patch maps) or float32 (lrp_full). */
+static double *load_doubles(const char *path, int64_t *count)
+{
+    rp_tensor t = {0};
+    rp_error err = {0};
+    ck_assert_msg(rp_npy_read(path, &t, &err) == RP_OK, "%s", err.msg);
+    double *d = malloc(sizeof(double) * (size_t)(t.count ? t.count : 1));
+    for (int64_t i = 0; i < t.count; i++)
+        d[i] = t.dtype == RP_DOUBLE ? ((double *)t.data)[i] : ((float *)t.data)[i];
+    *count = t.count;
+    rp_tensor_release(&t);
+    return d;
+}
+
+static double pearson(const float *a, const double *b, int64_t n)
+{
+    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ma += a[i];
+        mb += b[i];
+    }
+    ma /= (double)n;
+    mb /= (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        sab += (a[i] - ma) * (b[i] - mb);
+        saa += (a[i] - ma) * (a[i] - ma);
+        sbb += (b[i] - mb) * (b[i] - mb);
+    }
+    return sab / sqrt(saa * sbb);
+}
+
+START_TEST(test_variant)
+{
+    const char *name = names[_i];
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", VARIANTS, name);
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    cJSON *meta = read_json(path);
+    ck_assert_msg(meta != NULL, "cannot read %s", path);
+    const cJSON *supported = cJSON_GetObjectItemCaseSensitive(meta, "supported");
+    rp_error err = {0};
+    rp_model *m = NULL;
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    ck_assert_msg(rp_model_load(path, &m, &err) == RP_OK, "%s: %s", name, err.msg);
+    rp_tensor x = {0};
+    snprintf(path, sizeof path, "%s/input.npy", dir);
+    ck_assert_msg(rp_npy_read(path, &x, &err) == RP_OK, "%s", err.msg);
+    rp_method methods[RP_METHOD_COUNT];
+    for (int i = 0; i < RP_METHOD_COUNT; i++)
+        methods[i] = (rp_method)i;
+    rp_token_layout tl;
+
+    if (cJSON_IsFalse(supported)) {
+        /* Refused, naming the Softmax node, by inspect's layout query and by explain. */
+        const cJSON *nodes = get(meta, "attention_softmax_nodes", NULL);
+        const char *first = cJSON_GetArrayItem(nodes, 0)->valuestring;
+        ck_assert_int_eq(rp_model_token_layout(m, &tl, &err), RP_ERR_UNSUPPORTED);
+        ck_assert_msg(strstr(err.msg, first) != NULL, "%s: message does not name %s: %s", name, first, err.msg);
+        rp_explanation *e = NULL;
+        ck_assert_int_eq(rp_explain(m, &x, NULL, 0, methods, RP_METHOD_LRP_FULL, NULL, &e, &err),
+                         RP_ERR_UNSUPPORTED);
+        ck_assert_msg(strstr(err.msg, first) != NULL, "%s: explain does not name %s: %s", name, first, err.msg);
+        ck_assert(e == NULL);
+        goto done;
+    }
+
+    /* Structure found in the graph. */
+    const cJSON *geo = get(meta, "geometry", NULL);
+    ck_assert_int_eq(rp_model_attention_count(m), get(meta, "layers", NULL)->valueint);
+    rp_attention_info ai;
+    ck_assert(rp_model_attention(m, 0, &ai, &err) == RP_OK);
+    ck_assert_int_eq(ai.heads, get(meta, "heads", NULL)->valueint);
+    ck_assert_msg(rp_model_token_layout(m, &tl, &err) == RP_OK, "%s: %s", name, err.msg);
+    ck_assert_int_eq(tl.grid_h, cJSON_GetArrayItem(get(geo, "grid", NULL), 0)->valueint);
+    ck_assert_int_eq(tl.grid_w, cJSON_GetArrayItem(get(geo, "grid", NULL), 1)->valueint);
+    ck_assert_int_eq(tl.patch_h, get(geo, "patch", NULL)->valueint);
+    ck_assert_int_eq(tl.prefix_tokens, get(geo, "prefix_tokens", NULL)->valueint);
+    const cJSON *rw = get(geo, "readout_row_weights", NULL);
+    int n_tokens = cJSON_GetArraySize(rw);
+    ck_assert_int_eq(tl.tokens, n_tokens);
+    float *readout = calloc((size_t)n_tokens, sizeof *readout);
+    int listed = 0;
+    for (int i = 0; i < n_tokens; i++) {
+        double want = cJSON_GetArrayItem(rw, i)->valuedouble;
+        if (want != 0 && listed < 16) {
+            ck_assert_msg(listed < tl.n_readout_rows && tl.readout_rows[listed] == i,
+                          "%s: readout row %d missing (%s)", name, i, tl.readout);
+            ck_assert_msg(fabs(tl.readout_weights[listed] - want) < 1e-6, "%s: readout weight of row %d", name, i);
+            listed++;
+        }
+        readout[i] = (float)want;
+    }
+
+    /* All seven maps for both explained classes. */
+    const cJSON *classes = get(meta, "explained_classes", NULL);
+    int cls[2] = {cJSON_GetArrayItem(classes, 0)->valueint, cJSON_GetArrayItem(classes, 1)->valueint};
+    rp_explanation *e = NULL;
+    ck_assert_msg(rp_explain(m, &x, cls, 2, methods, RP_METHOD_COUNT, NULL, &e, &err) == RP_OK, "%s: %s", name,
+                  err.msg);
+    int prefix = tl.prefix_tokens;
+    for (int ci = 0; ci < 2; ci++) {
+        for (int mi = 0; mi < RP_METHOD_COUNT; mi++) {
+            const char *method = rp_method_name(methods[mi]);
+            snprintf(path, sizeof path, "%s/expected/class_%d/%s.npy", dir, cls[ci], method);
+            int64_t n;
+            double *want = load_doubles(path, &n);
+            const rp_tensor *got = rp_explanation_map(e, ci, mi);
+            ck_assert_msg(got->count == n, "%s %s: %lld values, expected %lld", name, method, (long long)got->count,
+                          (long long)n);
+            const float *g = got->data;
+            if (methods[mi] == RP_METHOD_LRP_FULL) {
+                double r = pearson(g, want, n);
+                ck_assert_msg(r >= PEARSON_LIMIT, "%s class %d lrp_full: pearson %.4f", name, cls[ci], r);
+            } else {
+                /* Aggregations that start from I carry the readout's own patch
+                 * weights (1/N everywhere for mean pooling), which would hide
+                 * the G·R part under the tolerance: compare without them. */
+                bool from_identity = methods[mi] == RP_METHOD_TRANSFORMER_ATTRIBUTION ||
+                                     methods[mi] == RP_METHOD_GENERIC_ATTENTION;
+                double worst = 0, scale = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    double base = from_identity ? readout[prefix + i] : 0;
+                    worst = fmax(worst, fabs((g[i] - base) - (want[i] - base)));
+                    scale = fmax(scale, fabs(want[i] - base));
+                }
+                double rel = scale > 0 ? worst / scale : worst;
+                ck_assert_msg(rel <= REL_LIMIT, "%s class %d %s: relative error %.3e", name, cls[ci], method, rel);
+            }
+            free(want);
+        }
+    }
+    rp_explanation_free(e);
+    free(readout);
+done:
+    rp_tensor_release(&x);
+    rp_model_free(m);
+    cJSON_Delete(meta);
+}
+END_TEST
+
+int main(void)
+{
+    DIR *d = opendir(VARIANTS);
+    struct dirent *ent;
+    while (d && (ent = readdir(d)) && n_names < 64) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s/meta.json", VARIANTS, ent->d_name);
+        if (ent->d_name[0] != '.' && access(path, R_OK) == 0)
+            names[n_names++] = strdup(ent->d_name);
+    }
+    if (d)
+        closedir(d);
+    Suite *s = suite_create("variants");
+    TCase *tc = tcase_create("variants");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_variant, 0, n_names);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    for (int i = 0; i < n_names; i++)
+        free(names[i]);
+    return (failed || n_names < 17) ? EXIT_FAILURE : EXIT_SUCCESS;
+}

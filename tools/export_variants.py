@@ -1,0 +1,559 @@
+#!/usr/bin/python3
+"""Builds small random-weight ViT variants, exports each to ONNX at opset 13
+(LayerNorm and GELU decomposed into primitive ops) and opset 17
+(LayerNormalization op), and writes test fixtures with the expected maps of
+all seven methods computed by tools/reference.py (float64).
+
+    /usr/bin/python3 tools/export_variants.py [--out tests/variants] [--only a,b] [--stats]
+
+Fixture layout, one folder per variant and opset, tests/variants/<variant>_op<13|17>/:
+
+    model.onnx      batch 1, input "input" (1,3,H,W) float32, output "logits" (1,10)
+    input.npy       (1,3,H,W) float32
+    meta.json       variant, geometry (image size, patch, grid, prefix tokens,
+                    readout row weights), heads, layers, explained classes, ...
+    expected/class_<C>/<method>.npy   (P,) maps, patch tokens row-major; lrp_full (H,W)
+    expected/class_<C>/logits.npy     (1,10) float32 (the float32 forward)
+
+plus tests/variants/unsupported_windowed/ (model.onnx, input.npy, meta.json):
+a Swin-style windowed-attention model that relprop must refuse, naming the node.
+
+Weights: seeded, the authors' init style (trunc-normal std 0.02 Linear
+weights and tokens, zero biases, LayerNorm ones/zeros, PyTorch default Conv
+init), then the q and k weights are multiplied by QK_GAIN so that attention
+is far from uniform and the maps are not degenerate.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference as ref  # noqa: E402
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+OPSETS = (13, 17)
+NUM_CLASSES = 10
+QK_GAIN = float(os.environ.get("QK_GAIN", 8.0))      # q, k weights: std 0.02 * QK_GAIN
+W_GAIN = float(os.environ.get("W_GAIN", 3.0))        # v, proj, fc1, fc2 weights: std 0.02 * W_GAIN
+LOGIT_SCALE = float(os.environ.get("LOGIT_SCALE", 10.0))  # classifier rescaled: max |logit| on the input
+
+COMMON = dict(dim=48, depth=2, heads=3, mlp_ratio=1.5, num_classes=NUM_CLASSES, qkv_bias=True)
+
+
+def key_mask_last_column(n_prefix, grid, value=-1e4):
+    """Additive key mask over the N tokens: the patches of the last grid
+    column are masked (as padding would be); prefix tokens are kept."""
+    gh, gw = grid
+    m = np.zeros(n_prefix + gh * gw, dtype=np.float32)
+    for i in range(gh):
+        m[n_prefix + i * gw + gw - 1] = value
+    return m.tolist()
+
+
+VARIANTS = {
+    "distilled": dict(
+        desc="DeiT distilled: CLS + distillation token, logits = (head(x[:,0]) + head_dist(x[:,1])) / 2",
+        img_size=(32, 32), patch=4, cls_token=True, dist_token=True, readout="distilled"),
+    "meanpool": dict(
+        desc="no CLS token; final LayerNorm, ReduceMean over all tokens, then the head",
+        img_size=(32, 32), patch=4, cls_token=False, readout="mean",
+        note="transformer_attribution (and, less so, generic_attention) of a mean-pooled model is dominated by "
+             "the identity: r^T C = 1/N + r^T(C - I), and the G*R part is ~2e-4 of the map's maximum here, below the "
+             "1e-3 tolerance; to test that part compare (map - 1/N) with (expected - 1/N)."),
+    "registers": dict(
+        desc="CLS + 4 register tokens prepended (CLS, R1..R4, patches); readout CLS",
+        img_size=(32, 32), patch=4, cls_token=True, num_registers=4, readout="cls"),
+    "separate_qkv": dict(
+        desc="Hugging Face style: separate q, k, v Linear projections; scores Div by sqrt(d) after q @ k^T",
+        img_size=(32, 32), patch=4, qkv="separate", scale_div=True),
+    "prescaled_q": dict(
+        desc="q multiplied by the scale before q @ k^T (torchvision/new timm), heads folded into the batch axis ([H,N,d])",
+        img_size=(32, 32), patch=4, prescale_q=True, fold_heads=True),
+    "patch14": dict(
+        desc="patch 14 on 224x224: a 16x16 grid",
+        img_size=(224, 224), patch=14),
+    "nonsquare": dict(
+        desc="non-square input 64x96 (H x W), patch 8: an 8x12 grid",
+        img_size=(64, 96), patch=8),
+    "masked": dict(
+        desc="additive attention mask constant added to the scores before softmax: keys of the last grid column masked with -1e4 ([1,1,1,N] initializer)",
+        img_size=(32, 32), patch=4, mask="last_column"),
+}
+
+
+def build(name, seed=None):
+    v = dict(VARIANTS[name])
+    v.pop("desc")
+    v.pop("note", None)
+    mask = v.pop("mask", None)
+    kw = dict(COMMON)
+    kw.update(v)
+    if mask == "last_column":
+        n_prefix = int(kw.get("cls_token", True)) + int(kw.get("dist_token", False)) + kw.get("num_registers", 0)
+        grid = (kw["img_size"][0] // kw["patch"], kw["img_size"][1] // kw["patch"])
+        kw["attn_mask"] = key_mask_last_column(n_prefix, grid)
+    if seed is None:
+        seed = 1000 + sorted(VARIANTS).index(name)
+    torch.manual_seed(seed)
+    m = ref.RefViT(**kw)
+    init_weights(m)
+    return m.eval(), seed
+
+
+@torch.no_grad()
+def init_weights(m):
+    for mod in m.modules():
+        if isinstance(mod, nn.Linear):
+            nn.init.trunc_normal_(mod.weight, std=0.02)
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+        elif isinstance(mod, nn.LayerNorm):
+            nn.init.ones_(mod.weight)
+            nn.init.zeros_(mod.bias)
+    for t in (m.cls_token, m.dist_token, m.reg_tokens, m.pos_embed):
+        if t is not None:
+            nn.init.trunc_normal_(t, std=0.02)
+    for blk in m.blocks:
+        a = blk.attn
+        if a.qkv_mode == "fused":
+            d = a.qkv.in_features
+            a.qkv.weight[:2 * d] *= QK_GAIN
+            a.qkv.weight[2 * d:] *= W_GAIN
+        else:
+            a.q.weight *= QK_GAIN
+            a.k.weight *= QK_GAIN
+            a.v.weight *= W_GAIN
+        for lin in (a.proj, blk.mlp.fc1, blk.mlp.fc2):
+            lin.weight *= W_GAIN
+
+
+@torch.no_grad()
+def calibrate_head(model, x):
+    """Rescale the classifier weights (the head, and head_dist for DeiT) so
+    that max |logit| on the fixture input is LOGIT_SCALE, as for a trained
+    model; the gradients (and the non-LRP maps) scale with it, the LRP
+    relevances do not."""
+    y = model.float()(torch.as_tensor(x))
+    k = LOGIT_SCALE / float(y.abs().max())
+    for h in (model.head, model.head_dist):
+        if h is not None:
+            h.weight *= k
+            h.bias *= k
+
+
+def choose_classes(model, x, y):
+    """The top-1 class, and the first class in rank order 5, 6, ..., 10, 2, 3, 4
+    whose attn_gradcam map is not all zeros (so that at least one explained
+    class exercises the gradcam weighting, not only its all-zero case)."""
+    order = [int(c) for c in np.argsort(-y, kind="stable")]
+    cands = order[4:] + order[1:4]
+    for c in cands:
+        o = ref.explain(model, x, c, dtype=torch.float64, methods=["attn_gradcam"])
+        if np.any(o["attn_gradcam"]):
+            break
+    else:
+        c = order[4]
+    model.float()
+    return [order[0], c]
+
+
+def export(model, path, opset):
+    model = model.float().eval()
+    H, W = model.img_size
+    x = torch.zeros(1, 3, H, W)
+    torch.onnx.export(model, x, path, input_names=["input"], output_names=["logits"],
+                      opset_version=opset, do_constant_folding=True)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()
+
+
+def op_histogram(path):
+    import onnx
+    g = onnx.load(path).graph
+    hist = {}
+    for n in g.node:
+        hist[n.op_type] = hist.get(n.op_type, 0) + 1
+    return dict(sorted(hist.items(), key=lambda kv: -kv[1])), len(g.node)
+
+
+def map_stats(o):
+    """A few numbers that say whether a random model's maps are informative."""
+    s = {}
+    for k in ref.METHODS:
+        a = np.asarray(o[k], np.float64).reshape(-1)
+        mx, mean = np.abs(a).max(), np.abs(a).mean()
+        s[k] = dict(max=float(a.max()), min=float(a.min()),
+                    spread=float((a.max() - a.min()) / mx) if mx > 0 else 0.0,
+                    peak_over_mean=float(mx / mean) if mean > 0 else 0.0,
+                    n_zero=int((a == 0).sum()))
+    A = o["A"][-1]
+    s["last_attn_mean_row_max"] = float(A.max(-1).mean())
+    return s
+
+
+def expected_for(model, x, classes):
+    out = {}
+    for C in classes:
+        o64 = ref.explain(model, x, C, dtype=torch.float64)
+        o32 = ref.explain(model, x, C, dtype=torch.float32)
+        out[C] = (o64, o32)
+    model.float()
+    return out
+
+
+def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=()):
+    d = os.path.join(outdir, "%s_op%d" % (name, opset))
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    mp = os.path.join(d, "model.onnx")
+    export(model, mp, opset)
+    # check the exported weights: reload them into a fresh module and compare logits
+    chk = ref.RefViT(**model.config)
+    ref.load_onnx_weights(chk, mp)
+    with torch.no_grad():
+        y_chk = chk(torch.as_tensor(x)).numpy()
+        y_ref = model.float()(torch.as_tensor(x)).numpy()
+    assert np.abs(y_chk - y_ref).max() <= 1e-5 * max(1.0, np.abs(y_ref).max()), "ONNX weights differ"
+    np.save(os.path.join(d, "input.npy"), x.astype(np.float32))
+    conditioning = {}
+    for C in classes:
+        o64, o32 = results[C]
+        cd = os.path.join(d, "expected", "class_%d" % C)
+        os.makedirs(cd)
+        np.save(os.path.join(cd, "logits.npy"), o32["logits"].astype(np.float32))
+        for meth in ref.METHODS:   # patch maps float64; the (H,W) lrp_full float32 (size; judged by r)
+            dt = np.float32 if meth == "lrp_full" else np.float64
+            np.save(os.path.join(cd, meth + ".npy"), np.asarray(o64[meth], dtype=dt))
+        conditioning[str(C)] = {m: float("%.3g" % ref.rel_err(o32[m], o64[m])) for m in ref.METHODS}
+        conditioning[str(C)]["lrp_full_pearson"] = float("%.6f" % ref.pearson(o32["lrp_full"], o64["lrp_full"]))
+    cfg = model.config
+    H, W = cfg["img_size"]
+    p = cfg["patch"]
+    gh, gw = H // p, W // p
+    prefix = (["cls"] if cfg["cls_token"] else []) + (["dist"] if cfg["dist_token"] else []) \
+        + ["reg"] * cfg["num_registers"]
+    r = model.readout_vector().numpy()
+    hist, n_nodes = op_histogram(mp)
+    stats = {str(C): map_stats(results[C][0]) for C in classes}
+    meta = {
+        "variant": name,
+        "description": VARIANTS[name]["desc"],
+        "opset": opset,
+        "geometry": {
+            "image_size": [H, W],
+            "patch": p,
+            "grid": [gh, gw],
+            "num_patches": gh * gw,
+            "num_tokens": len(prefix) + gh * gw,
+            "prefix_tokens": len(prefix),
+            "prefix_token_kinds": prefix,
+            "token_order": "prefix tokens (%s) first, then patches row-major" % (", ".join(prefix) or "none"),
+            "readout": cfg["readout"],
+            "readout_row_weights": [float(v) for v in r],
+            "readout_rows": {str(i): float(v) for i, v in enumerate(r) if v != 0}
+            if cfg["readout"] != "mean" else "all rows, 1/N each",
+        },
+        "heads": cfg["heads"],
+        "layers": cfg["depth"],
+        "embed_dim": cfg["dim"],
+        "head_dim": cfg["dim"] // cfg["heads"],
+        "mlp_hidden": int(cfg["dim"] * cfg["mlp_ratio"]),
+        "num_classes": cfg["num_classes"],
+        "layernorm_eps": cfg["eps"],
+        "attention": {
+            "qkv": cfg["qkv"],
+            "scale": ("q * scale before q @ k^T" if cfg["prescale_q"] else
+                      "(q @ k^T) / sqrt(d)" if cfg["scale_div"] else
+                      "(q @ k^T) * scale"),
+            "heads_folded_into_batch": cfg["fold_heads"],
+            "mask": None if cfg["attn_mask"] is None else {
+                "kind": "additive constant [1,1,1,N] added to the scores before softmax",
+                "values": cfg["attn_mask"],
+                "masked_key_tokens": [i for i, v in enumerate(cfg["attn_mask"]) if v != 0],
+            },
+        },
+        "classifier": {"cls": "Gemm on Gather(row 0) of the final LayerNorm output",
+                       "distilled": "(Gemm(head, row 0) + Gemm(head_dist, row 1)) / 2",
+                       "mean": "ReduceMean over the token axis, then Gemm"}[cfg["readout"]],
+        "explained_classes": list(classes),
+        "explained_classes_rule": "the top-1 class, and the first class in rank order 5, 6, ..., 10, 2, 3, 4 whose attn_gradcam map is not all zeros",
+        "input": {"file": "input.npy", "shape": [1, 3, H, W], "dtype": "float32",
+                  "source": "torch.randn(1,3,%d,%d, generator=torch.Generator().manual_seed(%d))" % (H, W, seed)},
+        "expected": {
+            "layout": "expected/class_<C>/<method>.npy; (P,) patch maps row-major (prefix tokens dropped), lrp_full (H,W); logits.npy (1,%d) float32 forward" % cfg["num_classes"],
+            "computed_by": "tools/reference.py explain(model, x, C, dtype=torch.float64), start_layer 0; the (P,) maps stored as float64, lrp_full (H,W) as float32",
+            "readout_discrimination": readout_discrimination(model, x, classes, results),
+            "methods": ref.METHODS,
+            "float32_reference_vs_float64_rel_err": conditioning,
+            "map_stats": stats,
+        },
+        "tolerance": "as the oracle cases: every map rel_err = max|cand - exp| / max|exp| <= 1e-3 "
+                     "(1e-2 hard limit); lrp_full by Pearson r >= 0.99",
+        "lrp_rule_notes": [
+            "readout Gather / ReduceMean over tokens: routing rule R_x = x * vjp(sdiv(R, z))",
+            "distilled (y1 + y2) / 2: Div by a constant = identity, the Add = normalised sum rule",
+            "attention mask Add (constant): normalised sum rule with the constant's share dropped; "
+            "the masked probabilities are exactly 0, so their relevance is 0 and the identity rule gives the same maps",
+            "prefix tokens (cls, dist, registers) and the position embedding are constants: their relevance is dropped",
+        ],
+        "model": {"file": "model.onnx", "bytes": os.path.getsize(mp), "sha256": sha256(mp),
+                  "n_nodes": n_nodes, "op_histogram": hist,
+                  "exporter": "torch.onnx.export(batch 1, input_names=['input'], output_names=['logits'], "
+                              "do_constant_folding=True, opset_version=%d)" % opset,
+                  "torch": torch.__version__},
+        "weights": {"seed": seed,
+                    "seed_search": "seeds %s tried; the first whose float32 reference maps are within %g of the "
+                                   "float64 ones (lrp_full: Pearson >= %g) and whose second class has a non-zero "
+                                   "attn_gradcam map was kept" % (list(tried), COND_MAX_REL, COND_MIN_R),
+                    "init": "trunc-normal std 0.02 Linear weights, cls/dist/register tokens and pos_embed; "
+                                          "zero Linear biases; LayerNorm ones/zeros; PyTorch default Conv init; "
+                                          "q and k weights then multiplied by %g, v/proj/fc1/fc2 weights by %g; the classifier "
+                                          "(weights and bias) rescaled so that max |logit| on input.npy is %g" % (QK_GAIN, W_GAIN, LOGIT_SCALE)},
+        "generated_by": "/usr/bin/python3 tools/export_variants.py",
+    }
+    if VARIANTS[name].get("note"):
+        meta["test_note"] = VARIANTS[name]["note"]
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return d
+
+
+def readout_discrimination(model, x, classes, results):
+    """How far the maps read with a wrong readout (row 0 only; the mean
+    over all rows) are from the expected ones (rel_err, worst class): a
+    fixture only tests the readout where this is well above 1e-3."""
+    out = {}
+    N = model.num_tokens
+    true_r = model.readout_vector()
+    for label in ("row0", "mean"):
+        rv = torch.zeros(N, dtype=torch.float64)
+        if label == "row0":
+            rv[0] = 1.0
+        else:
+            rv[:] = 1.0 / N
+        if torch.allclose(rv, true_r):
+            continue
+        model.readout_vector = lambda rv=rv: rv
+        try:
+            worst = {}
+            for C in classes:
+                o = ref.explain(model, x, C, dtype=torch.float64)
+                for m in ref.METHODS:
+                    if m == "lrp_full":
+                        continue
+                    e = results[C][0][m]
+                    v = ref.rel_err(o[m], e)
+                    v = float("%.3g" % v) if np.isfinite(v) else 1e30   # expected all zeros
+                    worst[m] = max(worst.get(m, 0.0), v)
+            out["readout_" + label] = worst
+        finally:
+            del model.readout_vector
+    model.float()
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Unsupported layout: Swin-style windowed attention
+# ----------------------------------------------------------------------------
+
+class WindowAttnBlock(nn.Module):
+    """Pre-norm block whose attention runs inside non-overlapping ws x ws
+    windows of the token grid (tokens reshaped into windows before the
+    softmax), optionally on a cyclically shifted grid (Swin)."""
+
+    def __init__(self, dim, heads, grid, ws, shift=0):
+        super().__init__()
+        self.dim, self.heads, self.grid, self.ws, self.shift = dim, heads, grid, ws, shift
+        self.hd = dim // heads
+        self.scale = self.hd ** -0.5
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, 2 * dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(2 * dim, dim)
+
+    def forward(self, x):                                  # x: [B, gh*gw, C]
+        B, L, C = x.shape
+        gh, gw = self.grid
+        ws = self.ws
+        h = self.norm1(x).reshape(B, gh, gw, C)
+        if self.shift:
+            h = torch.roll(h, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        # window partition: [B*nW, ws*ws, C]
+        w = h.reshape(B, gh // ws, ws, gw // ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
+        nW = w.shape[0]
+        qkv = self.qkv(w).reshape(nW, ws * ws, 3, self.heads, self.hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        a = ((q @ k.transpose(-2, -1)) * self.scale).softmax(-1)   # [nW, H, ws*ws, ws*ws]
+        o = (a @ v).transpose(1, 2).reshape(nW, ws * ws, C)
+        o = self.proj(o)
+        # window reverse
+        o = o.reshape(B, gh // ws, gw // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, gh, gw, C)
+        if self.shift:
+            o = torch.roll(o, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + o.reshape(B, L, C)
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+
+
+class TinySwin(nn.Module):
+    def __init__(self, img=32, patch=4, dim=24, heads=2, ws=4, num_classes=NUM_CLASSES):
+        super().__init__()
+        self.img, g = img, img // patch
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.norm0 = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList([WindowAttnBlock(dim, heads, (g, g), ws, 0),
+                                     WindowAttnBlock(dim, heads, (g, g), ws, ws // 2)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        t = self.patch_embed(x).flatten(2).transpose(1, 2)
+        t = self.norm0(t)
+        for b in self.blocks:
+            t = b(t)
+        return self.head(self.norm(t).mean(1))
+
+
+def write_unsupported(outdir, seed=77):
+    import onnx
+    d = os.path.join(outdir, "unsupported_windowed")
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    torch.manual_seed(seed)
+    m = TinySwin().eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.Linear):
+                nn.init.trunc_normal_(mod.weight, std=0.02)
+                nn.init.zeros_(mod.bias)
+    mp = os.path.join(d, "model.onnx")
+    torch.onnx.export(m, torch.zeros(1, 3, 32, 32), mp, input_names=["input"], output_names=["logits"],
+                      opset_version=17, do_constant_folding=True)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).numpy()
+    np.save(os.path.join(d, "input.npy"), x)
+    with torch.no_grad():
+        y = m(torch.as_tensor(x)).numpy()
+    np.save(os.path.join(d, "logits.npy"), y)
+    g = onnx.load(mp).graph
+    softmax = [n.name for n in g.node if n.op_type == "Softmax"]
+    # the window partition feeding each attention: the Reshape that produces [nW, ws*ws, C]
+    hist, n_nodes = op_histogram(mp)
+    meta = {
+        "variant": "unsupported_windowed",
+        "description": "Swin-style windowed attention: 32x32 input, patch 4 (8x8 grid of 64 tokens, no CLS), "
+                       "dim 24, 2 heads, 2 blocks; attention inside non-overlapping 4x4 windows (4 windows of "
+                       "16 tokens; the second block on a grid cyclically shifted by 2 with torch.roll), the tokens "
+                       "reshaped into windows [4, 16, 24] before qkv and the softmax; mean pooling, then the head.",
+        "opset": 17,
+        "supported": False,
+        "geometry": {"image_size": [32, 32], "patch": 4, "grid": [8, 8], "num_tokens": 64,
+                     "window": [4, 4], "windows": 4, "tokens_per_window": 16},
+        "attention_softmax_nodes": softmax,
+        "attention_probabilities_shape": [4, 2, 16, 16],
+        "expected_report": {
+            "inspect": "reports the model as unsupported (windowed / non-global attention) and names the "
+                       "offending Softmax node(s) %s (their attention is over 16 tokens in 4 windows, not over "
+                       "the 64 tokens of the sequence), instead of listing attention layers as usable" % softmax,
+            "explain": "fails with a clear error (non-zero exit status) naming the same node; no map written",
+            "why": "METHOD.md assumes one [H,N,N] attention matrix over all N tokens per layer; here A is "
+                   "[nW*H, 16, 16] over windows (its batch axis holds windows, not heads), so reading it as "
+                   "heads over 16 tokens would give a silently wrong map",
+        },
+        "input": {"file": "input.npy", "shape": [1, 3, 32, 32], "dtype": "float32",
+                  "source": "torch.randn(1,3,32,32, generator=torch.Generator().manual_seed(%d))" % seed},
+        "logits": "logits.npy (1,10) float32, for checking that `relprop run` still works on it",
+        "model": {"file": "model.onnx", "bytes": os.path.getsize(mp), "sha256": sha256(mp),
+                  "n_nodes": n_nodes, "op_histogram": hist, "torch": torch.__version__},
+        "generated_by": "/usr/bin/python3 tools/export_variants.py",
+    }
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return d
+
+
+COND_MAX_REL = 2e-4      # float32 vs float64 reference, every map but lrp_full
+COND_MIN_R = 0.9999      # lrp_full float32 vs float64 Pearson
+
+
+def conditioning_ok(results):
+    for o64, o32 in results.values():
+        for m in ref.METHODS:
+            if m != "lrp_full" and ref.rel_err(o32[m], o64[m]) > COND_MAX_REL:
+                return False
+        if ref.pearson(o32["lrp_full"], o64["lrp_full"]) < COND_MIN_R:
+            return False
+    return True
+
+
+def make(name, max_tries=20):
+    """Seeds base, base+1, ...: the first whose maps are well conditioned
+    (a float32 implementation can match the float64 expected maps to 1e-3
+    with margin) and whose second class has a non-zero attn_gradcam map."""
+    base = 1000 + 100 * sorted(VARIANTS).index(name)
+    tried = []
+    for seed in range(base, base + max_tries):
+        model, _ = build(name, seed)
+        H, W = model.img_size
+        x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(seed)).numpy()
+        calibrate_head(model, x)
+        with torch.no_grad():
+            y = model.float()(torch.as_tensor(x))[0].numpy()
+        classes = choose_classes(model, x, y)
+        results = expected_for(model, x, classes)
+        tried.append(seed)
+        if np.any(results[classes[1]][0]["attn_gradcam"]) and conditioning_ok(results):
+            return model, seed, x, classes, results, tried
+        print("  %s: seed %d rejected" % (name, seed), file=sys.stderr)
+    raise SystemExit("%s: no well-conditioned seed in %d tries" % (name, max_tries))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "variants"))
+    ap.add_argument("--only", default="", help="comma-separated subset of variants")
+    ap.add_argument("--stats", action="store_true", help="print map statistics only, write nothing")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    names = [n for n in VARIANTS if not a.only or n in a.only.split(",")]
+    os.makedirs(a.out, exist_ok=True)
+    for name in names:
+        model, seed, x, classes, results, tried = make(name)
+        if a.stats:
+            for C in classes:
+                o64, o32 = results[C]
+                st = map_stats(o64)
+                print(name, C, "attn row max %.3f" % st["last_attn_mean_row_max"],
+                      "logit %.2f" % np.abs(o64["logits"]).max(),
+                      " ".join("%s:pk%.1f/s%.2f/z%d/c%.0e" % (m[:8], st[m]["peak_over_mean"], st[m]["spread"], st[m]["n_zero"],
+                                                        ref.rel_err(o32[m], o64[m])) for m in ref.METHODS),
+                      "lrpfull_r %.5f" % ref.pearson(o32["lrp_full"], o64["lrp_full"]))
+            c0, c1 = classes
+            print("   class maps corr (trans_attr) %.3f" % ref.pearson(results[c0][0]["transformer_attribution"],
+                                                                   results[c1][0]["transformer_attribution"]))
+            continue
+        for op in OPSETS:
+            d = write_fixture(name, model, seed, x, classes, results, op, a.out, tried)
+            print("wrote", d, file=sys.stderr)
+    if not a.stats and (not a.only or "unsupported_windowed" in a.only.split(",")):
+        print("wrote", write_unsupported(a.out), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

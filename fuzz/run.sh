@@ -3,7 +3,8 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]     (default 60 s; targets fuzz_model fuzz_readers fuzz_ops)
 # Environment: FUZZ_BUILD (build dir, default build-fuzz), FUZZ_PARALLEL=1 to
 # run the targets side by side instead of one after the other, FUZZ_NICE
-# (default 19: fuzzers use idle CPU only), FUZZ_RSS_MB (default 2048).
+# (default 19: fuzzers use idle CPU only), FUZZ_RSS_MB (default 2048),
+# FUZZ_FORK (parallel jobs per target, default 1).
 # Findings are copied to fuzz/crashes/<target>/; the growing corpus is kept
 # in $FUZZ_BUILD/corpus/<target> between runs; each run's log and figures
 # are in $FUZZ_BUILD/logs/<target>.log. Exit status 1 if anything was found.
@@ -25,11 +26,12 @@ seeds() {
   rm -rf "$dir"; mkdir -p "$dir"
   case $t in
   fuzz_model)
-    # The oracle ViTs, the exported variants, the loader/CLI fixtures, and a
-    # sample (every 4th) of the ONNX node tests.
+    # The oracle ViTs, the exported variants, the loader/CLI fixtures, the
+    # regression corpus (not the known, unfixed crashers in fuzz/pending/),
+    # and a sample (every 4th) of the ONNX node tests.
     local i=0
     for f in "$root"/tests/oracle/*/model.onnx "$root"/tests/variants/*/model.onnx \
-             $(find "$root/tests/data" "$root/tests/regressions" -name '*.onnx' 2>/dev/null); do
+             $(find "$root/tests/data" "$root/tests/regressions" -name '*.onnx' -not -path '*/pending/*' 2>/dev/null); do
       [ -f "$f" ] && cp "$f" "$dir/seed_$((i++)).onnx"
     done
     local k=0
@@ -69,6 +71,8 @@ run_one() {
   local maxlen=4096
   [ "$t" = fuzz_model ] && maxlen=2200000
   [ "$t" = fuzz_ops ] && maxlen=512
+  local dict=()
+  [ "$t" = fuzz_model ] && dict=(-dict="$root/fuzz/onnx.dict")
   echo "fuzz/run.sh: $t for ${secs}s (log $log)"
   # Fork mode keeps going after a crash, leak, OOM or timeout and saves
   # each input under -artifact_prefix. ASan returns NULL (as malloc would)
@@ -77,7 +81,7 @@ run_one() {
   ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=1024:detect_leaks=1:abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   nice -n "$nice_level" "$out/$t" "$corpus" "$out/seeds/$t" \
-      -fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+      -fork="${FUZZ_FORK:-1}" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 "${dict[@]}" \
       -max_total_time="$secs" -timeout=30 -rss_limit_mb="$rss" -max_len=$maxlen \
       -artifact_prefix="$out/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
   local found=0 a

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "relprop/relprop.h"
+#include "support/json_file.h"
 
 static const char *cases[] = {
     RELPROP_SOURCE_DIR "/tests/oracle/fmnist_vit_s__timm17",
@@ -22,22 +23,6 @@ static const char *cases[] = {
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
-static cJSON *read_json(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
 
 static int json_int(const cJSON *obj, const char *a, const char *b)
 {
@@ -64,7 +49,7 @@ START_TEST(test_logits)
     }
     char path[1024];
     snprintf(path, sizeof path, "%s/meta.json", dir);
-    cJSON *meta = read_json(path);
+    cJSON *meta = json_file_read(path);
     ck_assert_msg(meta != NULL, "cannot read %s", path);
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(meta, "inputs");
     ck_assert(cJSON_IsArray(inputs));
@@ -118,7 +103,7 @@ START_TEST(test_structure)
         return;
     char path[1024];
     snprintf(path, sizeof path, "%s/meta.json", dir);
-    cJSON *meta = read_json(path);
+    cJSON *meta = json_file_read(path);
     ck_assert(meta != NULL);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(meta, "model");
     int depth = json_int(model, "depth", NULL), heads = json_int(model, "num_heads", NULL);

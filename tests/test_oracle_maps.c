@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "relprop/relprop.h"
+#include "support/json_file.h"
 
 typedef struct oracle_case {
     const char *dir;
@@ -37,22 +38,6 @@ static const oracle_case cases[] = {
 #define REL_AIM 1e-3
 #define PEARSON_LIMIT 0.99
 
-static cJSON *read_json(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
 
 /* max|a-b| / max|b| over finite b; an all-NaN expected map accepts all zeros. */
 static double rel_error(const float *a, const float *b, int64_t n)
@@ -142,7 +127,7 @@ START_TEST(test_case_maps)
         return;
     }
     snprintf(path, sizeof path, "%s/meta.json", oc->dir);
-    cJSON *meta = read_json(path);
+    cJSON *meta = json_file_read(path);
     ck_assert_msg(meta != NULL, "cannot read %s", path);
     rp_error err = {0};
     rp_model *m = NULL;

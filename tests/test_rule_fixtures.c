@@ -8,6 +8,7 @@
  * the case. */
 #include <cjson/cJSON.h>
 
+#include "support/json_file.h"
 #include "test_rules_harness.h"
 
 #define FIXTURES RELPROP_SOURCE_DIR "/tests/data/rules"
@@ -15,19 +16,7 @@
 /* The manifest, or NULL. No Check assertion here: main calls it too. */
 static cJSON *load_manifest(void)
 {
-    FILE *f = fopen(FIXTURES "/manifest.json", "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
+    return json_file_read(FIXTURES "/manifest.json");
 }
 
 static cJSON *manifest(void)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "relprop/relprop.h"
+#include "support/json_file.h"
 
 #define VARIANTS RELPROP_SOURCE_DIR "/tests/variants"
 #define REL_LIMIT 1e-3
@@ -24,22 +25,6 @@
 static char *names[64];
 static int n_names;
 
-static cJSON *read_json(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    buf[got] = 0;
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
 
 static const cJSON *get(const cJSON *o, const char *a, const char *b)
 {
@@ -87,7 +72,7 @@ START_TEST(test_variant)
     char dir[1024], path[1200];
     snprintf(dir, sizeof dir, "%s/%s", VARIANTS, name);
     snprintf(path, sizeof path, "%s/meta.json", dir);
-    cJSON *meta = read_json(path);
+    cJSON *meta = json_file_read(path);
     ck_assert_msg(meta != NULL, "cannot read %s", path);
     const cJSON *supported = cJSON_GetObjectItemCaseSensitive(meta, "supported");
     rp_error err = {0};

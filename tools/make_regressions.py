@@ -481,6 +481,8 @@ FUZZ = [
     # move the model to fuzz/model/ and drop the bug- once fixed.
     ("bug-inspect", "fuzz/pending/gemm_required_input_omitted.onnx", None, "n0.*(missing|required|omitted|input)",
      "Gemm with its required input B omitted (''): NULL dereference in matmul.c prepare"),
+    ("bug-inspect", "fuzz/pending/einsum_operand_omitted.onnx", None, "n0.*(missing|required|omitted|input)",
+     "Einsum with its second operand omitted (''): NULL dereference in matmul.c:551 einsum_prepare"),
     ("any-inspect", "fuzz/pending/cast_float_to_int_overflow.onnx", None, ".",
      "CastLike of 1e30 to int64 (UB: float-cast-overflow, elementwise.c:344)"),
     ("any-inspect", "fuzz/pending/elementwise_199_float_to_int.onnx", None, ".",

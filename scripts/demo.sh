@@ -5,7 +5,7 @@ set -euo pipefail
 relprop=${1:-build/relprop}
 cd "$(dirname "$0")/.."
 model=models/fmnist_vit.onnx
-image=${DEMO_IMAGE:-samples/demo.png}
+image=${DEMO_IMAGE:-samples/ankleboot_trouser.png}
 out=${DEMO_OUT:-demo_out}
 "$relprop" explain --onnx "$model" --image "$image" --top-classes 2 \
   --method transformer_attribution --method rollout --method lrp_full \

@@ -475,14 +475,18 @@ case("explain", ORACLE, dht, "corrupt", "JPEG DHT with 945 codes (stb writes pas
 FUZZ = [
     ("explain", ORACLE, "fuzz/img/jpeg_huffman_table_undefined.jpg", "corrupt",
      "JPEG scan using an undefined Huffman table (stb reads past maxcode[18])"),
-    ("bug-explain", ORACLE, "fuzz/img/bmp_100_bytes_declaring_1048676x100.bmp", "truncated|corrupt|too large",
+    ("explain", ORACLE, "fuzz/img/bmp_100_bytes_declaring_1048676x100.bmp", "truncated|corrupt|too large|claims",
      "100-byte BMP declaring 1048676x100 pixels (garbage compression field): decoded as a fill, 630 MB, 6 s"),
     # Known bugs outside the loader, reported (tests/regressions/fuzz/pending/);
     # move the model to fuzz/model/ and drop the bug- once fixed.
-    ("bug-inspect", "fuzz/pending/gemm_required_input_omitted.onnx", None, "n0.*(missing|required|omitted|input)",
+    ("inspect", "fuzz/model/gemm_required_input_omitted.onnx", None, "n0.*(missing|required|omitted|input)",
      "Gemm with its required input B omitted (''): NULL dereference in matmul.c prepare"),
-    ("bug-inspect", "fuzz/pending/einsum_operand_omitted.onnx", None, "n0.*(missing|required|omitted|input)",
+    ("inspect", "fuzz/model/einsum_operand_omitted.onnx", None, "n0.*(missing|required|omitted|input)",
      "Einsum with its second operand omitted (''): NULL dereference in matmul.c:551 einsum_prepare"),
+    ("inspect", "fuzz/model/conv_input_named_nul.onnx", None, "NUL byte",
+     "Conv input named '\\0' (fuzz_model): was cut to '' = omitted, then a NULL dereference in conv.c:57"),
+    ("inspect", "fuzz/model/gemm_input_named_nul.onnx", None, "NUL byte",
+     "Gemm input named '\\0' (fuzz_model): was cut to '' = omitted, then a NULL dereference in matmul.c:67"),
     ("any-inspect", "fuzz/pending/cast_float_to_int_overflow.onnx", None, ".",
      "CastLike of 1e30 to int64 (UB: float-cast-overflow, elementwise.c:344)"),
     ("any-inspect", "fuzz/pending/elementwise_199_float_to_int.onnx", None, ".",

@@ -1041,8 +1041,22 @@ fail:
 
 typedef enum pb_msg {
     PB_NONE, PB_MODEL, PB_TRAINING, PB_FUNCTION, PB_GRAPH, PB_NODE, PB_ATTR, PB_VALUE_INFO, PB_TYPE,
-    PB_TYPE_SEQ, PB_TYPE_MAP, PB_TYPE_OPT
+    PB_TYPE_SEQ, PB_TYPE_MAP, PB_TYPE_OPT, PB_TENSOR
 } pb_msg;
+
+/* Strings that name values and ops: protobuf-c hands them over as C strings,
+ * so an embedded NUL would silently cut the name ("\0x" becoming "", an
+ * omitted input). Refused instead. */
+static bool pb_is_name(pb_msg m, uint64_t field)
+{
+    switch (m) {
+    case PB_NODE: return field <= 4 || field == 7; /* input, output, name, op_type, domain */
+    case PB_VALUE_INFO: return field == 1;
+    case PB_TENSOR: return field == 8;
+    case PB_GRAPH: return field == 2;
+    default: return false;
+    }
+}
 
 /* The message type of field `field` of a `m`, where it can lead back to a
  * recursive message; PB_NONE for scalars, strings and leaf messages. */
@@ -1052,7 +1066,8 @@ static pb_msg pb_child(pb_msg m, uint64_t field)
     case PB_MODEL: return field == 7 ? PB_GRAPH : field == 20 ? PB_TRAINING : field == 25 ? PB_FUNCTION : PB_NONE;
     case PB_TRAINING: return field == 1 || field == 2 ? PB_GRAPH : PB_NONE;
     case PB_FUNCTION: return field == 7 ? PB_NODE : field == 11 ? PB_ATTR : PB_NONE;
-    case PB_GRAPH: return field == 1 ? PB_NODE : field >= 11 && field <= 13 ? PB_VALUE_INFO : PB_NONE;
+    case PB_GRAPH:
+        return field == 1 ? PB_NODE : field >= 11 && field <= 13 ? PB_VALUE_INFO : field == 5 ? PB_TENSOR : PB_NONE;
     case PB_NODE: return field == 5 ? PB_ATTR : PB_NONE;
     case PB_ATTR: return field == 6 || field == 11 ? PB_GRAPH : field == 14 || field == 15 ? PB_TYPE : PB_NONE;
     case PB_VALUE_INFO: return field == 2 ? PB_TYPE : PB_NONE;
@@ -1077,7 +1092,7 @@ static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return false;
 }
 
-typedef enum pb_walk { PB_WALK_OK, PB_WALK_MALFORMED, PB_WALK_TOO_DEEP } pb_walk;
+typedef enum pb_walk { PB_WALK_OK, PB_WALK_MALFORMED, PB_WALK_TOO_DEEP, PB_WALK_NUL_NAME } pb_walk;
 
 static pb_walk pb_check(const uint8_t *p, const uint8_t *end, pb_msg m, int depth)
 {
@@ -1105,6 +1120,8 @@ static pb_walk pb_check(const uint8_t *p, const uint8_t *end, pb_msg m, int dept
         case 2: {
             if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
                 return PB_WALK_MALFORMED;
+            if (pb_is_name(m, tag >> 3) && memchr(p, 0, (size_t)v))
+                return PB_WALK_NUL_NAME;
             pb_msg c = pb_child(m, tag >> 3);
             if (c != PB_NONE) {
                 pb_walk w = pb_check(p, p + v, c, depth + 1);
@@ -1154,6 +1171,10 @@ rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path,
         st = rp_fail(err, RP_ERR_FORMAT,
                      "messages nested more than %d deep (graphs inside graph attributes, or types inside "
                      "types); refused before parsing", PB_MAX_DEPTH);
+        goto fail;
+    }
+    if (w == PB_WALK_NUL_NAME) {
+        st = rp_fail(err, RP_ERR_FORMAT, "a node, value or tensor name contains a NUL byte");
         goto fail;
     }
     mp = w == PB_WALK_OK ? onnx__model_proto__unpack(NULL, len, buf) : NULL;

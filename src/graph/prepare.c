@@ -50,6 +50,14 @@ static rp_status resolve_op(const rp_graph *g, rp_node *n, rp_error *err)
                  n->op->min_in, n->op->max_in, n->op->min_out, n->op->max_out);
         return node_fail(g, n, err, RP_ERR_FORMAT, msg);
     }
+    /* Kernels may assume required operands are there: an omitted one (an
+     * empty name in the file) is the model's error, not a NULL to chase. */
+    bool variadic = n->op->max_in > 16;
+    for (int k = 0; k < (variadic ? n->n_in : nin); k++)
+        if (n->in[k] < 0 && (k < n->op->min_in || variadic)) {
+            snprintf(msg, sizeof msg, "input %d is required but omitted (empty name)", k);
+            return node_fail(g, n, err, RP_ERR_FORMAT, msg);
+        }
     for (int k = 0; k < n->n_attr; k++)
         if (n->attr[k].type == RP_ATTR_GRAPH) {
             snprintf(msg, sizeof msg, "attribute '%s' holds a subgraph; control flow is not supported", n->attr[k].name);

@@ -341,6 +341,9 @@ static rp_status load_pnm(const char *path, const uint8_t *b, size_t n, rp_image
     return RP_OK;
 }
 
+/* 64 Mpx: above any camera's 8-bit output that a ViT would be shown. */
+#define RP_IMAGE_MAX_PIXELS ((int64_t)1 << 26)
+
 /* PNG, JPEG, BMP through stb, into RGB as PIL's convert("RGB"). */
 static rp_status load_stb(const char *path, img_format fmt, const uint8_t *b, size_t n, int bmp16, rp_image *out,
                           rp_error *err)
@@ -353,6 +356,12 @@ static rp_status load_stb(const char *path, img_format fmt, const uint8_t *b, si
      * negative, as its header has it; the decoder returns it positive. */
     if (w == 0 || h == 0)
         return rp_fail(err, RP_ERR_FORMAT, "%s: zero-size image (%dx%d)", path, w, h);
+    /* Headers can claim sizes their bytes do not hold (stb fills the rest):
+     * refuse what no camera makes before decoding a few bytes into gigabytes. */
+    int64_t pixels = (int64_t)(w < 0 ? -w : w) * (h < 0 ? -h : h);
+    if (pixels > RP_IMAGE_MAX_PIXELS)
+        return rp_fail(err, RP_ERR_VALUE, "%s: the header claims %dx%d pixels, more than the %lld relprop accepts",
+                       path, w < 0 ? -w : w, h < 0 ? -h : h, (long long)RP_IMAGE_MAX_PIXELS);
 
     rp_status st = RP_OK;
     /* A 16-bit gray PNG is PIL's mode "I": convert("RGB") clips values at

@@ -546,6 +546,9 @@ static rp_status einsum_prepare(rp_kctx *c)
     int n_ops = c->n_in;
     if (n_ops < 1 || n_ops > ES_MAX_OPS - 1)
         return rp_kfail(c, RP_ERR_UNSUPPORTED, "%d operands (1 to %d supported)", n_ops, ES_MAX_OPS - 1);
+    for (int i = 0; i < n_ops; i++)
+        if (!c->in[i])
+            return rp_kfail(c, RP_ERR_FORMAT, "operand %d is omitted (empty name); every operand is required", i);
     rp_dtype dt = c->in[0]->dtype;
     for (int i = 0; i < n_ops; i++) {
         if (!is_blas_dtype(c->in[i]->dtype))

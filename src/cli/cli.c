@@ -264,3 +264,127 @@ int load_model(const char *path, const char *max_memory, bool no_check_finite, r
     }
     return 0;
 }
+
+/* ---- preprocessing flags over model metadata over the model's input size ---- */
+
+static int parse_floats3(const char *s, const char *what, float *out)
+{
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        out[i] = strtof(s, &end);
+        if (errno || end == s || (i < 2 && *end != ',') || (i == 2 && *end))
+            return failf("%s must be three comma-separated numbers, got '%s'", what, s);
+        s = end + 1;
+    }
+    return 0;
+}
+
+static int parse_size(const char *s, const char *what, int *h, int *w)
+{
+    char *end;
+    long a = strtol(s, &end, 10), b = a;
+    if (*end == ',')
+        b = strtol(end + 1, &end, 10);
+    if (*end || a < 1 || b < 1 || a > 65536 || b > 65536)
+        return failf("%s must be N or H,W (positive), got '%s'", what, s);
+    *h = (int)a;
+    *w = (int)b;
+    return 0;
+}
+
+int resolve_preprocess(const preprocess_flags *a, rp_model *m, rp_preprocess *pre, const char **source)
+{
+    rp_error err = {0};
+    bool found = false;
+    const rp_tensor *x = rp_model_input_info(m, 0);
+    if (a->preset) {
+        if (rp_preprocess_preset(a->preset, pre, &err))
+            return fail(err.msg);
+        *source = "preset";
+    } else if (rp_model_preprocess(m, pre, &found, &err)) {
+        return fail(err.msg);
+    } else if (found) {
+        *source = "model metadata";
+    } else {
+        memset(pre, 0, sizeof *pre);
+        pre->resize_h = x->rank == 4 ? (int)x->dims[2] : 0;
+        pre->resize_w = x->rank == 4 ? (int)x->dims[3] : 0;
+        pre->interp = RP_INTERP_BILINEAR;
+        for (int c = 0; c < 3; c++)
+            pre->mean[c] = pre->std[c] = 0.5f;
+        *source = "default (resize to the model's input, mean = std = 0.5)";
+    }
+    int rc = 0, h, w;
+    if (a->resize) {
+        if ((rc = parse_size(a->resize, "--resize", &h, &w)))
+            return rc;
+        bool single = !strchr(a->resize, ',');
+        pre->resize = single ? h : 0;
+        pre->resize_h = single ? 0 : h;
+        pre->resize_w = single ? 0 : w;
+        *source = "options";
+    }
+    if (a->crop) {
+        if ((rc = parse_size(a->crop, "--crop", &h, &w)))
+            return rc;
+        pre->crop_h = h;
+        pre->crop_w = w;
+        *source = "options";
+    }
+    if (a->interp) {
+        if (strcmp(a->interp, "bilinear") == 0)
+            pre->interp = RP_INTERP_BILINEAR;
+        else if (strcmp(a->interp, "bicubic") == 0)
+            pre->interp = RP_INTERP_BICUBIC;
+        else if (strcmp(a->interp, "nearest") == 0)
+            pre->interp = RP_INTERP_NEAREST;
+        else
+            return failf("--interpolation must be bilinear, bicubic or nearest, got '%s'%s", a->interp, "");
+    }
+    if ((a->mean && (rc = parse_floats3(a->mean, "--mean", pre->mean))) ||
+        (a->std && (rc = parse_floats3(a->std, "--std", pre->std))))
+        return rc;
+    for (int c = 0; c < 3; c++)
+        if (!(pre->std[c] > 0))
+            return fail("--std values must be positive");
+    return 0;
+}
+
+void stem_of(const char *path, char *out, size_t len)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(out, len, "%s", base);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out)
+        *dot = 0;
+}
+
+int write_text(const char *path, const char *text)
+{
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return failf("%s: cannot write: %s", path, strerror(errno));
+    bool ok = fputs(text, f) >= 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        return failf("%s: cannot write: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+void progress(int done, int total, const char *name)
+{
+    int width = 30, filled = total ? done * width / total : width;
+    fprintf(stderr, "\r[");
+    for (int i = 0; i < width; i++)
+        fputc(i < filled ? '#' : '.', stderr);
+    fprintf(stderr, "] %d/%d %-40.40s", done, total, name);
+    if (done == total)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+

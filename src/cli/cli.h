@@ -64,6 +64,20 @@ int parse_bytes(const char *s, const char *what, int64_t *out);
  * open and prepare. */
 int load_model(const char *path, const char *max_memory, bool no_check_finite, rp_model **out);
 
+/* Preprocessing from flags (any may be NULL), else the model's relprop.*
+ * metadata, else a resize to the model's input size, bilinear, mean = std =
+ * 0.5. *source says which. */
+typedef struct preprocess_flags {
+    const char *preset, *resize, *crop, *interp, *mean, *std;
+} preprocess_flags;
+int resolve_preprocess(const preprocess_flags *f, rp_model *m, rp_preprocess *pre, const char **source);
+/* "dir/cat.png" → "cat". */
+void stem_of(const char *path, char *out, size_t len);
+/* Write text to path atomically (temporary file + rename). */
+int write_text(const char *path, const char *text);
+/* A progress bar on stderr: [####....] done/total name. */
+void progress(int done, int total, const char *name);
+
 int cmd_run(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_explain(int argc, char **argv);

@@ -70,7 +70,7 @@ static const char *usage_explain =
 
 typedef struct explain_args {
     const char *onnx, *outdir, *labels_path, *dump, *rules, *shard;
-    const char *preset, *resize, *crop, *interp, *mean, *std;
+    preprocess_flags pre;
     bool panel, force, check_conservation;
     double conservation_tolerance;
     rp_rule_registry *registry;
@@ -97,105 +97,14 @@ typedef struct job {
     rp_token_layout layout;
 } job;
 
-/* "a,b,c" → 3 floats; "N" or "H,W" → ints. */
-static int parse_floats3(const char *s, const char *what, float *out)
+static int job_preprocess(job *j)
 {
-    char *end;
-    for (int i = 0; i < 3; i++) {
-        errno = 0;
-        out[i] = strtof(s, &end);
-        if (errno || end == s || (i < 2 && *end != ',') || (i == 2 && *end))
-            return failf("%s must be three comma-separated numbers, got '%s'", what, s);
-        s = end + 1;
-    }
-    return 0;
-}
-
-static int parse_size(const char *s, const char *what, int *h, int *w)
-{
-    char *end;
-    long a = strtol(s, &end, 10), b = a;
-    if (*end == ',')
-        b = strtol(end + 1, &end, 10);
-    if (*end || a < 1 || b < 1 || a > 65536 || b > 65536)
-        return failf("%s must be N or H,W (positive), got '%s'", what, s);
-    *h = (int)a;
-    *w = (int)b;
-    return 0;
-}
-
-static int resolve_preprocess(job *j)
-{
-    const explain_args *a = j->a;
-    rp_error err = {0};
-    bool found = false;
-    const rp_tensor *x = rp_model_input_info(j->m, 0);
-    if (a->preset) {
-        if (rp_preprocess_preset(a->preset, &j->pre, &err))
-            return fail(err.msg);
-        j->pre_source = "preset";
-    } else if (rp_model_preprocess(j->m, &j->pre, &found, &err)) {
-        return fail(err.msg);
-    } else if (found) {
-        j->pre_source = "model metadata";
-    } else {
-        memset(&j->pre, 0, sizeof j->pre);
-        j->pre.resize_h = x->rank == 4 ? (int)x->dims[2] : 0;
-        j->pre.resize_w = x->rank == 4 ? (int)x->dims[3] : 0;
-        j->pre.interp = RP_INTERP_BILINEAR;
-        for (int c = 0; c < 3; c++)
-            j->pre.mean[c] = j->pre.std[c] = 0.5f;
-        j->pre_source = "default (resize to the model's input, mean = std = 0.5)";
-    }
-    int rc = 0, h, w;
-    if (a->resize) {
-        if ((rc = parse_size(a->resize, "--resize", &h, &w)))
-            return rc;
-        bool single = !strchr(a->resize, ',');
-        j->pre.resize = single ? h : 0;
-        j->pre.resize_h = single ? 0 : h;
-        j->pre.resize_w = single ? 0 : w;
-        j->pre_source = "options";
-    }
-    if (a->crop) {
-        if ((rc = parse_size(a->crop, "--crop", &h, &w)))
-            return rc;
-        j->pre.crop_h = h;
-        j->pre.crop_w = w;
-        j->pre_source = "options";
-    }
-    if (a->interp) {
-        if (strcmp(a->interp, "bilinear") == 0)
-            j->pre.interp = RP_INTERP_BILINEAR;
-        else if (strcmp(a->interp, "bicubic") == 0)
-            j->pre.interp = RP_INTERP_BICUBIC;
-        else if (strcmp(a->interp, "nearest") == 0)
-            j->pre.interp = RP_INTERP_NEAREST;
-        else
-            return failf("--interpolation must be bilinear, bicubic or nearest, got '%s'%s", a->interp, "");
-    }
-    if ((a->mean && (rc = parse_floats3(a->mean, "--mean", j->pre.mean))) ||
-        (a->std && (rc = parse_floats3(a->std, "--std", j->pre.std))))
-        return rc;
-    for (int c = 0; c < 3; c++)
-        if (!(j->pre.std[c] > 0))
-            return fail("--std values must be positive");
-    return 0;
+    return resolve_preprocess(&j->a->pre, j->m, &j->pre, &j->pre_source);
 }
 
 static const char *interp_name(rp_interp i)
 {
     return i == RP_INTERP_BICUBIC ? "bicubic" : i == RP_INTERP_NEAREST ? "nearest" : "bilinear";
-}
-
-/* "dir/cat.png" → "cat". */
-static void stem_of(const char *path, char *out, size_t len)
-{
-    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    snprintf(out, len, "%s", base);
-    char *dot = strrchr(out, '.');
-    if (dot && dot != out)
-        *dot = 0;
 }
 
 static cJSON *tensor_stats(const rp_tensor *t)
@@ -215,23 +124,6 @@ static cJSON *tensor_stats(const rp_tensor *t)
     cJSON_AddNumberToObject(o, "max", hi);
     cJSON_AddNumberToObject(o, "sum", sum);
     return o;
-}
-
-/* Write text to path atomically (temporary file + rename). */
-static int write_text(const char *path, const char *text)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return failf("%s: cannot write: %s", path, strerror(errno));
-    bool ok = fputs(text, f) >= 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return failf("%s: cannot write: %s", path, strerror(errno));
-    }
-    return 0;
 }
 
 static int write_npy(const char *path, const rp_tensor *t)
@@ -541,18 +433,6 @@ static int read_list(const char *list, input_item **items, int *n, int *cap)
     return rc;
 }
 
-static void progress(int done, int total, const char *name)
-{
-    int width = 30, filled = total ? done * width / total : width;
-    fprintf(stderr, "\r[");
-    for (int i = 0; i < width; i++)
-        fputc(i < filled ? '#' : '.', stderr);
-    fprintf(stderr, "] %d/%d %-40.40s", done, total, name);
-    if (done == total)
-        fputc('\n', stderr);
-    fflush(stderr);
-}
-
 int cmd_explain(int argc, char **argv)
 {
     explain_args a = {.outdir = "relprop_out", .top = 5};
@@ -568,9 +448,9 @@ int cmd_explain(int argc, char **argv)
         OPT("--top-classes", NULL, &topc_s), OPT_LIST("--method", method_s, n_method),
         OPT("--start-layer", NULL, &start_s), OPT("--rules", NULL, &a.rules), OPT("--output", "-o", &a.outdir),
         OPT("--labels", NULL, &a.labels_path), OPT("--top", NULL, &top_s), OPT_FLAG("--panel", &panel),
-        OPT("--dump-intermediates", NULL, &a.dump), OPT("--preset", NULL, &a.preset), OPT("--resize", NULL, &a.resize),
-        OPT("--crop", NULL, &a.crop), OPT("--interpolation", NULL, &a.interp), OPT("--mean", NULL, &a.mean),
-        OPT("--std", NULL, &a.std), OPT_FLAG("--force", &force), OPT("--max-memory", NULL, &max_memory),
+        OPT("--dump-intermediates", NULL, &a.dump), OPT("--preset", NULL, &a.pre.preset), OPT("--resize", NULL, &a.pre.resize),
+        OPT("--crop", NULL, &a.pre.crop), OPT("--interpolation", NULL, &a.pre.interp), OPT("--mean", NULL, &a.pre.mean),
+        OPT("--std", NULL, &a.pre.std), OPT_FLAG("--force", &force), OPT("--max-memory", NULL, &max_memory),
         OPT_FLAG("--no-check-finite", &no_finite), OPT("--threads", NULL, &threads_s),
         OPT_LIST("--plugin", plugin_s, n_plugin), OPT_FLAG("--check-conservation", &check_cons),
         OPT("--conservation-tolerance", NULL, &tol_s),
@@ -668,7 +548,7 @@ int cmd_explain(int argc, char **argv)
         goto done;
     }
     if (n_image > 0 || list) {
-        if ((rc = resolve_preprocess(&j)))
+        if ((rc = job_preprocess(&j)))
             goto done;
     }
     cap = n_image + n_tensor;

@@ -23,7 +23,7 @@ check() {
   fi
 }
 cd "$src/tests"
-for t in test_loader test_rules test_maps test_elementwise test_shape_ops; do
+for t in test_loader test_rules test_maps test_elementwise test_shape_ops test_eval; do
   [ -x "$build/tests/$t" ] || { echo "missing $build/tests/$t"; failed=$((failed + 1)); continue; }
   check "$t" env CK_FORK=no "${vg[@]}" "$build/tests/$t"
 done

@@ -280,10 +280,9 @@ static Onnx__ModelProto *build(arena *a, bytes *b)
             unsigned how = take(b, 8);
             if (how < 3 || n_names >= 60 || g->n_initializer >= 60) {
                 np->input[i] = astr(a, names[take(b, (unsigned)n_names)]);
-            } else if (how == 7 && i >= op->min_in) {
-                /* Omitted optional input. (Omitting a required one crashed
-                 * prepare — tests/regressions/fuzz/pending/; kept out of the
-                 * mix until prepare.c refuses it, so the fuzzer goes deeper.) */
+            } else if (how == 7) {
+                /* Omitted input: optional ones are legal, required ones must
+                 * be refused by prepare (they once crashed it). */
                 np->input[i] = astr(a, "");
             } else {
                 char cn[16];

@@ -94,6 +94,10 @@ expect_error "explain without attention" "no Conv reads the image|no attention l
 "$relprop" inspect --onnx "$oracle/model.onnx" --rules paper >"$tmp/stdout" 2>&1 \
   && grep -q "node '/blocks.0/attn/qkv/MatMul' (MatMul): linear -> alpha_beta" "$tmp/stdout" \
   && grep -q "node '/patch_embed/proj/Conv' (Conv): first_conv -> zb" "$tmp/stdout" && ok || ko "inspect --rules: $(tail -5 "$tmp/stdout")"
+# torch's op-by-op exact GELU (Div, Erf, Add, Mul, Mul) runs as one Gelu node,
+# and relevance crosses it as before (an identity, with the bias Add before it).
+grep -q "fused: 4 exact GELUs" "$tmp/stdout" && grep -q "node '/blocks.0/mlp/act/Mul_1' (Gelu): region -> identity" "$tmp/stdout" \
+  && grep -q "node '/blocks.0/mlp/act/Erf' (Erf): none" "$tmp/stdout" && ok || ko "GELU fusion: $(grep -m3 -i gelu "$tmp/stdout")"
 
 # --- images: the main job's inputs ---
 fm=$src/models/fmnist_vit.onnx

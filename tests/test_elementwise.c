@@ -412,6 +412,68 @@ START_TEST(castlike_takes_second_dtype)
 }
 END_TEST
 
+/* Float to integer out of range, NaN and infinities: saturated (NaN to 0;
+ * src/core/convert.h), where C's conversion is undefined (the fuzzers'
+ * finds: CastLike of 1e30 to int64, an int64 Pow with exponent 1e30). */
+START_TEST(cast_and_pow_saturate)
+{
+    const float x[] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 300.7f, -300.7f};
+    static const struct { rp_dtype to; int64_t want[7]; } rows[] = {
+        {RP_INT64, {0, INT64_MAX, INT64_MIN, INT64_MAX, INT64_MIN, 300, -300}},
+        {RP_INT32, {0, INT32_MAX, INT32_MIN, INT32_MAX, INT32_MIN, 300, -300}},
+        {RP_INT16, {0, INT16_MAX, INT16_MIN, INT16_MAX, INT16_MIN, 300, -300}},
+        {RP_INT8, {0, INT8_MAX, INT8_MIN, INT8_MAX, INT8_MIN, INT8_MAX, INT8_MIN}},
+        {RP_UINT8, {0, UINT8_MAX, 0, UINT8_MAX, 0, UINT8_MAX, 0}},
+        {RP_UINT16, {0, UINT16_MAX, 0, UINT16_MAX, 0, 300, 0}},
+        {RP_UINT32, {0, UINT32_MAX, 0, UINT32_MAX, 0, 300, 0}},
+    };
+    kcase k;
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        kc_init(&k, "Cast", 13);
+        kc_attr(&k, "to", RP_ATTR_INT)->i = rows[r].to;
+        kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){7}, x);
+        ck_assert_int_eq(kc_run(&k), RP_OK);
+        for (int i = 0; i < 7; i++)
+            ck_assert_msg(rp_tensor_get_i64(&k.out[0], i) == rows[r].want[i], "to %s, element %d: %lld",
+                          rp_dtype_name(rows[r].to), i, (long long)rp_tensor_get_i64(&k.out[0], i));
+        kc_free(&k);
+    }
+    /* uint64 from double, through CastLike */
+    const double xd[] = {NAN, 1e300, -5, 7.9};
+    const uint64_t like = 0;
+    kc_init(&k, "CastLike", 19);
+    kc_input(&k, 0, RP_DOUBLE, 1, (int64_t[]){4}, xd);
+    kc_input(&k, 1, RP_UINT64, 0, (int64_t[]){0}, &like);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    const uint64_t *yu = k.out[0].data;
+    ck_assert(yu[0] == 0 && yu[1] == UINT64_MAX && yu[2] == 0 && yu[3] == 7);
+    kc_free(&k);
+
+    /* int64 Pow with a float exponent: 2^1e30 is inf, 2^-inf is 0, (-2)^0.5 is NaN */
+    const int64_t base[] = {2, 2, -2, 3};
+    const float ex[] = {1e30f, -INFINITY, 0.5f, 2};
+    kc_init(&k, "Pow", 15);
+    kc_input(&k, 0, RP_INT64, 1, (int64_t[]){4}, base);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){4}, ex);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    const int64_t *yp = k.out[0].data;
+    ck_assert_int_eq(yp[0], INT64_MAX);
+    ck_assert_int_eq(yp[1], 0);
+    ck_assert_int_eq(yp[2], 0);
+    ck_assert_int_eq(yp[3], 9);
+    kc_free(&k);
+    const int32_t base32[] = {10, -10};
+    const double ex32[] = {20, 21};
+    kc_init(&k, "Pow", 15);
+    kc_input(&k, 0, RP_INT32, 1, (int64_t[]){2}, base32);
+    kc_input(&k, 1, RP_DOUBLE, 1, (int64_t[]){2}, ex32);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(((const int32_t *)k.out[0].data)[0], INT32_MAX);
+    ck_assert_int_eq(((const int32_t *)k.out[0].data)[1], INT32_MIN);
+    kc_free(&k);
+}
+END_TEST
+
 /* ---- one-input ops ---- */
 
 START_TEST(gelu_exact_and_tanh)
@@ -1123,6 +1185,7 @@ static Suite *elementwise_suite(void)
     tcase_add_test(tc, where_broadcasts_three_ways);
     tcase_add_test(tc, cast_float_int64_bool);
     tcase_add_test(tc, castlike_takes_second_dtype);
+    tcase_add_test(tc, cast_and_pow_saturate);
     tcase_add_test(tc, gelu_exact_and_tanh);
     tcase_add_test(tc, unary_dtype_errors);
     tcase_add_test(tc, relu_sigmoid_values);

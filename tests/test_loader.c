@@ -416,6 +416,8 @@ START_TEST(test_hostile_models)
     expect_load_error(REG_DIR "/external/symlink_escape.onnx", RP_ERR_VALUE, "outside the model's folder", NULL);
     expect_load_error(REG_DIR "/external/dotdot_backslash.onnx", RP_ERR_VALUE, "'..'", NULL);
     expect_load_error(REG_DIR "/external/huge_dims.onnx", RP_ERR_IO, "'W'", "too short", NULL);
+    expect_load_error(REG_DIR "/graph/opset99.onnx", RP_ERR_UNSUPPORTED, "opset 99", "newest relprop knows (27)",
+                      NULL);
 
     /* Every truncation of a good model fails cleanly or loads (a cut at a
      * field boundary is a shorter valid message); never anything else. */
@@ -437,6 +439,44 @@ START_TEST(test_hostile_models)
             ck_assert_msg(err.msg[0], "cut at %zu: empty message", cut);
         }
     }
+}
+END_TEST
+
+/* The memory ceiling without --max-memory scales with the model: the larger
+ * of 1 GiB and 64 times its size, at most 16 GiB. A 200-byte model asking
+ * for 2 GiB is refused before the allocation, saying how to raise it. */
+START_TEST(test_default_memory_ceiling)
+{
+    rp_graph *g = load_ok(REG_DIR "/huge/constantofshape_2g.onnx");
+    ck_assert_int_gt(g->model_bytes, 100);
+    ck_assert_int_lt(g->model_bytes, 1000);
+    ck_assert_int_eq(rp_graph_max_bytes(g), (int64_t)1 << 30);
+    rp_error err = {0};
+    ck_assert_int_eq(rp_graph_prepare(g, &err), RP_ERR_NOMEM);
+    ck_assert_msg(strstr(err.msg, "'cos_2g'") && strstr(err.msg, "memory limit of 1073741824 bytes") &&
+                      strstr(err.msg, "--max-memory 3G"),
+                  "%s", err.msg);
+    ck_assert_int_lt(g->used_bytes, (int64_t)1 << 20);
+    int64_t sizes[][2] = {{0, (int64_t)1 << 30},
+                          {(int64_t)16 << 20, (int64_t)1 << 30},             /* 16 MiB: 1 GiB */
+                          {(int64_t)100 << 20, (int64_t)6400 << 20},         /* DeiT-small-ish: 6.25 GiB */
+                          {(int64_t)330 << 20, (int64_t)16 << 30},           /* DeiT-base: capped */
+                          {(int64_t)1200 << 20, (int64_t)16 << 30},          /* ViT-L/16 */
+                          {INT64_MAX / 2, (int64_t)16 << 30}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        g->model_bytes = sizes[i][0];
+        ck_assert_int_eq(rp_graph_max_bytes(g), sizes[i][1]);
+    }
+    g->max_bytes = 12345; /* an explicit ceiling replaces the rule */
+    ck_assert_int_eq(rp_graph_max_bytes(g), 12345);
+    rp_graph_free(g);
+
+    /* External data counts as the model's size. */
+    g = load_ok(EXT_DIR "/model.onnx");
+    struct stat sb;
+    ck_assert_int_eq(stat(EXT_DIR "/model.onnx", &sb), 0);
+    ck_assert_int_gt(g->model_bytes, (int64_t)sb.st_size);
+    rp_graph_free(g);
 }
 END_TEST
 
@@ -1188,6 +1228,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_not_onnx);
     tcase_add_test(tc, test_bad_graphs);
     tcase_add_test(tc, test_hostile_models);
+    tcase_add_test(tc, test_default_memory_ceiling);
     tcase_add_test(tc, test_typed_constants);
     tcase_add_test(tc, test_graph_features);
     tcase_add_test(tc, test_unsorted_graph);

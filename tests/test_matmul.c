@@ -266,6 +266,53 @@ START_TEST(matmul_1d)
 }
 END_TEST
 
+/* K == 0: the operands are empty (data NULL, which no kernel may offset)
+ * and the output is all zeros, the empty sum; the output is poisoned by
+ * kc_run, so every element must be written. Gradients of empty operands
+ * are empty: backward has nothing to do. */
+START_TEST(matmul_empty_k)
+{
+    kcase k;
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_FLOAT, 1, (int64_t[]){0}, NULL);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){0}, NULL);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(k.out[0].rank, 0);
+    ck_assert_float_eq(((float *)k.out[0].data)[0], 0.0f);
+    /* Gradient buffers of empty tensors may still be non-NULL (malloc(0)). */
+    float gy = 1, ga_buf = 7, gb_buf = 7;
+    rp_tensor g = k.out[0], ga = k.in[0], gb = k.in[1];
+    g.data = &gy;
+    ga.data = &ga_buf;
+    gb.data = &gb_buf;
+    rp_tensor *gout[1] = {&g}, *gin[2] = {&ga, &gb};
+    ck_assert_int_eq(rp_op_lookup("MatMul", 13)->backward(&k.ctx, gout, gin), RP_OK);
+    ck_assert(ga_buf == 7 && gb_buf == 7);
+    kc_free(&k);
+
+    double ad = 0;
+    kc_init(&k, "MatMul", 13);
+    kc_input(&k, 0, RP_DOUBLE, 3, (int64_t[]){2, 3, 0}, NULL);
+    kc_input(&k, 1, RP_DOUBLE, 2, (int64_t[]){0, 4}, &ad);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 3, (int64_t[]){2, 3, 4});
+    for (int i = 0; i < 24; i++)
+        ck_assert(((double *)k.out[0].data)[i] == 0.0);
+    kc_free(&k);
+
+    /* Einsum's GEMM path too. */
+    kc_init(&k, "Einsum", 12);
+    kc_string(&k, "equation", "bij,bjk->bik");
+    kc_input(&k, 0, RP_FLOAT, 3, (int64_t[]){2, 3, 0}, NULL);
+    kc_input(&k, 1, RP_FLOAT, 3, (int64_t[]){2, 0, 2}, NULL);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 3, (int64_t[]){2, 3, 2});
+    for (int i = 0; i < 12; i++)
+        ck_assert_float_eq(((float *)k.out[0].data)[i], 0.0f);
+    kc_free(&k);
+}
+END_TEST
+
 START_TEST(matmul_double_and_errors)
 {
     double a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1};
@@ -1203,6 +1250,7 @@ static Suite *suite(void)
     tcase_add_test(t, matmul_batched_broadcast);
     tcase_add_test(t, matmul_vit_projection);
     tcase_add_test(t, matmul_1d);
+    tcase_add_test(t, matmul_empty_k);
     tcase_add_test(t, matmul_double_and_errors);
     tcase_add_test(t, gemm_transposes_and_bias);
     tcase_add_test(t, gemm_rules);

@@ -334,6 +334,49 @@ START_TEST(test_reduce_int64_and_double)
 }
 END_TEST
 
+/* An integer ReduceL2 whose sum of squares wraps negative has no norm: the
+ * NaN of its square root converts to 0 (src/core/convert.h), not to C's
+ * undefined INT64_MIN; a norm past int32's range saturates. */
+START_TEST(test_reduce_l2_integer_overflow)
+{
+    int64_t xi[3] = {3, 4, 4000000000LL};
+    kcase k;
+    kc_init(&k, "ReduceL2", 13);
+    kc_attr_int(&k, "keepdims", 0);
+    kc_input(&k, 0, RP_INT64, 1, (int64_t[]){2}, xi);
+    kc_outputs(&k, 1);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(((int64_t *)k.out[0].data)[0], 5);
+    kc_free(&k);
+
+    kc_init(&k, "ReduceL2", 13);
+    kc_attr_int(&k, "keepdims", 0);
+    kc_input(&k, 0, RP_INT64, 1, (int64_t[]){1}, xi + 2); /* 1.6e19 wraps to -2.4e18 */
+    kc_outputs(&k, 1);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(((int64_t *)k.out[0].data)[0], 0);
+    kc_free(&k);
+
+    int32_t x32[2] = {INT32_MIN, INT32_MIN}; /* 2^62 + 2^62 wraps to INT64_MIN */
+    kc_init(&k, "ReduceL2", 13);
+    kc_attr_int(&k, "keepdims", 0);
+    kc_input(&k, 0, RP_INT32, 1, (int64_t[]){2}, x32);
+    kc_outputs(&k, 1);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(((int32_t *)k.out[0].data)[0], 0);
+    kc_free(&k);
+
+    int32_t y32[2] = {INT32_MAX, INT32_MAX}; /* sum 2^63 - 2^33 + 2, norm 3.0e9: saturates */
+    kc_init(&k, "ReduceL2", 13);
+    kc_attr_int(&k, "keepdims", 0);
+    kc_input(&k, 0, RP_INT32, 1, (int64_t[]){2}, y32);
+    kc_outputs(&k, 1);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    ck_assert_int_eq(((int32_t *)k.out[0].data)[0], INT32_MAX);
+    kc_free(&k);
+}
+END_TEST
+
 START_TEST(test_reduce_bad_axes)
 {
     setup_iota();
@@ -525,6 +568,26 @@ START_TEST(test_layernorm_vs_naive)
         double is = 1 / sqrt(v / 4 + 1e-5);
         for (int i = 0; i < 4; i++)
             assert_close(y[4 * r + i], (xr[i] - m) * is * scale[i], 1e-5);
+    }
+    kc_free(&k);
+}
+END_TEST
+
+/* Rows of zero elements: nothing to normalise (X's data is NULL: no
+ * pointer may be offset from it); Mean and InvStdDev are NaN, as 0/0. */
+START_TEST(test_layernorm_empty_rows)
+{
+    kcase k;
+    kc_init(&k, "LayerNormalization", 17);
+    kc_input(&k, 0, RP_FLOAT, 3, (int64_t[]){2, 2, 0}, NULL);
+    kc_input(&k, 1, RP_FLOAT, 1, (int64_t[]){0}, NULL);
+    kc_outputs(&k, 3);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    assert_shape(&k.out[0], 3, (int64_t[]){2, 2, 0});
+    assert_shape(&k.out[1], 3, (int64_t[]){2, 2, 1});
+    for (int i = 0; i < 4; i++) {
+        ck_assert(isnan(((float *)k.out[1].data)[i]));
+        ck_assert(isnan(((float *)k.out[2].data)[i]));
     }
     kc_free(&k);
 }
@@ -1196,10 +1259,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_reduce_all_and_noop);
     tcase_add_test(tc, test_reduce_empty_set);
     tcase_add_test(tc, test_reduce_int64_and_double);
+    tcase_add_test(tc, test_reduce_l2_integer_overflow);
     tcase_add_test(tc, test_reduce_bad_axes);
     tcase_add_test(tc, test_softmax_rows_and_stability);
     tcase_add_test(tc, test_softmax_opset11_vs_13_axis);
     tcase_add_test(tc, test_layernorm_vs_naive);
+    tcase_add_test(tc, test_layernorm_empty_rows);
     tcase_add_test(tc, test_layernorm_bad_scale);
     suite_add_tcase(s, tc);
 

@@ -3,6 +3,7 @@
  * values are worked out by hand in the comments, so a wrong clamp, stride or
  * axis shows up as a concrete wrong number. */
 #include <check.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,39 @@ START_TEST(gather_out_of_range)
     kc_input(&k, 1, RP_INT64, 1, id, idx);
     ck_assert_int_eq(kc_run(&k), RP_ERR_VALUE);
     ck_assert_msg(strstr(k.err.msg, "index -4") != NULL, "message: %s", k.err.msg);
+    kc_free(&k);
+}
+END_TEST
+
+/* Constant indices are checked by prepare (a load error naming the node);
+ * runtime ones (no data at prepare) only when run. */
+START_TEST(gather_constant_indices_checked_at_prepare)
+{
+    kcase k;
+    kc_init(&k, "Gather", 13, 1);
+    int64_t xd[2] = {3, 2}, id[1] = {2}, idx[2] = {1, (int64_t)1 << 40};
+    kc_input(&k, 0, RP_FLOAT, 2, xd, iota);
+    kc_input(&k, 1, RP_INT64, 1, id, idx);
+    ck_assert_int_eq(kc_prepare(&k), RP_ERR_VALUE);
+    ck_assert_msg(strstr(k.err.msg, "test_node") && strstr(k.err.msg, "index 1099511627776 (at position 1"),
+                  "message: %s", k.err.msg);
+    kc_free(&k);
+
+    kc_init(&k, "Gather", 13, 1);
+    kc_input(&k, 0, RP_FLOAT, 2, xd, iota);
+    kc_input(&k, 1, RP_INT64, 1, id, NULL);
+    ck_assert_int_eq(kc_prepare(&k), RP_OK);
+    k.in[1].data = idx;
+    ck_assert_int_eq(k.node.op->forward(&k.ctx), RP_ERR_VALUE);
+    kc_free(&k);
+
+    /* In range, both ends, int32 too. */
+    kc_init(&k, "Gather", 13, 1);
+    int32_t i32[2] = {-3, 2};
+    kc_input(&k, 0, RP_FLOAT, 2, xd, iota);
+    kc_input(&k, 1, RP_INT32, 1, id, i32);
+    ck_assert_int_eq(kc_run(&k), RP_OK);
+    check_f32(&k.out[0], (const float[]){0, 1, 4, 5}, 4);
     kc_free(&k);
 }
 END_TEST
@@ -621,6 +655,22 @@ START_TEST(dropout_inference_only)
     kc_input(&k, 0, RP_FLOAT, 1, xd, iota);
     kc_input(&k, 2, RP_BOOL, 0, xd, &train);
     ck_assert_int_eq(kc_run(&k), RP_ERR_UNSUPPORTED);
+    kc_free(&k);
+
+    /* training_mode is bool in ONNX; a float one (inf, 3.4e38: the fuzzer's)
+     * is refused, not converted to an integer. */
+    float inf = INFINITY;
+    double big = 3.4e38;
+    kc_init(&k, "Dropout", 13, 1);
+    kc_input(&k, 0, RP_FLOAT, 1, xd, iota);
+    kc_input(&k, 2, RP_FLOAT, 0, xd, &inf);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_DTYPE);
+    ck_assert_msg(strstr(k.err.msg, "training_mode must be a bool scalar, got float32"), "%s", k.err.msg);
+    kc_free(&k);
+    kc_init(&k, "Dropout", 12, 1);
+    kc_input(&k, 0, RP_FLOAT, 1, xd, iota);
+    kc_input(&k, 2, RP_DOUBLE, 0, xd, &big);
+    ck_assert_int_eq(kc_run(&k), RP_ERR_DTYPE);
     kc_free(&k);
 }
 END_TEST
@@ -1290,6 +1340,7 @@ static Suite *shape_suite(void)
     tcase_add_test(tc, gather_negative_indices);
     tcase_add_test(tc, gather_scalar_index_axis1);
     tcase_add_test(tc, gather_out_of_range);
+    tcase_add_test(tc, gather_constant_indices_checked_at_prepare);
     tcase_add_test(tc, reshape_zero_and_minus_one);
     tcase_add_test(tc, reshape_errors);
     tcase_add_test(tc, transpose_vit_qkv);

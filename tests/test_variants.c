@@ -2,8 +2,10 @@
  * maps from tools/reference.py — an independent PyTorch implementation of
  * METHOD.md checked against the authors' oracle): distilled DeiT, mean
  * pooling, register tokens, separate q/k/v, pre-scaled q, patch 14 on a
- * 16×16 grid, a non-square input, masked attention — each at opset 13 and
- * 17. relprop must find the structure (layers, heads, grid, prefix tokens,
+ * 16×16 grid, a non-square input, masked attention, a softmax spelled out as
+ * ReduceMax/Sub/Exp/ReduceSum/Div, a pre-logits Linear + Tanh before the
+ * head, the head as MatMul + Add instead of Gemm — each at opset 13 and 17.
+ * relprop must find the structure (layers, heads, grid, prefix tokens,
  * readout) from the graph and reproduce all seven maps; an unsupported
  * layout (Swin-style windows) must be refused naming its Softmax nodes. */
 #include <check.h>
@@ -24,6 +26,9 @@
 
 static char *names[64];
 static int n_names;
+/* 11 variants × 2 opsets + unsupported_windowed: fewer means a fixture went
+ * missing (or its meta.json is unreadable). */
+#define N_FIXTURES 23
 
 
 static const cJSON *get(const cJSON *o, const char *a, const char *b)
@@ -128,6 +133,44 @@ START_TEST(test_variant)
         readout[i] = (float)want;
     }
 
+    /* Where meta.json names them (graph_expectations): the nodes each
+     * attention layer was found at, and the rule of the classifier nodes and
+     * of a decomposed softmax's nodes. */
+    const cJSON *gx = cJSON_GetObjectItemCaseSensitive(meta, "graph_expectations");
+    if (gx) {
+        const cJSON *layers = get(gx, "attention_layers", NULL);
+        ck_assert_int_eq(rp_model_attention_count(m), cJSON_GetArraySize(layers));
+        for (int l = 0; l < cJSON_GetArraySize(layers); l++) {
+            const cJSON *want = cJSON_GetArrayItem(layers, l);
+            ck_assert(rp_model_attention(m, l, &ai, &err) == RP_OK);
+            ck_assert_msg(strcmp(ai.softmax_node, get(want, "softmax", NULL)->valuestring) == 0,
+                          "%s: attention %d found at '%s', expected '%s'", name, l, ai.softmax_node,
+                          get(want, "softmax", NULL)->valuestring);
+            ck_assert_msg(strcmp(ai.product_node, get(want, "product", NULL)->valuestring) == 0,
+                          "%s: attention %d product '%s', expected '%s'", name, l, ai.product_node,
+                          get(want, "product", NULL)->valuestring);
+        }
+        const cJSON *nr;
+        cJSON_ArrayForEach(nr, get(gx, "node_rules_paper", NULL))
+        {
+            int id = -1;
+            for (int i = 0; i < rp_model_node_count(m) && id < 0; i++)
+                if (strcmp(rp_model_node_name(m, i), nr->string) == 0)
+                    id = i;
+            ck_assert_msg(id >= 0, "%s: no node '%s'", name, nr->string);
+            const char *kind = NULL, *rule = NULL;
+            ck_assert_msg(rp_model_node_rule(m, "paper", id, &kind, &rule, &err) == RP_OK, "%s: %s", name, err.msg);
+            const cJSON *wk = cJSON_GetArrayItem(nr, 0), *wr = cJSON_GetArrayItem(nr, 1);
+            ck_assert_msg(kind && strcmp(kind, wk->valuestring) == 0, "%s: node '%s' is %s to LRP, expected %s", name,
+                          nr->string, kind ? kind : "(null)", wk->valuestring);
+            if (cJSON_IsNull(wr))
+                ck_assert_msg(rule == NULL, "%s: node '%s' gets rule %s, expected none", name, nr->string, rule);
+            else
+                ck_assert_msg(rule && strcmp(rule, wr->valuestring) == 0, "%s: node '%s' gets rule %s, expected %s",
+                              name, nr->string, rule ? rule : "(null)", wr->valuestring);
+        }
+    }
+
     /* All seven maps for both explained classes. */
     const cJSON *classes = get(meta, "explained_classes", NULL);
     int cls[2] = {cJSON_GetArrayItem(classes, 0)->valueint, cJSON_GetArrayItem(classes, 1)->valueint};
@@ -198,5 +241,7 @@ int main(void)
     srunner_free(sr);
     for (int i = 0; i < n_names; i++)
         free(names[i]);
-    return (failed || n_names < 17) ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (n_names < N_FIXTURES)
+        fprintf(stderr, "variants: %d fixtures found under %s, expected %d\n", n_names, VARIANTS, N_FIXTURES);
+    return (failed || n_names < N_FIXTURES) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -11,7 +11,9 @@ Fixture layout, one folder per variant and opset, tests/variants/<variant>_op<13
     model.onnx      batch 1, input "input" (1,3,H,W) float32, output "logits" (1,10)
     input.npy       (1,3,H,W) float32
     meta.json       variant, geometry (image size, patch, grid, prefix tokens,
-                    readout row weights), heads, layers, explained classes, ...
+                    readout row weights), heads, layers, explained classes, ...;
+                    for the decomposed-softmax and classifier variants also
+                    graph_expectations (attention nodes, classifier node rules)
     expected/class_<C>/<method>.npy   (P,) maps, patch tokens row-major; lrp_full (H,W)
     expected/class_<C>/logits.npy     (1,10) float32 (the float32 forward)
 
@@ -21,7 +23,9 @@ a Swin-style windowed-attention model that relprop must refuse, naming the node.
 Weights: seeded, the authors' init style (trunc-normal std 0.02 Linear
 weights and tokens, zero biases, LayerNorm ones/zeros, PyTorch default Conv
 init), then the q and k weights are multiplied by QK_GAIN so that attention
-is far from uniform and the maps are not degenerate.
+is far from uniform and the maps are not degenerate.  Seeds come from the
+variant's place in SEED_ORDER (append-only, so that adding a variant leaves
+the others' fixtures byte-identical).
 """
 import argparse
 import hashlib
@@ -44,6 +48,13 @@ NUM_CLASSES = 10
 QK_GAIN = float(os.environ.get("QK_GAIN", 8.0))      # q, k weights: std 0.02 * QK_GAIN
 W_GAIN = float(os.environ.get("W_GAIN", 3.0))        # v, proj, fc1, fc2 weights: std 0.02 * W_GAIN
 LOGIT_SCALE = float(os.environ.get("LOGIT_SCALE", 10.0))  # classifier rescaled: max |logit| on the input
+PRE_LOGITS_GAIN = float(os.environ.get("PRE_LOGITS_GAIN", 8.0))  # pre-logits weights: std 0.02 * this (Tanh not ~linear)
+# classifier_bias variants: non-zero classifier biases, so that the fixture
+# tests that they are ignored (METHOD.md: Linear, bias ignored; the bias Add
+# after a MatMul belongs to it). Head: before calibrate_head, about half the
+# spread of the logits; pre-logits: about half the spread of its pre-activations.
+HEAD_BIAS_STD = 0.05
+PRE_LOGITS_BIAS_STD = 0.5
 
 COMMON = dict(dim=48, depth=2, heads=3, mlp_ratio=1.5, num_classes=NUM_CLASSES, qkv_bias=True)
 
@@ -86,7 +97,25 @@ VARIANTS = {
     "masked": dict(
         desc="additive attention mask constant added to the scores before softmax: keys of the last grid column masked with -1e4 ([1,1,1,N] initializer)",
         img_size=(32, 32), patch=4, mask="last_column"),
+    "decomposed_softmax": dict(
+        desc="softmax written out by hand, numerically safe: s - s.amax(-1, keepdim=True), exp, / sum(-1, keepdim=True) "
+             "(exported as ReduceMax, Sub, Exp, ReduceSum, Div; no Softmax node)",
+        img_size=(32, 32), patch=4, softmax="max_exp"),
+    "pre_logits": dict(
+        desc="original ViT representation layer: logits = head(tanh(pre_logits(x[:,0]))), pre_logits a Linear D->D "
+             "(two Gemms with a Tanh between them)",
+        img_size=(32, 32), patch=4, pre_logits=True, classifier_bias=True),
+    "matmul_head": dict(
+        desc="classifier written as x[:,0] @ W^T + b: exported as MatMul + Add (as tf2onnx writes a Keras Dense), "
+             "not Gemm; the graph output is the bias Add",
+        img_size=(32, 32), patch=4, head_matmul=True, classifier_bias=True),
 }
+
+# Seeds: 1000 + 100 * the variant's index here (build: 1000 + index). Append
+# only: the first eight are the original variants in sorted order, as before.
+SEED_ORDER = ["distilled", "masked", "meanpool", "nonsquare", "patch14", "prescaled_q", "registers",
+              "separate_qkv", "decomposed_softmax", "pre_logits", "matmul_head"]
+assert sorted(SEED_ORDER) == sorted(VARIANTS)
 
 
 def build(name, seed=None):
@@ -94,6 +123,7 @@ def build(name, seed=None):
     v.pop("desc")
     v.pop("note", None)
     mask = v.pop("mask", None)
+    classifier_bias = v.pop("classifier_bias", False)
     kw = dict(COMMON)
     kw.update(v)
     if mask == "last_column":
@@ -101,10 +131,15 @@ def build(name, seed=None):
         grid = (kw["img_size"][0] // kw["patch"], kw["img_size"][1] // kw["patch"])
         kw["attn_mask"] = key_mask_last_column(n_prefix, grid)
     if seed is None:
-        seed = 1000 + sorted(VARIANTS).index(name)
+        seed = 1000 + SEED_ORDER.index(name)
     torch.manual_seed(seed)
     m = ref.RefViT(**kw)
     init_weights(m)
+    if classifier_bias:
+        with torch.no_grad():
+            nn.init.normal_(m.head.bias, std=HEAD_BIAS_STD)
+            if m.pre_logits is not None:
+                nn.init.normal_(m.pre_logits.bias, std=PRE_LOGITS_BIAS_STD)
     return m.eval(), seed
 
 
@@ -133,6 +168,8 @@ def init_weights(m):
             a.v.weight *= W_GAIN
         for lin in (a.proj, blk.mlp.fc1, blk.mlp.fc2):
             lin.weight *= W_GAIN
+    if m.pre_logits is not None:
+        m.pre_logits.weight *= PRE_LOGITS_GAIN
 
 
 @torch.no_grad()
@@ -286,9 +323,7 @@ def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=(
                 "masked_key_tokens": [i for i, v in enumerate(cfg["attn_mask"]) if v != 0],
             },
         },
-        "classifier": {"cls": "Gemm on Gather(row 0) of the final LayerNorm output",
-                       "distilled": "(Gemm(head, row 0) + Gemm(head_dist, row 1)) / 2",
-                       "mean": "ReduceMean over the token axis, then Gemm"}[cfg["readout"]],
+        "classifier": classifier_desc(cfg),
         "explained_classes": list(classes),
         "explained_classes_rule": "the top-1 class, and the first class in rank order 5, 6, ..., 10, 2, 3, 4 whose attn_gradcam map is not all zeros",
         "input": {"file": "input.npy", "shape": [1, 3, H, W], "dtype": "float32",
@@ -309,7 +344,15 @@ def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=(
             "attention mask Add (constant): normalised sum rule with the constant's share dropped; "
             "the masked probabilities are exactly 0, so their relevance is 0 and the identity rule gives the same maps",
             "prefix tokens (cls, dist, registers) and the position embedding are constants: their relevance is dropped",
-        ],
+        ] + ([
+            "decomposed softmax (ReduceMax, Sub, Exp, ReduceSum, Div): one region from the scores to the Div, "
+            "identity rule as a whole (METHOD.md section 2); A, G and R are read at the Div output",
+        ] if cfg["softmax"] != "op" else []) + ([
+            "pre-logits: Linear (alpha-beta, bias ignored), Tanh identity, then the head Linear",
+        ] if cfg["pre_logits"] else []) + ([
+            "head MatMul + Add: one Linear (alpha-beta, bias ignored); the bias Add is not a sum rule, so no "
+            "relevance goes to the bias",
+        ] if cfg["head_matmul"] else []),
         "model": {"file": "model.onnx", "bytes": os.path.getsize(mp), "sha256": sha256(mp),
                   "n_nodes": n_nodes, "op_histogram": hist,
                   "exporter": "torch.onnx.export(batch 1, input_names=['input'], output_names=['logits'], "
@@ -327,9 +370,116 @@ def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=(
     }
     if VARIANTS[name].get("note"):
         meta["test_note"] = VARIANTS[name]["note"]
+    if cfg["pre_logits"]:
+        meta["weights"]["init_pre_logits"] = "pre_logits Linear weight trunc-normal std 0.02 then multiplied by %g " \
+            "(its pre-activations have std ~1, so the Tanh is not near-linear)" % PRE_LOGITS_GAIN
+    if VARIANTS[name].get("classifier_bias"):
+        meta["weights"]["init_classifier_bias"] = (
+            "non-zero classifier biases (the maps must not depend on them): head bias N(0, %g^2) before the "
+            "rescaling%s" % (HEAD_BIAS_STD, ", pre_logits bias N(0, %g^2)" % PRE_LOGITS_BIAS_STD if cfg["pre_logits"] else ""))
+        meta["expected"]["bias_discrimination"] = bias_discrimination(model, x, classes, results)
+    if cfg["softmax"] != "op" or cfg["pre_logits"] or cfg["head_matmul"]:
+        meta["graph_expectations"] = graph_expectations(mp)
+    if cfg["softmax"] != "op":   # (absent: one Softmax node)
+        meta["attention"]["softmax"] = {
+            "exp": "decomposed: Exp, ReduceSum, Div (the Div output is A)",
+            "max_exp": "decomposed, row maximum subtracted first: ReduceMax, Sub, Exp, ReduceSum, Div "
+                       "(the Div output is A)"}[cfg["softmax"]]
     with open(os.path.join(d, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     return d
+
+
+def graph_expectations(path):
+    """What relprop must find in the graph, by node name, read off the
+    exported graph by structure: per attention layer the node ending the
+    softmax (a Softmax, or the Div of a decomposed one: Div(e, ReduceSum(e)),
+    e = Exp(...)) and the A @ V MatMul; and the rules of the classifier nodes
+    between the readout Gather and the logits and of the decomposed
+    softmax's nodes, under the "paper" rule set (METHOD.md section 2):
+    kind/rule as rp_model_node_rule reports them, rule null where no
+    relevance passes (the interior of a region)."""
+    import onnx
+    g = onnx.load(path).graph
+    prod = {o: n for n in g.node for o in n.output}
+    cons = {}
+    for n in g.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    inits = {t.name for t in g.initializer}
+    attention, rules = [], {}
+    for n in g.node:
+        sm = n.op_type == "Softmax"
+        if n.op_type == "Div" and n.input[0] in prod and n.input[1] in prod:
+            e, s = prod[n.input[0]], prod[n.input[1]]
+            sm = e.op_type == "Exp" and s.op_type == "ReduceSum" and s.input[0] == n.input[0]
+            if sm:   # the region: Div (exit, identity) and its interior back to the scores
+                rules[n.name] = ["region", "identity"]
+                stack = [e, s]
+                while stack:
+                    k = stack.pop()
+                    if k.name in rules or k.op_type not in ("Exp", "ReduceSum", "Sub", "ReduceMax"):
+                        continue
+                    rules[k.name] = ["in_region", None]
+                    stack += [prod[i] for i in k.input if i in prod]
+        if not sm:
+            continue
+        av = [c for c in cons.get(n.output[0], []) if c.op_type == "MatMul" and c.input[0] == n.output[0]]
+        assert len(av) == 1, n.name
+        attention.append({"softmax": n.name, "product": av[0].name})
+    n = prod[g.output[0].name]            # the classifier, back from the logits to the readout Gather
+    while n.op_type != "Gather":
+        if n.op_type == "Gemm" or (n.op_type == "MatMul" and n.input[1] in inits):
+            rules[n.name] = ["linear", "alpha_beta"]
+        elif n.op_type == "Add" and any(i in inits for i in n.input):
+            rules[n.name] = ["bias", "identity"]
+        elif n.op_type == "Tanh":
+            rules[n.name] = ["unary", "identity"]
+        else:
+            raise AssertionError("unexpected classifier node %s (%s)" % (n.name, n.op_type))
+        n = prod[[i for i in n.input if i not in inits][0]]
+    return {"attention_layers": attention,
+            "node_rules_paper": dict(sorted(rules.items())),
+            "node_rules_note": "[kind, rule] of rp_model_node_rule(m, \"paper\", ...); rule null: no relevance passes"}
+
+
+def classifier_desc(cfg):
+    pool = {"cls": "Gather(row 0) of the final LayerNorm output",
+            "distilled": None,
+            "mean": "ReduceMean over the token axis"}[cfg["readout"]]
+    if pool is None:
+        return "(Gemm(head, row 0) + Gemm(head_dist, row 1)) / 2"
+    head = "MatMul + Add (bias)" if cfg["head_matmul"] else "Gemm"
+    if cfg["pre_logits"]:
+        return "%s, then Gemm (pre-logits, D->D), Tanh, then %s (head)" % (pool, head)
+    return "%s on %s" % (head, pool) if cfg["readout"] == "cls" else "%s, then %s" % (pool, head)
+
+
+def bias_discrimination(model, x, classes, results):
+    """How far the maps would be (rel_err, worst class) if the head's bias
+    took a share of the relevance, as it would if the bias Add were given
+    the sum rule (constant's share dropped): R at the head's MatMul scaled
+    by |u_t| / (|u_t| + |b_t|), u = logits - bias."""
+    worst = {}
+    orig = model.relprop
+    for C in classes:
+        y = results[C][0]["logits"][0, C]
+        b = float(model.head.bias[C])
+        u = float(y) - b
+        c = abs(u) / (abs(u) + abs(b))
+        model.relprop = lambda R, full=True, c=c: orig(R * c, full)
+        try:
+            o = ref.explain(model, x, C, dtype=torch.float64)
+        finally:
+            del model.relprop
+        for m in ref.METHODS:
+            if m == "lrp_full":
+                continue
+            v = ref.rel_err(o[m], results[C][0][m])
+            worst[m] = max(worst.get(m, 0.0), float("%.3g" % v) if np.isfinite(v) else 1e30)
+        worst.setdefault("relevance_share_kept", {})[str(C)] = float("%.3g" % c)
+    model.float()
+    return worst
 
 
 def readout_discrimination(model, x, classes, results):
@@ -506,7 +656,7 @@ def make(name, max_tries=20):
     """Seeds base, base+1, ...: the first whose maps are well conditioned
     (a float32 implementation can match the float64 expected maps to 1e-3
     with margin) and whose second class has a non-zero attn_gradcam map."""
-    base = 1000 + 100 * sorted(VARIANTS).index(name)
+    base = 1000 + 100 * SEED_ORDER.index(name)
     tried = []
     for seed in range(base, base + max_tries):
         model, _ = build(name, seed)

@@ -12,7 +12,12 @@ and attention layout are parameters:
   * attention: fused qkv Linear or separate q/k/v Linears (Hugging Face),
     `(q @ k^T) * scale` (timm) or q pre-scaled before the product (torchvision),
     heads as a separate axis or folded into the batch axis, an optional
-    additive attention mask (a constant added to the scores before softmax)
+    additive attention mask (a constant added to the scores before softmax),
+    the softmax as one op or spelled out (Exp / ReduceSum / Div, optionally
+    after subtracting the row maximum: ReduceMax / Sub)
+  * classifier: a Linear (Gemm) or the same written as `f @ W^T + b`
+    (MatMul + Add), optionally after a pre-logits layer (Linear D->D + Tanh,
+    the original ViT's representation layer)
   * any patch size, non-square inputs.
 
 The LRP rules are explicit module-level functions (relprop_linear,
@@ -30,8 +35,9 @@ of the exported graph in reverse topological order would:
                                         itself (before the attention scale)
   Reshape/Transpose/Concat/Gather/
     Slice/Split/ReduceMean(tokens)      routing: R_x = x * vjp(sdiv(R, z))
-  Softmax, LayerNorm, GELU, Mul/Div by
-    a constant (attention scale), /2    identity
+  Softmax (also decomposed), LayerNorm,
+    GELU, Tanh, Mul/Div by a constant
+    (attention scale), /2               identity
   a tensor with several consumers       sum of the relevances sent back
 
 Gradients G_l = d y_t / d A_l come from autograd.  The seven methods are read
@@ -227,11 +233,17 @@ class Attention(nn.Module):
     prescale_q: q * scale before q @ k^T (torchvision) instead of scaling the
     product.  fold_heads: heads folded into the batch axis ([B*H, N, d]).
     attn_mask: None or a 1-D additive key mask of length N (0 = keep).
-    scale_div: scores = (q @ k^T) / sqrt(d) (a Div) instead of * scale."""
+    scale_div: scores = (q @ k^T) / sqrt(d) (a Div) instead of * scale.
+    softmax: 'op' (torch softmax, one Softmax node), 'exp' (e = exp(s);
+    e / e.sum(-1, keepdim=True)) or 'max_exp' (the same after s - s.amax(-1,
+    keepdim=True)): the decomposed forms export as Exp/ReduceSum/Div
+    (and ReduceMax/Sub).  All three are the identity rule for LRP."""
 
     def __init__(self, dim, heads, qkv_bias=True, qkv="fused", prescale_q=False,
-                 fold_heads=False, attn_mask=None, scale_div=False):
+                 fold_heads=False, attn_mask=None, scale_div=False, softmax="op"):
         super().__init__()
+        assert softmax in ("op", "exp", "max_exp")
+        self.softmax_mode = softmax
         self.heads, self.head_dim = heads, dim // heads
         self.scale_div = scale_div
         self.scale = self.head_dim ** -0.5
@@ -270,6 +282,14 @@ class Attention(nn.Module):
         B, H, N, d = o.shape
         return o.permute(0, 2, 1, 3).reshape(B, N, H * d)
 
+    def _softmax(self, s):
+        if self.softmax_mode == "op":
+            return s.softmax(dim=-1)
+        if self.softmax_mode == "max_exp":
+            s = s - s.amax(dim=-1, keepdim=True)
+        e = s.exp()
+        return e / e.sum(dim=-1, keepdim=True)
+
     def _mask(self, ndim):
         n = self.attn_mask.shape[-1]
         return self.attn_mask.reshape((1,) * (ndim - 1) + (n,))
@@ -292,7 +312,7 @@ class Attention(nn.Module):
         else:
             s = prod * self.scale
         sm = s + self._mask(s.dim()) if self.attn_mask is not None else s
-        A = sm.softmax(dim=-1)
+        A = self._softmax(sm)
         if self.keep_grad and A.requires_grad:
             A.retain_grad()
         o = A @ v
@@ -308,7 +328,7 @@ class Attention(nn.Module):
         R_o = relprop_route(self._merge, r["o"], R)
         R_A, R_v = relprop_product(r["A"], r["v"], R_o)
         self.attn_cam = R_A                  # R_l: relevance of A as an operand of A V
-        R_s = R_A                            # softmax: identity
+        R_s = R_A                            # softmax (one op or decomposed): identity
         if self.attn_mask is not None:       # s + constant mask: sum rule, constant dropped
             R_s, _ = relprop_sum(r["s"], self._mask(r["s"].dim()), R_s)
         # attention scale (Mul by a constant): identity
@@ -355,7 +375,8 @@ class RefViT(nn.Module):
     def __init__(self, img_size=(64, 64), patch=8, in_chans=3, num_classes=10, dim=96, depth=4,
                  heads=4, mlp_ratio=4.0, qkv_bias=True, eps=1e-6, cls_token=True,
                  dist_token=False, num_registers=0, readout="cls", qkv="fused",
-                 prescale_q=False, fold_heads=False, attn_mask=None, scale_div=False):
+                 prescale_q=False, fold_heads=False, attn_mask=None, scale_div=False,
+                 softmax="op", pre_logits=False, head_matmul=False):
         super().__init__()
         if isinstance(img_size, int):
             img_size = (img_size, img_size)
@@ -366,6 +387,7 @@ class RefViT(nn.Module):
         assert readout in ("cls", "distilled", "mean")
         assert readout != "cls" or cls_token
         assert readout != "distilled" or (cls_token and dist_token)
+        assert readout != "distilled" or not (pre_logits or head_matmul)
         self.n_prefix = int(cls_token) + int(dist_token) + num_registers
         self.num_tokens = self.n_prefix + self.num_patches
         self.patch_embed = nn.Conv2d(in_chans, dim, kernel_size=patch, stride=patch)
@@ -375,9 +397,11 @@ class RefViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, dim))
         self.blocks = nn.ModuleList([
             Block(dim, heads, mlp_ratio, qkv_bias, eps, qkv=qkv, prescale_q=prescale_q,
-                  fold_heads=fold_heads, attn_mask=attn_mask, scale_div=scale_div)
+                  fold_heads=fold_heads, attn_mask=attn_mask, scale_div=scale_div, softmax=softmax)
             for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=eps)
+        self.pre_logits = nn.Linear(dim, dim) if pre_logits else None   # then Tanh
+        self.head_matmul = head_matmul
         self.head = nn.Linear(dim, num_classes)
         self.head_dist = nn.Linear(dim, num_classes) if readout == "distilled" else None
         self.config = dict(img_size=list(self.img_size), patch=patch, in_chans=in_chans,
@@ -385,7 +409,8 @@ class RefViT(nn.Module):
                            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, eps=eps, cls_token=cls_token,
                            dist_token=dist_token, num_registers=num_registers, readout=readout,
                            qkv=qkv, prescale_q=prescale_q, fold_heads=fold_heads, scale_div=scale_div,
-                           attn_mask=None if attn_mask is None else [float(v) for v in attn_mask])
+                           attn_mask=None if attn_mask is None else [float(v) for v in attn_mask],
+                           softmax=softmax, pre_logits=pre_logits, head_matmul=head_matmul)
 
     def readout_vector(self):
         r = torch.zeros(self.num_tokens, dtype=torch.float64)
@@ -404,6 +429,26 @@ class RefViT(nn.Module):
                 toks.append(t.expand(B, -1, -1))
         return toks
 
+    def _classify(self, f):
+        """The classifier on the pooled features f [B, D]: optional pre-logits
+        Linear + Tanh, then the head as a Linear (exported as Gemm) or as
+        f @ W^T + b (MatMul + Add)."""
+        if self.pre_logits is not None:
+            self._rec["pre_in"] = f
+            f = torch.tanh(self.pre_logits(f))
+        self._rec["head_in"] = f
+        if self.head_matmul:
+            return torch.matmul(f, self.head.weight.t()) + self.head.bias
+        return self.head(f)
+
+    def _relprop_classifier(self, R):
+        """R at the logits -> R at the pooled features (bias ignored; Tanh: identity)."""
+        r = self._rec
+        R = relprop_linear(r["head_in"], self.head.weight, R)
+        if self.pre_logits is not None:
+            R = relprop_linear(r["pre_in"], self.pre_logits.weight, R)
+        return R
+
     def forward(self, x):
         B = x.shape[0]
         p = self.patch_embed(x)
@@ -418,7 +463,7 @@ class RefViT(nn.Module):
         if self.readout == "cls":
             f = zf[:, 0]
             self._rec["f"] = f
-            return self.head(f)
+            return self._classify(f)
         if self.readout == "distilled":
             f1, f2 = zf[:, 0], zf[:, 1]
             y1, y2 = self.head(f1), self.head_dist(f2)
@@ -426,7 +471,7 @@ class RefViT(nn.Module):
             return (y1 + y2) / 2
         f = zf.mean(dim=1)
         self._rec["f"] = f
-        return self.head(f)
+        return self._classify(f)
 
     def relprop(self, R, full=True):
         """R: relevance at the logits.  Sets blk.attn.attn_cam for every block;
@@ -434,7 +479,7 @@ class RefViT(nn.Module):
         r = self._rec
         zf = r["zf"]
         if self.readout == "cls":
-            R_f = relprop_linear(r["f"], self.head.weight, R)
+            R_f = self._relprop_classifier(R)
             R = relprop_route(lambda t: t[:, 0], zf, R_f)
         elif self.readout == "distilled":
             # (y1 + y2) / 2: Div by a constant -> identity; the Add -> sum rule
@@ -444,7 +489,7 @@ class RefViT(nn.Module):
             R = merge_consumers(zf, relprop_route(lambda t: t[:, 0], zf, R_f1),
                                 relprop_route(lambda t: t[:, 1], zf, R_f2))
         else:
-            R_f = relprop_linear(r["f"], self.head.weight, R)
+            R_f = self._relprop_classifier(R)
             R = relprop_route(lambda t: t.mean(dim=1), zf, R_f)
         # final norm: identity
         for blk in reversed(self.blocks):
@@ -648,7 +693,7 @@ def load_onnx_weights(model, path):
             sd[f"blocks.{i}.{nm}.weight"], sd[f"blocks.{i}.{nm}.bias"] = T(w), T(b)
     w, b = nrm.pop(0)
     sd["norm.weight"], sd["norm.bias"] = T(w), T(b)
-    for nm in ("head", "head_dist"):
+    for nm in ("pre_logits", "head", "head_dist"):
         if getattr(model, nm) is not None:
             W, b = lin.pop(0)
             sd[f"{nm}.weight"], sd[f"{nm}.bias"] = T(W), T(b)

@@ -146,11 +146,26 @@ def write_card(a, state, path):
     weak = ", ".join("%s %.2f" % (CLASSES[c], pcr[c]) for c in np.argsort(pcr)[:4]) if pcr else "n/a"
     per_class = ("\n\nPer class, item's class among the top-2 logits (5000 canvases): " +
                  ", ".join("%s %.3f" % (CLASSES[c], pcr[c]) for c in range(10)) + ".") if pcr else ""
-    argv = list(state["argv"])
-    if "--deadline" in argv:  # a deadline is not reproducible; give the equivalent budget
-        i = argv.index("--deadline")
-        argv[i:i + 2] = ["--minutes", "%.0f" % (state["train_seconds"] / 60)]
-    cmd = ("nice -n 10 /usr/bin/python3 tools/train_fmnist_vit.py " + " ".join(argv))
+    def command(argv, seconds):
+        argv = list(argv)
+        if "--deadline" in argv:  # a deadline is not reproducible; give the equivalent budget
+            i = argv.index("--deadline")
+            argv[i:i + 2] = ["--minutes", "%.0f" % (seconds / 60)]
+        return "nice -n 10 /usr/bin/python3 tools/train_fmnist_vit.py " + " ".join(argv)
+    phases = state.get("phases", [])
+    if phases:  # a warm restart: the first run, then this one resuming from its checkpoint
+        first = phases[0]
+        cmd = (command(first["argv"], first["seconds"]) + "\n" +
+               command(state["argv"], state["train_seconds"] - first["seconds"]))
+        restart = (" This model was trained in two runs: %d steps as above, then a warm restart "
+                   "from that run's best checkpoint (`--resume`: lr %g, %d warmup steps, cosine to %g "
+                   "again, data continuing after the first run's canvases) for %d more steps."
+                   % (first["steps"], a.lr, a.warmup, a.min_lr, state["step"] - first["steps"]))
+        first_args = first["args"]
+        lr0, wu0 = first_args["lr"], first_args["warmup"]
+    else:
+        cmd = command(state["argv"], state["train_seconds"])
+        restart, lr0, wu0 = "", a.lr, a.warmup
     txt = f"""# fmnist_vit — relprop's default model
 
 A small Vision Transformer trained on **fmnist pairs**: 64×64 RGB canvases
@@ -202,15 +217,15 @@ items, colours, scale and placement).
 
 ## Training recipe
 
-AdamW (lr {a.lr}, betas (0.9, 0.999), weight decay {a.wd} on matrices only),
-batch {a.batch}, {a.warmup} warmup steps then cosine decay to {a.min_lr}
+AdamW (lr {lr0}, betas (0.9, 0.999), weight decay {a.wd} on matrices only),
+batch {a.batch}, {wu0} warmup steps then cosine decay to {a.min_lr}
 over {"%d steps" % a.steps if a.steps else "a wall-clock budget (progress = elapsed / budget)"},
 BCE-with-logits against the two-hot target, gradient clipping at {a.clip}.
 {"The budget-based schedule means the number of steps depends on machine load; this run made %d steps." % state["step"] if not a.steps else ""}
 CPU only, `nice -n 10` on a shared 2-core machine, 1 torch thread (under the
 colleagues' build load 2 threads measured ~4× slower per step than 1):
 {state["step"]} steps in {state["train_seconds"] / 60:.1f} min wall time (including evaluations).
-Best checkpoint (by held-out top-2) at step {state["best_step"]}.
+Best checkpoint (by held-out top-2) at step {state["best_step"]}.{restart}
 
 ## Held-out accuracy
 
@@ -334,6 +349,9 @@ def main():
     ap.add_argument("--onnx", default=os.path.join(REPO, "models", "fmnist_vit.onnx"))
     ap.add_argument("--no-card", action="store_true")
     ap.add_argument("--finalize", action="store_true")
+    ap.add_argument("--resume", default="",
+                    help="workdir of an earlier run: start from its best checkpoint with a fresh "
+                         "warmup+cosine schedule (a warm restart), continuing its data stream")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.workdir, exist_ok=True)
@@ -362,6 +380,13 @@ def main():
                               mimetic=a.mimetic_on, mimetic_ab=tuple(a.mimetic))
     with torch.no_grad():
         model.head.bias.fill_(math.log(0.2 / 0.8))
+    prev = None
+    if a.resume:
+        prev = torch.load(os.path.join(a.resume, "state.pt"))
+        assert prev["config"] == model.config, "--resume: the earlier run had another architecture"
+        model.load_state_dict(torch.load(os.path.join(a.resume, "best.pt")))
+        log("resumed from %s (best top2 %.4f at step %d of %d)" % (
+            a.resume, prev["best"]["top2"], prev["best_step"], prev["step"]), lf)
     nparams = sum(p.numel() for p in model.parameters())
     log("params %d" % nparams, lf)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n
@@ -373,15 +398,23 @@ def main():
 
     ex, ey = make_eval_set(a.eval_count)
     train_ds = FmnistPairs("train", size=64, seed=a.seed)
-    pf = Prefetcher(train_ds, a.batch, 0)
+    # A warm restart keeps the earlier run's step numbers, history and best score,
+    # and draws canvases after the ones it used, so none is seen twice.
+    step0 = prev["step"] if prev else 0
+    pf = Prefetcher(train_ds, a.batch, step0)
     state = dict(config=model.config, args=vars(a), argv=sys.argv[1:], history=[], best={"top2": -1},
                  best_step=0, step=0, nparams=nparams, train_seconds=0.0)
-    step, run_loss, tl = 0, 0.0, time.time()
-    t_train = time.time()
+    if prev:
+        state.update(history=list(prev["history"]), best=prev["best"], best_step=prev["best_step"],
+                     step=step0, phases=prev.get("phases", [dict(args=prev["args"], argv=prev["argv"],
+                                                                  steps=prev["step"],
+                                                                  seconds=prev["train_seconds"])]))
+    step, run_loss, tl = step0, 0.0, time.time()
+    prev_seconds = prev["train_seconds"] if prev else 0.0
 
     def do_eval():
         res, _ = evaluate(model, ex, ey)
-        res.update(step=step, minutes=(time.time() - t0) / 60)
+        res.update(step=step, minutes=(time.time() - t0 + prev_seconds) / 60)
         state["history"].append(res)
         improved = res["top2"] > state["best"]["top2"]
         log("EVAL step %d  top2 %.4f  item_in_top2 %.4f  top1_true %.4f  loss %.4f%s" % (
@@ -394,15 +427,15 @@ def main():
                 export_final(model, a.onnx)
             except Exception as e:  # keep training even if export fails
                 log("export failed: %r" % e, lf)
-        state["step"], state["train_seconds"] = step, time.time() - t0
+        state["step"], state["train_seconds"] = step, time.time() - t0 + prev_seconds
         torch.save(state, os.path.join(a.workdir, "state.pt"))
 
     while True:
         elapsed = time.time() - t0
-        progress = step / a.steps if a.steps else elapsed / budget
+        progress = (step - step0) / a.steps if a.steps else elapsed / budget
         if progress >= 1.0:
             break
-        lr = lr_at(a, step, progress)
+        lr = lr_at(a, step - step0, progress)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = pf.get()

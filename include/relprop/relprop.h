@@ -147,6 +147,9 @@ const char *rp_model_node_domain(const rp_model *m, int i);
 bool rp_model_node_supported(const rp_model *m, int i);
 /* Whether node i was computed at load time (constant folding). After prepare. */
 bool rp_model_node_folded(const rp_model *m, int i);
+/* After prepare: how many op-by-op exact GELUs (Div, Erf, Add, Mul, Mul) were
+ * fused into one Gelu node; the four nodes each leaves behind count as folded. */
+int rp_model_fused_gelu_count(const rp_model *m);
 
 /* Run the model on one input (the first graph input), returning the first
  * graph output in *out, which the caller owns. The input must have the

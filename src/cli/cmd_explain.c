@@ -64,7 +64,8 @@ static const char *usage_explain =
     "  --interpolation NAME      bilinear, bicubic or nearest (PIL's filters, antialiased)\n"
     "  --mean A,B,C  --std A,B,C normalisation\n"
     "limits:\n"
-    "  --max-memory N            refuse models needing more than N bytes of tensors (e.g. 2G; default 16G)\n"
+    "  --max-memory N            refuse models needing more than N bytes of tensors (e.g. 2G;\n"
+    "                            default: the larger of 1G and 64x the model's size, at most 16G)\n"
     "  --no-check-finite         do not check inputs, weights and values for NaN/Inf\n"
     "  --threads N               threads for the matrix products (default: one per core)\n";
 

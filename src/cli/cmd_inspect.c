@@ -104,7 +104,10 @@ int cmd_inspect(int argc, char **argv)
     int folded = 0;
     for (int i = 0; i < n_nodes; i++)
         folded += rp_model_node_folded(m, i);
-    printf("folded at load: %d nodes (run time: %d)\n", folded, n_nodes - folded);
+    int fused = rp_model_fused_gelu_count(m);
+    printf("folded at load: %d nodes (run time: %d)\n", folded - 4 * fused, n_nodes - folded);
+    if (fused)
+        printf("fused: %d exact GELUs (Div, Erf, Add, Mul, Mul) into one Gelu node each\n", fused);
     printf("inputs:\n");
     for (int i = 0; i < rp_model_input_count(m); i++)
         print_value(rp_model_input_name(m, i), rp_model_input_info(m, i));

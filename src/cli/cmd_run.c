@@ -17,7 +17,8 @@ static const char *usage_run =
     "  --labels FILE    class names, one per line (default: class indices only)\n"
     "  -o, --output F   also write the logits as a .npy file\n"
     "  --force          overwrite F if it exists\n"
-    "  --max-memory N   refuse models needing more than N bytes of tensors (e.g. 2G; default 16G)\n"
+    "  --max-memory N   refuse models needing more than N bytes of tensors (e.g. 2G;\n"
+    "                   default: the larger of 1G and 64x the model's size, at most 16G)\n"
     "  --no-check-finite  do not check inputs, weights and values for NaN/Inf\n"
     "  --threads N      threads for the matrix products (default: one per core)\n";
 

@@ -14,6 +14,7 @@ static const char *usage_main =
     "  explain  relevance maps, overlays and heatmaps for images and chosen classes/methods\n"
     "  eval     the paper's perturbation and segmentation tests over a labelled image list\n"
     "  inspect  describe a model: inputs, outputs, ops, attention layers, patch grid\n"
+    "  bench    time the forward pass and explanation methods of a model\n"
     "\n"
     "options:\n"
     "  -h, --help     this help; 'relprop <command> --help' for a command's options\n"
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
         return cmd_explain(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 2, argv + 2);
     fprintf(stderr, "relprop: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_BAD;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/convert.h"
 #include "core/error.h"
 
 size_t rp_dtype_size(rp_dtype dt)
@@ -114,8 +115,8 @@ double rp_tensor_get_f64(const rp_tensor *t, int64_t i)
 int64_t rp_tensor_get_i64(const rp_tensor *t, int64_t i)
 {
     switch (t->dtype) {
-    case RP_FLOAT: return (int64_t)((const float *)t->data)[i];
-    case RP_DOUBLE: return (int64_t)((const double *)t->data)[i];
+    case RP_FLOAT: return rp_sat_i64(((const float *)t->data)[i]);
+    case RP_DOUBLE: return rp_sat_i64(((const double *)t->data)[i]);
     case RP_INT8: return ((const int8_t *)t->data)[i];
     case RP_UINT8: return ((const uint8_t *)t->data)[i];
     case RP_INT16: return ((const int16_t *)t->data)[i];
@@ -134,14 +135,14 @@ void rp_tensor_set_f64(rp_tensor *t, int64_t i, double v)
     switch (t->dtype) {
     case RP_FLOAT: ((float *)t->data)[i] = (float)v; break;
     case RP_DOUBLE: ((double *)t->data)[i] = v; break;
-    case RP_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-    case RP_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
-    case RP_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
-    case RP_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
-    case RP_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case RP_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
-    case RP_INT64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case RP_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
+    case RP_INT8: ((int8_t *)t->data)[i] = rp_sat_i8(v); break;
+    case RP_UINT8: ((uint8_t *)t->data)[i] = rp_sat_u8(v); break;
+    case RP_INT16: ((int16_t *)t->data)[i] = rp_sat_i16(v); break;
+    case RP_UINT16: ((uint16_t *)t->data)[i] = rp_sat_u16(v); break;
+    case RP_INT32: ((int32_t *)t->data)[i] = rp_sat_i32(v); break;
+    case RP_UINT32: ((uint32_t *)t->data)[i] = rp_sat_u32(v); break;
+    case RP_INT64: ((int64_t *)t->data)[i] = rp_sat_i64(v); break;
+    case RP_UINT64: ((uint64_t *)t->data)[i] = rp_sat_u64(v); break;
     case RP_BOOL: ((uint8_t *)t->data)[i] = v != 0.0; break;
     default: break;
     }

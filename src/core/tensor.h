@@ -32,10 +32,13 @@ char *rp_shape_str(const rp_tensor *t, char *buf, size_t len);
 
 bool rp_shape_equal(const rp_tensor *a, const rp_tensor *b);
 
-/* Read element i of any numeric dtype as double / int64 (bool as 0/1). */
+/* Read element i of any numeric dtype as double / int64 (bool as 0/1). A
+ * float read as int64 truncates, saturating when out of range (NaN is 0;
+ * see core/convert.h). */
 double rp_tensor_get_f64(const rp_tensor *t, int64_t i);
 int64_t rp_tensor_get_i64(const rp_tensor *t, int64_t i);
-/* Store v into element i, converting to t's dtype (C conversion rules, bool = v != 0). */
+/* Store v into element i, converting to t's dtype (C conversion rules, except
+ * that float to integer saturates as core/convert.h says; bool = v != 0). */
 void rp_tensor_set_f64(rp_tensor *t, int64_t i, double v);
 void rp_tensor_set_i64(rp_tensor *t, int64_t i, int64_t v);
 

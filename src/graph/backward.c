@@ -15,27 +15,110 @@ void rp_valuebuf_free(rp_valuebuf *b)
     if (!b)
         return;
     for (int i = 0; i < b->n; i++)
-        rp_tensor_release(&b->t[i]);
+        free(b->t[i].data);
+    for (int i = 0; i < b->n_pool; i++)
+        free(b->pool[i]);
     free(b->t);
     free(b->on_path);
+    free(b->keep);
+    free(b->floats);
+    free(b->pool);
+    free(b->pool_floats);
     memset(b, 0, sizeof *b);
+}
+
+static rp_status pool_put(rp_valuebuf *b, float *data, int64_t floats, rp_error *err)
+{
+    if (b->n_pool == b->cap_pool) {
+        int cap = b->cap_pool ? 2 * b->cap_pool : 16;
+        float **pool = realloc(b->pool, sizeof *pool * (size_t)cap);
+        if (pool)
+            b->pool = pool;
+        int64_t *sizes = pool ? realloc(b->pool_floats, sizeof *sizes * (size_t)cap) : NULL;
+        if (!pool || !sizes) {
+            free(data);
+            return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        }
+        b->pool_floats = sizes;
+        b->cap_pool = cap;
+    }
+    b->pool[b->n_pool] = data;
+    b->pool_floats[b->n_pool++] = floats;
+    return RP_OK;
+}
+
+void rp_valuebuf_release(rp_valuebuf *b, int v)
+{
+    if (!b->transient || b->keep[v] || !b->t[v].data)
+        return;
+    rp_error ignored = {0};
+    pool_put(b, b->t[v].data, b->floats[v], &ignored); /* on failure the buffer is freed instead */
+    b->t[v].data = NULL;
+    b->floats[v] = 0;
+}
+
+rp_status rp_valuebuf_acquire(rp_valuebuf *b, int v, rp_error *err)
+{
+    rp_tensor *t = &b->t[v];
+    if (t->data)
+        return RP_OK;
+    int64_t need = t->count > 0 ? t->count : 1;
+    int best = -1; /* the smallest free buffer that fits */
+    for (int i = 0; i < b->n_pool; i++)
+        if (b->pool_floats[i] >= need && (best < 0 || b->pool_floats[i] < b->pool_floats[best]))
+            best = i;
+    if (best >= 0) {
+        t->data = b->pool[best];
+        b->floats[v] = b->pool_floats[best];
+        b->pool[best] = b->pool[--b->n_pool];
+        b->pool_floats[best] = b->pool_floats[b->n_pool];
+    } else {
+        t->data = malloc(sizeof(float) * (size_t)need);
+        if (!t->data)
+            return rp_fail(err, RP_ERR_NOMEM, "out of memory allocating %lld floats", (long long)need);
+        b->floats[v] = need;
+    }
+    memset(t->data, 0, sizeof(float) * (size_t)need);
+    return RP_OK;
+}
+
+rp_status rp_valuebuf_finish(rp_valuebuf *b, rp_error *err)
+{
+    rp_status st = RP_OK;
+    for (int i = 0; b->transient && !st && i < b->n; i++)
+        if (b->on_path[i] && b->keep[i])
+            st = rp_valuebuf_acquire(b, i, err);
+    return st;
 }
 
 void rp_valuebuf_zero(rp_valuebuf *b)
 {
-    for (int i = 0; i < b->n; i++)
-        if (b->t[i].data)
+    for (int i = 0; i < b->n; i++) {
+        if (!b->t[i].data)
+            continue;
+        if (b->transient) {
+            bool kept = b->keep[i];
+            b->keep[i] = false;
+            rp_valuebuf_release(b, i);
+            b->keep[i] = kept;
+        } else {
             memset(b->t[i].data, 0, (size_t)b->t[i].count * sizeof(float));
+        }
+    }
 }
 
 rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, const int *targets, int n_targets,
                            rp_error *err)
 {
     if (b->n != g->n_values) {
+        bool transient = b->transient;
         rp_valuebuf_free(b);
+        b->transient = transient;
         b->t = calloc((size_t)g->n_values, sizeof *b->t);
         b->on_path = calloc((size_t)g->n_values, sizeof *b->on_path);
-        if (!b->t || !b->on_path) {
+        b->keep = calloc((size_t)g->n_values, sizeof *b->keep);
+        b->floats = calloc((size_t)g->n_values, sizeof *b->floats);
+        if (!b->t || !b->on_path || !b->keep || !b->floats) {
             rp_valuebuf_free(b);
             return rp_fail(err, RP_ERR_NOMEM, "out of memory");
         }
@@ -87,8 +170,19 @@ rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, con
     for (int i = 0; i < g->n_values; i++) {
         const rp_value *v = &g->values[i];
         b->on_path[i] = from_target[i] && to_out[i] && v->kind != RP_VALUE_CONSTANT && is_float(v);
+        b->keep[i] = false;
+        if (b->transient) {
+            if (b->t[i].data && (st = pool_put(b, b->t[i].data, b->floats[i], err)))
+                break;
+            b->t[i].data = NULL;
+            b->floats[i] = 0;
+            if (b->on_path[i])
+                rp_tensor_set_shape(&b->t[i], RP_FLOAT, v->t.rank, v->t.dims);
+            continue;
+        }
         if (!b->on_path[i]) {
             rp_tensor_release(&b->t[i]);
+            b->floats[i] = 0;
             continue;
         }
         if (b->t[i].data && rp_shape_equal(&b->t[i], &v->t))
@@ -96,7 +190,10 @@ rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, con
         rp_tensor_release(&b->t[i]);
         if ((st = rp_tensor_alloc(&b->t[i], RP_FLOAT, v->t.rank, v->t.dims, err)))
             break;
+        b->floats[i] = b->t[i].count;
     }
+    for (int k = 0; b->transient && st == RP_OK && k < n_targets; k++)
+        b->keep[targets[k]] = true;
     free(from_target);
     free(to_out);
     if (st == RP_OK)
@@ -108,6 +205,11 @@ rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, r
 {
     const char *path = g->path ? g->path : "model";
     rp_tensor *gy = &grads->t[out_value];
+    if (grads->on_path[out_value] && grads->transient) {
+        rp_status st = rp_valuebuf_acquire(grads, out_value, err);
+        if (st)
+            return st;
+    }
     if (!grads->on_path[out_value] || !gy->data)
         return rp_fail(err, RP_ERR_ARG, "%s: backward: output '%s' was not planned", path, g->values[out_value].name);
     if (seed->dtype != RP_FLOAT || seed->count != gy->count)
@@ -124,8 +226,10 @@ rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, r
         if (n->n_out > 64 || n->n_in > 64)
             return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s): more than 64 inputs or outputs", path,
                            n->name, n->op_type);
+        /* An output nobody sent a gradient to has none (transient: zero). */
         for (int k = 0; k < n->n_out; k++) {
-            gout[k] = n->out[k] >= 0 && grads->on_path[n->out[k]] ? &grads->t[n->out[k]] : NULL;
+            gout[k] = n->out[k] >= 0 && grads->on_path[n->out[k]] && grads->t[n->out[k]].data ? &grads->t[n->out[k]]
+                                                                                              : NULL;
             any_out |= gout[k] != NULL;
         }
         for (int k = 0; k < n->n_in; k++) {
@@ -134,16 +238,26 @@ rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, r
                          : NULL;
             any_in |= gin[k] != NULL;
         }
-        if (!any_out || !any_in)
-            continue;
-        if (!n->op->backward)
-            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s, opset %d): no gradient for this op", path,
-                           n->name, n->op_type, n->opset);
-        rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in,
-                     .out = n->out_t, .n_out = n->n_out, .params = n->params, .err = err};
-        rp_status st = n->op->backward(&c, gout, gin);
-        if (st)
-            return rp_error_prefix(err, "%s (gradient)", path);
+        if (any_out && any_in) {
+            if (!n->op->backward)
+                return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s, opset %d): no gradient for this op",
+                               path, n->name, n->op_type, n->opset);
+            for (int k = 0; grads->transient && k < n->n_in; k++)
+                if (gin[k]) {
+                    rp_status st = rp_valuebuf_acquire(grads, n->in[k], err);
+                    if (st)
+                        return st;
+                }
+            rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in,
+                         .out = n->out_t, .n_out = n->n_out, .params = n->params, .err = err};
+            rp_status st = n->op->backward(&c, gout, gin);
+            if (st)
+                return rp_error_prefix(err, "%s (gradient)", path);
+        }
+        /* Every consumer of the outputs came later in the order: done with them. */
+        for (int k = 0; k < n->n_out; k++)
+            if (gout[k])
+                rp_valuebuf_release(grads, n->out[k]);
     }
-    return RP_OK;
+    return rp_valuebuf_finish(grads, err);
 }

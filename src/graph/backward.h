@@ -13,20 +13,41 @@
 #include "graph/graph.h"
 
 /* One float32 tensor per value, shaped like the value; data NULL where the
- * walk does not need it. Owned by the struct (rp_valuebuf_free). */
+ * walk does not need it. Owned by the struct (rp_valuebuf_free).
+ *
+ * Transient mode (set `transient` before planning) is the memory plan of the
+ * explanation walks: a value's buffer is taken from a pool when a consumer
+ * first sends something back to it and returned to the pool right after its
+ * producer has read it, so only the values between the node being walked and
+ * their still-pending consumers hold memory. Targets are kept to the end (the
+ * methods read them). The pool survives across walks, so repeated walks do no
+ * allocation. A buffer nobody wrote stays NULL and means zero. */
 typedef struct rp_valuebuf {
     int n;
     rp_tensor *t;
     bool *on_path;     /* value lies between a target and the output */
+    bool *keep;        /* transient: a target, kept until the next walk */
+    bool transient;
+    int n_pool, cap_pool;
+    float **pool;      /* free buffers and their sizes in floats */
+    int64_t *pool_floats;
+    int64_t *floats;   /* per value: size of the buffer it holds */
 } rp_valuebuf;
 
-/* Mark the values on a path from any of targets[] (value ids) to out_value,
- * and allocate zeroed float32 buffers for them (float outputs only). An empty
- * target list means "down to the graph inputs". Reuses buffers from an earlier
- * call with the same marks (they are zeroed). */
+/* Mark the values on a path from any of targets[] (value ids) to out_value
+ * (float outputs only). An empty target list means "down to the graph
+ * inputs". Outside transient mode, allocates a zeroed buffer per marked value
+ * (reusing those of an earlier call with the same marks). */
 rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, const int *targets, int n_targets,
                            rp_error *err);
+/* Before a walk: zero every buffer, or in transient mode return them all to the pool. */
 void rp_valuebuf_zero(rp_valuebuf *b);
+/* Transient mode: give value v a zeroed buffer if it has none. */
+rp_status rp_valuebuf_acquire(rp_valuebuf *b, int v, rp_error *err);
+/* Transient mode: return v's buffer to the pool unless v is kept. */
+void rp_valuebuf_release(rp_valuebuf *b, int v);
+/* After a walk: zeroed buffers for kept values nobody wrote, so readers find data. */
+rp_status rp_valuebuf_finish(rp_valuebuf *b, rp_error *err);
 void rp_valuebuf_free(rp_valuebuf *b);
 
 /* Gradient of sum(seed * output) with respect to every value on the path.

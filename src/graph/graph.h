@@ -95,13 +95,28 @@ typedef struct rp_graph {
     int n_metadata;
     char **metadata_keys, **metadata_values; /* model metadata_props */
     bool prepared;
-    int64_t max_bytes;   /* ceiling on what prepare allocates for values (0 = RP_DEFAULT_MAX_BYTES) */
+    int64_t max_bytes;   /* ceiling on what prepare allocates (0: the default rule, rp_graph_max_bytes) */
+    int64_t model_bytes; /* size of the file plus the external data read for it */
     int64_t used_bytes;  /* what prepare allocated, constants from the file excluded */
     bool check_finite;   /* forward: refuse NaN in any value, Inf in inputs and outputs */
 } rp_graph;
 
-/* 16 GiB: far above any ViT, far below what breaks a machine. */
+/* What prepare may allocate (activations and folded constants) when no
+ * --max-memory is given: the larger of 1 GiB and 64 times the model's size
+ * (file and external data), and never above 16 GiB. A real ViT's activations
+ * are a few times its weights (ViT-L/16 at 384: ~1.2 GB of weights, under
+ * 5 GB of activations; DeiT-base at 384: 0.35 GB and under 2 GB), while a
+ * file of a few hundred bytes asking for gigabytes is a broken or hostile
+ * model. An explicit --max-memory replaces the whole rule. */
 #define RP_DEFAULT_MAX_BYTES ((int64_t)16 << 30)
+#define RP_DEFAULT_MIN_BYTES ((int64_t)1 << 30)
+#define RP_DEFAULT_MODEL_FACTOR 64
+
+/* The newest opset of the default ONNX domain relprop knows: ONNX 1.22's,
+ * whose node tests (tests/onnx-node-tests, opsets up to 27) it passes. A
+ * model importing a newer one is refused at load: its ops may have changed
+ * meaning since. */
+#define RP_MAX_OPSET 27
 
 /* Read and parse an ONNX file. Checks topological order and that every input
  * is produced before use; decodes initializers and Constant attributes in all
@@ -132,14 +147,24 @@ rp_status rp_graph_bind_constant(rp_graph *g, int value_id, const rp_tensor *t, 
 /* Whether some consumer of value_id needs its data at prepare (rp_op.const_inputs). */
 bool rp_graph_value_needs_data(const rp_graph *g, int value_id);
 
+/* The ceiling prepare applies: g->max_bytes if set, else the default rule
+ * above for g->model_bytes. */
+int64_t rp_graph_max_bytes(const rp_graph *g);
+
 /* Resolve kernels, infer shapes in topological order (a graph input's symbolic
  * dims bind to 1), run every node whose inputs are all constant (constant
  * folding), allocate buffers for the remaining activations. */
 rp_status rp_graph_prepare(rp_graph *g, rp_error *err);
 
 /* Run the non-folded nodes. inputs[i] feeds g->inputs[i] (copied in; shapes
- * and dtypes must equal the prepared ones). Results stay in the values. */
+ * and dtypes must equal the prepared ones). Results stay in the values.
+ * With check_finite, inputs and outputs are checked, and a non-finite output
+ * makes a second pass that names the node where the first NaN (or, in an
+ * output, Inf) appeared; an intermediate NaN that no output sees passes. */
 rp_status rp_graph_forward(rp_graph *g, const rp_tensor *const *inputs, int n_inputs, rp_error *err);
+/* The same, checking every value as it is produced: for the relevance walks,
+ * which read the intermediates. */
+rp_status rp_graph_forward_strict(rp_graph *g, const rp_tensor *const *inputs, int n_inputs, rp_error *err);
 
 /* Consumers of a value: fills ids (up to cap) and returns the total count. */
 int rp_graph_consumers(const rp_graph *g, int value_id, int *ids, int cap);

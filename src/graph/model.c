@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "graph/model.h"
+#include "graph/rewrite.h"
 #include "ops/ops.h"
 
 rp_status rp_model_open(const char *path, rp_model **out, rp_error *err)
@@ -45,6 +46,8 @@ rp_status rp_model_prepare(rp_model *m, rp_error *err)
         return st;
     if (m->g->n_inputs < 1 || m->g->n_outputs < 1)
         return rp_fail(err, RP_ERR_FORMAT, "%s: the model needs at least one input and one output", m->g->path);
+    if ((st = rp_graph_fuse(m->g, &m->n_fused, err)))
+        return st;
     st = rp_find_attention(m->g, &m->attn, &m->n_attn, err);
     if (st)
         return st;
@@ -93,6 +96,7 @@ const char *rp_model_node_name(const rp_model *m, int i) { return m->g->nodes[i]
 const char *rp_model_node_op(const rp_model *m, int i) { return m->g->nodes[i].op_type; }
 const char *rp_model_node_domain(const rp_model *m, int i) { return m->g->nodes[i].domain; }
 bool rp_model_node_folded(const rp_model *m, int i) { return m->g->nodes[i].folded; }
+int rp_model_fused_gelu_count(const rp_model *m) { return m->n_fused; }
 
 bool rp_model_node_supported(const rp_model *m, int i)
 {

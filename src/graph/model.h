@@ -13,6 +13,7 @@ struct rp_model {
     rp_attention_layer *attn;
     int n_attn;
     rp_patch_embedding patches;
+    int n_fused;         /* op-by-op GELUs fused into one Gelu node at prepare */
     /* Explanation state, built on first use and reused across runs. */
     rp_assignment rules;
     char rules_name[64];

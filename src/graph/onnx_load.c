@@ -878,6 +878,12 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
             g->n_opsets = (int)i + 1;
             if (!g->opsets[i].domain)
                 return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+            const char *d = g->opsets[i].domain;
+            if ((d[0] == 0 || strcmp(d, "ai.onnx") == 0) && g->opsets[i].version > RP_MAX_OPSET)
+                return rp_fail(err, RP_ERR_UNSUPPORTED,
+                               "the model imports the default ONNX domain at opset %lld, newer than the newest "
+                               "relprop knows (%d): its ops may have changed meaning; export it with opset %d or "
+                               "older", (long long)g->opsets[i].version, RP_MAX_OPSET, RP_MAX_OPSET);
         }
     }
     if (mp->n_metadata_props) {
@@ -1023,6 +1029,7 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
 
     st = sort_nodes(g, err);
 fail:
+    g->model_bytes += lc.ext_bytes;
     free(map.slot);
     return st;
 }
@@ -1158,6 +1165,7 @@ rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path,
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    g->model_bytes = (int64_t)len;
     if (path) {
         g->path = strdup(path);
         g->model_dir = dir_of(path);

@@ -121,6 +121,29 @@ static rp_status bind_input_shapes(rp_graph *g, rp_error *err)
     return RP_OK;
 }
 
+int64_t rp_graph_max_bytes(const rp_graph *g)
+{
+    if (g->max_bytes > 0)
+        return g->max_bytes;
+    int64_t size = g->model_bytes > 0 ? g->model_bytes : 0;
+    if (size >= RP_DEFAULT_MAX_BYTES / RP_DEFAULT_MODEL_FACTOR)
+        return RP_DEFAULT_MAX_BYTES;
+    int64_t scaled = size * RP_DEFAULT_MODEL_FACTOR;
+    return scaled > RP_DEFAULT_MIN_BYTES ? scaled : RP_DEFAULT_MIN_BYTES;
+}
+
+/* "1.5 GiB", "512 MiB", "1000 bytes" */
+static const char *human_bytes(int64_t n, char *buf, size_t len)
+{
+    if (n >= (int64_t)1 << 30)
+        snprintf(buf, len, "%.1f GiB", (double)n / (double)((int64_t)1 << 30));
+    else if (n >= (int64_t)1 << 20)
+        snprintf(buf, len, "%.1f MiB", (double)n / (double)((int64_t)1 << 20));
+    else
+        snprintf(buf, len, "%lld bytes", (long long)n);
+    return buf;
+}
+
 static rp_status alloc_value(rp_graph *g, rp_value *v, rp_error *err)
 {
     size_t es = rp_dtype_size(v->t.dtype);
@@ -129,17 +152,30 @@ static rp_status alloc_value(rp_graph *g, rp_value *v, rp_error *err)
                        g->path ? g->path : "model", v->name, rp_dtype_name(v->t.dtype));
     if (v->t.data || v->t.count == 0)
         return RP_OK;
-    int64_t limit = g->max_bytes > 0 ? g->max_bytes : RP_DEFAULT_MAX_BYTES;
+    int64_t limit = rp_graph_max_bytes(g);
     if (v->t.count > (limit - g->used_bytes) / (int64_t)es) {
         const char *node = v->producer >= 0 ? g->nodes[v->producer].name : "(graph input)";
         const char *op = v->producer >= 0 ? g->nodes[v->producer].op_type : "-";
-        char shape[160];
+        char shape[160], why[320], h1[32], h2[32], hint[48] = "";
         rp_shape_str(&v->t, shape, sizeof shape);
+        /* What is planned with this value, rounded up to the next whole GiB
+         * (in double: the element count may be near INT64_MAX). */
+        double need_gib = floor(((double)g->used_bytes + (double)v->t.count * (double)es) / 1073741824.0) + 1;
+        if (need_gib <= 4096)
+            snprintf(hint, sizeof hint, ", e.g. --max-memory %.0fG", need_gib);
+        if (g->max_bytes > 0)
+            snprintf(why, sizeof why, "set by --max-memory");
+        else
+            snprintf(why, sizeof why,
+                     "the default for a model of %s: the larger of 1 GiB and %d times its size, at most %s; if the "
+                     "model really needs more, raise it with --max-memory%s",
+                     human_bytes(g->model_bytes, h1, sizeof h1), RP_DEFAULT_MODEL_FACTOR,
+                     human_bytes(RP_DEFAULT_MAX_BYTES, h2, sizeof h2), hint);
         return rp_fail(err, RP_ERR_NOMEM,
                        "%s: value '%s' of node '%s' (%s) has shape %s (%lld elements): with the %lld bytes already "
-                       "planned it would exceed the memory limit of %lld bytes (--max-memory)",
+                       "planned it would exceed the memory limit of %lld bytes (%s)",
                        g->path ? g->path : "model", v->name, node, op, shape, (long long)v->t.count,
-                       (long long)g->used_bytes, (long long)limit);
+                       (long long)g->used_bytes, (long long)limit, why);
     }
     g->used_bytes += v->t.count * (int64_t)es;
     v->t.data = calloc((size_t)v->t.count, es);

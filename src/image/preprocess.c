@@ -11,7 +11,8 @@
  * 255) and binary PPM/PGM, read here by hand because stb's PNM reader ignores
  * maxval, reads 16-bit samples in host order and accepts truncated files.
  * Truncated JPEG and BMP files, which stb decodes with a gray or black tail,
- * are refused as PIL refuses them. */
+ * are refused as PIL refuses them. JPEG files are walked segment by segment
+ * first (jpeg_check.c): Debian's stb is memory-unsafe on some corrupt ones. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -25,6 +26,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "image/jpeg_check.h"
 
 /* ---- small helpers ---- */
 
@@ -181,6 +183,9 @@ static uint32_t le32(const uint8_t *p)
 }
 static uint32_t le16(const uint8_t *p) { return (uint32_t)p[1] << 8 | p[0]; }
 
+/* 64 Mpx: above any camera's 8-bit output that a ViT would be shown. */
+#define RP_IMAGE_MAX_PIXELS ((int64_t)1 << 26)
+
 /* Header checks stb does not make (or words badly): a zero width or height
  * ("zero-size image" rather than stb's "0-pixel image" or a 0x0 success),
  * and truncation of JPEG and BMP files, which stb would pad silently.
@@ -234,21 +239,11 @@ static rp_status check_header(const char *path, img_format fmt, const uint8_t *b
                 *bmp16 = 555;
         }
     }
-    if (fmt == FMT_JPEG) {
-        /* Scan data never holds FF DA or FF D9 (an FF there is followed by 00
-         * or a restart marker), so the last start-of-scan belongs to the
-         * image's last scan and its end-of-image marker must follow it. */
-        size_t sos = 0;
-        for (size_t i = 0; i + 1 < n; i++)
-            if (b[i] == 0xff && b[i + 1] == 0xda)
-                sos = i;
-        bool eoi = false;
-        for (size_t i = sos; sos && i + 1 < n && !eoi; i++)
-            eoi = b[i] == 0xff && b[i + 1] == 0xd9;
-        if (!sos || !eoi)
-            return rp_fail(err, RP_ERR_FORMAT, "%s: truncated JPEG: no %s", path,
-                           sos ? "end-of-image marker after the last scan" : "image scan");
-    }
+    /* JPEG: the whole marker structure, before stb parses any of it (its
+     * JPEG parser is memory-unsafe on some corrupt segments); this also
+     * refuses truncated files, which stb would pad with gray. */
+    if (fmt == FMT_JPEG)
+        return rp_jpeg_check(path, b, n, RP_IMAGE_MAX_PIXELS, err);
     return RP_OK;
 }
 
@@ -340,9 +335,6 @@ static rp_status load_pnm(const char *path, const uint8_t *b, size_t n, rp_image
     }
     return RP_OK;
 }
-
-/* 64 Mpx: above any camera's 8-bit output that a ViT would be shown. */
-#define RP_IMAGE_MAX_PIXELS ((int64_t)1 << 26)
 
 /* PNG, JPEG, BMP through stb, into RGB as PIL's convert("RGB"). */
 static rp_status load_stb(const char *path, img_format fmt, const uint8_t *b, size_t n, int bmp16, rp_image *out,

@@ -335,7 +335,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     if (!e)
         return rp_fail(err, RP_ERR_NOMEM, "out of memory");
 
-    if ((st = rp_graph_forward(g, &input, 1, err)))
+    if ((st = rp_graph_forward_strict(g, &input, 1, err)))
         goto fail;
     const rp_tensor *y = &g->values[out_value].t;
     if (y->dtype != RP_FLOAT || y->count < 1) {
@@ -397,9 +397,13 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         if ((st = ensure_rules(m, opt->rules ? opt->rules : "paper", opt->registry, err)))
             goto fail;
         rules_need_grad = m->rules.needs_gradient;
+        m->rel.transient = true;
         if ((st = rp_valuebuf_plan(&m->rel, g, out_value, targets, n_targets, err)))
             goto fail;
     }
+    /* Relevance is read back only at the targets, and so are gradients unless
+     * a rule reads them during the relevance walk: then they all stay. */
+    m->grads.transient = !rules_need_grad;
     if (rules_need_grad) {
         want_grad = true;
         if ((st = rp_valuebuf_plan(&m->grads, g, out_value, targets, n_targets, err)))

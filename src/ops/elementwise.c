@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/convert.h"
+#include "core/fastmath.h"
 #include "ops/ops.h"
 
 #define N_DT 14 /* rp_dtype values run 0..13 */
@@ -82,7 +84,7 @@ typedef struct clip_bounds {
 /* EXPR reads av and bv. The four branches are the four stride patterns an
  * inner row can have; each is a loop the compiler can keep in registers. */
 #define BIN_ROW(name, TA, TB, TY, EXPR) \
-    static void name(char *y_, const char *const *x, int64_t n, unsigned fixed) \
+    RP_VECTOR_CLONES static void name(char *y_, const char *const *x, int64_t n, unsigned fixed) \
     { \
         TY *y = (TY *)(void *)y_; \
         const TA *a = (const TA *)(const void *)x[0]; \
@@ -180,18 +182,20 @@ static int64_t ipow_s(int64_t a, int64_t e)
 
 /* Pow's output has the base's dtype (Pow-12+); the exponent may be any
  * numeric dtype. A float exponent on an integer base is evaluated in double
- * and truncated, as the ONNX reference does. */
+ * and truncated, as the ONNX reference does; a result out of the base's
+ * range (2^1e30, inf, NaN) saturates as core/convert.h says, where a C cast
+ * would be undefined. */
 #define POWT_f32 float
 #define POWT_f64 double
 #define POWT_i32 int32_t
 #define POWT_i64 int64_t
-#define POWI_F pow((double)av, (double)bv)
-#define POWI_S ipow_s((int64_t)av, (int64_t)bv)
-#define POWI_U ipow_u((int64_t)av, (uint64_t)bv)
+#define POWI_F(N) rp_sat_##N(pow((double)av, (double)bv))
+#define POWI_S(N) ipow_s((int64_t)av, (int64_t)bv)
+#define POWI_U(N) ipow_u((int64_t)av, (uint64_t)bv)
 #define POWX_f32(K) powf(av, (float)bv)
 #define POWX_f64(K) pow(av, (double)bv)
-#define POWX_i32(K) POWI_##K
-#define POWX_i64(K) POWI_##K
+#define POWX_i32(K) POWI_##K(i32)
+#define POWX_i64(K) POWI_##K(i64)
 #define GEN_POW(P, DT, T, N, K, W, LO, HI) BIN_ROW(pow_##P##_##N, POWT_##P, T, POWT_##P, POWX_##P(K))
 NUMERIC_TYPES(GEN_POW, f32)
 NUMERIC_TYPES(GEN_POW, f64)
@@ -243,7 +247,7 @@ GEN_WHERE(uint64_t, 8)
 /* ---- one-input kernels ---- */
 
 #define MAP(name, T, EXPR) \
-    static void name(char *y_, const char *x_, int64_t n, const void *aux) \
+    RP_VECTOR_CLONES static void name(char *y_, const char *x_, int64_t n, const void *aux) \
     { \
         T *y = (T *)(void *)y_; \
         const T *x = (const T *)(const void *)x_; \
@@ -259,17 +263,17 @@ GEN_WHERE(uint64_t, 8)
 
 MAP(sqrt_f32, float, sqrtf(v))
 MAP(sqrt_f64, double, sqrt(v))
-MAP(erf_f32, float, erff(v))
+MAP(erf_f32, float, rp_erff(v))
 MAP(erf_f64, double, erf(v))
 MAP(tanh_f32, float, tanhf(v))
 MAP(tanh_f64, double, tanh(v))
-MAP(exp_f32, float, expf(v))
+MAP(exp_f32, float, rp_expf(v))
 MAP(exp_f64, double, exp(v))
-MAP(sigmoid_f32, float, 1.0f / (1.0f + expf(-v)))
+MAP(sigmoid_f32, float, 1.0f / (1.0f + rp_expf(-v)))
 MAP(sigmoid_f64, double, 1.0 / (1.0 + exp(-v)))
 MAP(recip_f32, float, 1.0f / v)
 MAP(recip_f64, double, 1.0 / v)
-MAP(gelu_f32, float, 0.5f * v * (1.0f + erff(v * (float)SQRT2_INV)))
+MAP(gelu_f32, float, 0.5f * v * (1.0f + rp_erff(v * (float)SQRT2_INV)))
 MAP(gelu_f64, double, 0.5 * v * (1.0 + erf(v * SQRT2_INV)))
 MAP(gelut_f32, float, 0.5f * v * (1.0f + tanhf((float)SQRT_2_PI * (v + 0.044715f * v * v * v))))
 MAP(gelut_f64, double, 0.5 * v * (1.0 + tanh(SQRT_2_PI * (v + 0.044715 * v * v * v))))
@@ -312,32 +316,39 @@ static const map_fn neg_maps[N_DT] = {SIGNED_TYPES(ENTRY, neg)};
 NUMERIC_TYPES(GEN_CLIP, _)
 static const map_fn clip_maps[N_DT] = {NUMERIC_TYPES(ENTRY, clip)};
 
-/* Cast: C conversions (float to integer truncates), anything to bool is != 0.
- * The target list is spelled out again because a list macro cannot expand
- * inside its own expansion. */
-#define CONV_F(T, v) ((T)(v))
-#define CONV_S(T, v) ((T)(v))
-#define CONV_U(T, v) ((T)(v))
-#define CONV_B(T, v) ((T)((v) != 0))
-#define CAST_LOOP(SRC, T, KIND) \
+/* Cast: C conversions, except float to integer, which truncates and
+ * saturates (NaN to 0, out of range and infinities to the type's minimum or
+ * maximum: see core/convert.h; ONNX leaves these undefined, C too); anything
+ * to bool is != 0. SK is the source's kind, N the target's short name. The
+ * target list is spelled out again because a list macro cannot expand inside
+ * its own expansion. */
+#define CONV_F(T, N, SK, v) ((T)(v))
+#define CONV_S(T, N, SK, v) CONV_INT_##SK(T, N, v)
+#define CONV_U(T, N, SK, v) CONV_INT_##SK(T, N, v)
+#define CONV_B(T, N, SK, v) ((T)((v) != 0))
+#define CONV_INT_F(T, N, v) rp_sat_##N(v)
+#define CONV_INT_S(T, N, v) ((T)(v))
+#define CONV_INT_U(T, N, v) ((T)(v))
+#define CONV_INT_B(T, N, v) ((T)(v))
+#define CAST_LOOP(SRC, SK, T, N, KIND) \
     for (int64_t i = 0; i < n; i++) \
-        ((T *)(void *)y)[i] = CONV_##KIND(T, ((const SRC *)(const void *)x)[i]); \
+        ((T *)(void *)y)[i] = CONV_##KIND(T, N, SK, ((const SRC *)(const void *)x)[i]); \
     break;
 #define GEN_CAST(P, DT, SRC, N, K, W, LO, HI) \
     static void cast_##N(char *y, const char *x, int64_t n, const void *aux) \
     { \
         switch (((const ew *)aux)->to) { \
-        case RP_FLOAT: CAST_LOOP(SRC, float, F) \
-        case RP_DOUBLE: CAST_LOOP(SRC, double, F) \
-        case RP_INT8: CAST_LOOP(SRC, int8_t, S) \
-        case RP_INT16: CAST_LOOP(SRC, int16_t, S) \
-        case RP_INT32: CAST_LOOP(SRC, int32_t, S) \
-        case RP_INT64: CAST_LOOP(SRC, int64_t, S) \
-        case RP_UINT8: CAST_LOOP(SRC, uint8_t, U) \
-        case RP_UINT16: CAST_LOOP(SRC, uint16_t, U) \
-        case RP_UINT32: CAST_LOOP(SRC, uint32_t, U) \
-        case RP_UINT64: CAST_LOOP(SRC, uint64_t, U) \
-        case RP_BOOL: CAST_LOOP(SRC, uint8_t, B) \
+        case RP_FLOAT: CAST_LOOP(SRC, K, float, f32, F) \
+        case RP_DOUBLE: CAST_LOOP(SRC, K, double, f64, F) \
+        case RP_INT8: CAST_LOOP(SRC, K, int8_t, i8, S) \
+        case RP_INT16: CAST_LOOP(SRC, K, int16_t, i16, S) \
+        case RP_INT32: CAST_LOOP(SRC, K, int32_t, i32, S) \
+        case RP_INT64: CAST_LOOP(SRC, K, int64_t, i64, S) \
+        case RP_UINT8: CAST_LOOP(SRC, K, uint8_t, u8, U) \
+        case RP_UINT16: CAST_LOOP(SRC, K, uint16_t, u16, U) \
+        case RP_UINT32: CAST_LOOP(SRC, K, uint32_t, u32, U) \
+        case RP_UINT64: CAST_LOOP(SRC, K, uint64_t, u64, U) \
+        case RP_BOOL: CAST_LOOP(SRC, K, uint8_t, b8, B) \
         default: break; \
         } \
     }
@@ -1057,7 +1068,7 @@ typedef void (*ugrad_fn)(float *gx, const float *g, const float *x, const float 
 
 /* EXPR (float math) is dy/dx from xv and yv. */
 #define UGRAD(name, EXPR) \
-    static void name(float *gx, const float *g, const float *x, const float *y, int64_t n) \
+    RP_VECTOR_CLONES static void name(float *gx, const float *g, const float *x, const float *y, int64_t n) \
     { \
         for (int64_t i = 0; i < n; i++) { \
             float xv = x[i], yv = y[i]; \
@@ -1067,7 +1078,7 @@ typedef void (*ugrad_fn)(float *gx, const float *g, const float *x, const float 
     }
 
 UGRAD(ug_sqrt, 0.5f / yv)
-UGRAD(ug_erf, (float)ERF_D * expf(-xv * xv))
+UGRAD(ug_erf, (float)ERF_D * rp_expf(-xv * xv))
 UGRAD(ug_tanh, 1.0f - yv * yv)
 UGRAD(ug_relu, xv > 0.0f ? 1.0f : 0.0f)
 UGRAD(ug_sigmoid, yv * (1.0f - yv))
@@ -1076,7 +1087,7 @@ UGRAD(ug_neg, -1.0f)
 UGRAD(ug_recip, -yv * yv)
 /* Phi(x) + x phi(x) */
 UGRAD(ug_gelu,
-      0.5f * (1.0f + erff(xv * (float)SQRT2_INV)) + xv * (float)INV_SQRT_2PI * expf(-0.5f * xv * xv))
+      0.5f * (1.0f + rp_erff(xv * (float)SQRT2_INV)) + xv * (float)INV_SQRT_2PI * rp_expf(-0.5f * xv * xv))
 /* with u = sqrt(2/pi) (x + 0.044715 x^3), t = tanh u:
  * 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) */
 static void ug_gelut(float *gx, const float *g, const float *x, const float *y, int64_t n)

@@ -172,6 +172,12 @@ static rp_status matmul_forward(rp_kctx *c)
     if (Y->count == 0)
         return RP_OK;
     size_t es = rp_dtype_size(p->dt);
+    /* K == 0: A and B are empty (their data may be NULL, and NULL + 0 is
+     * undefined in C) and every product is the empty sum. */
+    if (p->k == 0) {
+        memset(Y->data, 0, (size_t)Y->count * es);
+        return RP_OK;
+    }
     const char *a = c->in[0]->data, *b = c->in[1]->data;
     char *y = Y->data;
     int64_t lda = p->k > 1 ? p->k : 1, ldb = p->n > 1 ? p->n : 1, ldy = ldb;
@@ -213,7 +219,7 @@ static rp_status matmul_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
     if (!gy || (!da && !db))
         return RP_OK;
     rp_status s = need_float_grad(c, p->dt);
-    if (s || gy->count == 0)
+    if (s || gy->count == 0 || p->k == 0) /* K == 0: A and B are empty, so are their gradients */
         return s;
     const float *a = c->in[0]->data, *b = c->in[1]->data, *dy = gy->data;
     int64_t lda = p->k > 1 ? p->k : 1, ldb = p->n > 1 ? p->n : 1, ldy = ldb;
@@ -731,6 +737,10 @@ static rp_status einsum_forward(rp_kctx *c)
     if (Y->count == 0)
         return RP_OK;
     size_t es = rp_dtype_size(p->dt);
+    if (p->use_gemm && p->k == 0) { /* empty operands (maybe NULL data): every sum is empty */
+        memset(Y->data, 0, (size_t)Y->count * es);
+        return RP_OK;
+    }
     if (p->use_gemm) {
         const char *a = c->in[0]->data, *b = c->in[1]->data;
         char *y = Y->data;
@@ -904,6 +914,8 @@ static rp_status einsum_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
     if (s || gy->count == 0)
         return s;
     const float *dy = gy->data;
+    if (p->use_gemm && p->k == 0) /* empty operands, empty gradients */
+        return RP_OK;
     if (p->use_gemm) {
         const float *a = c->in[0]->data, *b = c->in[1]->data;
         float *da = gin[0] ? gin[0]->data : NULL, *db = gin[1] ? gin[1]->data : NULL;

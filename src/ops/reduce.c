@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/convert.h"
 #include "ops/ops.h"
 
 typedef enum red_kind {
@@ -313,7 +314,12 @@ static int64_t reduce_int(const reduce_params *p, const void *x, rp_dtype dt, in
     case RED_MIN: return fold_int(p, RED_MIN, x, dt, base, hi);
     case RED_PROD: return fold_int(p, RED_PROD, x, dt, base, 1);
     case RED_MEAN: return n ? fold_int(p, RED_SUM, x, dt, base, 0) / n : 0;
-    case RED_L2: return (int64_t)sqrt((double)fold_int(p, RED_SUMSQ, x, dt, base, 0));
+    case RED_L2: {
+        /* A sum of squares that wrapped negative has no norm: NaN, which
+         * converts to 0 (core/convert.h); a norm past int32 saturates. */
+        int64_t r = rp_sat_i64(sqrt((double)fold_int(p, RED_SUMSQ, x, dt, base, 0)));
+        return r > hi ? hi : r;
+    }
     default: return fold_int(p, p->kind, x, dt, base, 0); /* log kinds refused at prepare */
     }
 }

@@ -689,6 +689,8 @@ typedef struct gather_params {
     int64_t inner;    /* bytes per gathered slice */
 } gather_params;
 
+static rp_status gather_check(rp_kctx *c, const gather_params *p, const rp_tensor *ind);
+
 static rp_status gather_prepare(rp_kctx *c)
 {
     const rp_tensor *x = c->in[0], *ind = c->in[1];
@@ -717,6 +719,11 @@ static rp_status gather_prepare(rp_kctx *c)
     p.outer = prod(x->dims, 0, p.axis);
     p.axis_dim = x->dims[p.axis];
     p.inner = prod(x->dims, p.axis + 1, x->rank) * (int64_t)es;
+    /* Constant indices (the usual case: a CLS token, a head) are checked
+     * now, so a bad one is a load error naming the node, not a failure of
+     * every run. */
+    if (ind->data && (st = gather_check(c, &p, ind)))
+        return st;
     return keep_params(c, &p, sizeof p);
 }
 
@@ -861,7 +868,7 @@ static rp_status slice1_prepare(rp_kctx *c)
 static rp_status slice10_prepare(rp_kctx *c)
 {
     int64_t starts[RP_MAX_RANK], ends[RP_MAX_RANK], axes[RP_MAX_RANK], steps[RP_MAX_RANK];
-    int ns, ne, na = -1, np = -1;
+    int ns = 0, ne = 0, na = -1, np = -1;
     rp_status st;
     if ((st = const_ints(c, 1, "starts", starts, RP_MAX_RANK, &ns)) ||
         (st = const_ints(c, 2, "ends", ends, RP_MAX_RANK, &ne)))
@@ -1227,6 +1234,9 @@ static rp_status dropout_prepare(rp_kctx *c)
         return st;
     const rp_tensor *train = c->opset >= 12 ? in_opt(c, 2) : NULL;
     if (train) {
+        if (train->dtype != RP_BOOL)
+            return rp_kfail(c, RP_ERR_DTYPE, "training_mode must be a bool scalar, got %s",
+                            rp_dtype_name(train->dtype));
         if (train->count != 1 || !train->data)
             return rp_kfail(c, RP_ERR_VALUE, "training_mode must be a constant scalar");
         if (rp_tensor_get_i64(train, 0) != 0)

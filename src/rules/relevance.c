@@ -32,12 +32,25 @@ static double tensor_sum(const rp_tensor *t, double *abs_sum)
     return s;
 }
 
+/* Every consumer of the node's outputs came later in the order: done with them. */
+static void release_outputs(rp_valuebuf *rel, const rp_node *n, rp_tensor *const *rout)
+{
+    for (int k = 0; k < n->n_out; k++)
+        if (rout[k])
+            rp_valuebuf_release(rel, n->out[k]);
+}
+
 rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, const rp_tensor *seed,
                            rp_valuebuf *rel, float *scratch, const rp_valuebuf *grads, rp_relevance_check *check,
                            rp_error *err)
 {
     const char *path = g->path ? g->path : "model";
     rp_tensor *ry = &rel->t[out_value];
+    if (rel->on_path[out_value] && rel->transient) {
+        rp_status st = rp_valuebuf_acquire(rel, out_value, err);
+        if (st)
+            return st;
+    }
     if (!rel->on_path[out_value] || !ry->data || seed->count != ry->count)
         return rp_fail(err, RP_ERR_ARG, "%s: relevance: output '%s' was not planned", path, g->values[out_value].name);
     memcpy(ry->data, seed->data, (size_t)seed->count * sizeof(float));
@@ -58,8 +71,9 @@ rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, c
         /* A region acts as one unary op from its input to its exit. */
         const rp_node *rn = region ? &a->region_node[i] : n;
         bool any_out = false, any_in = false;
+        /* An output no consumer sent relevance to has none (transient: zero). */
         for (int k = 0; k < n->n_out; k++) {
-            rout[k] = n->out[k] >= 0 && rel->on_path[n->out[k]] ? &rel->t[n->out[k]] : NULL;
+            rout[k] = n->out[k] >= 0 && rel->on_path[n->out[k]] && rel->t[n->out[k]].data ? &rel->t[n->out[k]] : NULL;
             any_out |= rout[k] != NULL;
             gout[k] = grads && n->out[k] >= 0 && grads->t && grads->t[n->out[k]].data ? &grads->t[n->out[k]] : NULL;
         }
@@ -72,8 +86,15 @@ rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, c
             any_in |= rin[k] != NULL;
             gin[k] = grads && v >= 0 && grads->t && grads->t[v].data ? &grads->t[v] : NULL;
         }
-        if (!any_in)
+        if (!any_in) {
+            release_outputs(rel, n, rout);
             continue;
+        }
+        for (int k = 0; rel->transient && k < rn->n_in; k++) {
+            rp_status st = rin[k] ? rp_valuebuf_acquire(rel, rn->in[k], err) : RP_OK;
+            if (st)
+                return st;
+        }
         if (!a->rule[i])
             return rp_fail(err, RP_ERR_UNSUPPORTED,
                            "%s: node '%s' (%s, opset %d): no relevance rule fits this node (kind %s), "
@@ -146,6 +167,7 @@ rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, c
         if (st)
             return rp_error_prefix(err, "%s: relevance rule '%s' at node '%s' (%s)", path, a->rule[i]->name,
                                    n->name, n->op_type);
+        release_outputs(rel, n, rout);
     }
-    return RP_OK;
+    return rp_valuebuf_finish(rel, err);
 }

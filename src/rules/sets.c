@@ -375,7 +375,7 @@ static rp_status load_file(const char *path, rp_rule_set *s, int *cap, rp_error 
     }
     int index = 0;
     for (const cJSON *j = entries->child; j; j = j->next) {
-        rp_rule_entry *e;
+        rp_rule_entry *e = NULL;
         if ((st = push(s, cap, &e, err)) || (st = parse_entry(path, ++index, j, e, err)))
             goto done;
     }

@@ -396,14 +396,14 @@ m = model([helper.make_node("Div", ["x", "z"], ["q"], name="div_zero"),
           [vi("x", [1, 4])], [vi("logits", [1, 4])], [const("z", np.zeros(4, np.float32))])
 case("run", save(m, "nan/inf_minus_inf.onnx"), "x_good.npy", "NaN|Inf|finite", "Inf - Inf inside the graph")
 # Softmax of a constant row holding +inf, folded at load: inf - inf is NaN,
-# and rp_expf (src/core/fastmath.h, new, someone else's) converts NaN to int
-# (UB: float-cast-overflow, seen in the sanitizer build). Found by the strict
-# fuzz run; once fixed, the NaN reaches the output and is refused.
+# which rp_expf (src/core/fastmath.h) once converted to int (UB:
+# float-cast-overflow, found by the strict fuzz run). The NaN reaches the
+# output and is refused.
 m = model([helper.make_node("Softmax", ["ci"], ["s"], name="softmax_inf", axis=-1),
            helper.make_node("Add", ["x", "s"], ["logits"], name="add")],
           [vi("x", [1, 4])], [vi("logits", [1, 4])], [const("ci", np.array([[np.inf, 1, 2, 3]], np.float32))])
-case("bug-run", save(m, "fuzz/pending/softmax_inf_constant.onnx"), "x_good.npy", "NaN|finite",
-     "Softmax of a constant row with +inf: NaN into rp_expf's float -> int (fastmath.h:50; XPASS without sanitizers)")
+case("run", save(m, "fuzz/model/softmax_inf_constant.onnx"), "x_good.npy", "NaN|finite",
+     "Softmax of a constant row with +inf: NaN into rp_expf's float -> int (fixed: NaN-safe clamp)")
 
 # ---- bad .npy inputs ----
 hdr = lambda d: (b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d)) + d)

@@ -34,7 +34,10 @@ static inline float rp_bits_to_float(uint32_t u)
  * is under half the smallest subnormal: 0. NaN stays NaN, +Inf gives +Inf. */
 static inline float rp_expf(float x)
 {
-    float c = x < -104.0f ? -104.0f : x > 89.0f ? 89.0f : x;
+    /* Written so a NaN x clamps to -104 (the comparisons are false) and never
+     * reaches the float-to-int conversion, where it would be undefined. */
+    float c = x > -104.0f ? x : -104.0f;
+    c = c < 89.0f ? c : 89.0f;
     /* Round c / ln2 to the nearest integer with the 1.5 * 2^23 trick (SSE2 has no round). */
     float n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = c - n * 0.693145751953125f;

@@ -183,5 +183,15 @@ expect_error "unwritable output" "no_such_dir" "$relprop" run --onnx "$bad/tiny_
 "$relprop" run --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" --labels "$bad/labels_3.txt" >"$tmp/stdout" 2>&1 \
   && grep -qE '^1 +2 +bird +8\.00000' "$tmp/stdout" && ok || ko "tiny model: $(cat "$tmp/stdout")"
 
+# relprop bench: one CSV row per mode, in the order asked, with positive times.
+"$relprop" bench --onnx "$oracle/model.onnx" --mode forward rollout transformer_attribution --runs 2 --warmup 0 \
+    --threads 1 --csv "$tmp/bench.csv" >"$tmp/stdout" 2>&1 \
+  && head -1 "$tmp/bench.csv" | grep -qx "model,mode,threads,runs,median_s,min_s,max_s,peak_rss_mib" \
+  && [ "$(cut -d, -f2 "$tmp/bench.csv" | tail -n +2 | tr '\n' ' ')" = "forward rollout transformer_attribution " ] \
+  && awk -F, 'NR > 1 && !($5 > 0 && $6 <= $5 && $5 <= $7 && $8 > 0) { exit 1 }' "$tmp/bench.csv" \
+  && grep -q "peak RSS" "$tmp/stdout" && ok || ko "bench: $(cat "$tmp/stdout" "$tmp/bench.csv")"
+expect_error "bench unknown mode" "unknown mode 'nope'" "$relprop" bench --onnx "$oracle/model.onnx" --mode nope
+expect_error "bench csv exists" "bench.csv" "$relprop" bench --onnx "$oracle/model.onnx" --runs 1 --csv "$tmp/bench.csv"
+
 echo "cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build setup test test-fast test-sanitize test-valgrind demo install bench-eval fuzz clean
+.PHONY: all build setup test test-fast test-sanitize test-valgrind demo install bench-eval bench fuzz clean
 
 all: build
 
@@ -42,6 +42,12 @@ install: build
 # relprop eval for all seven methods, writes docs/eval/.
 bench-eval: build
 	@bash scripts/bench_eval.sh $(abspath $(BUILD))/relprop
+
+# Speed against the authors' PyTorch code and ONNX Runtime (README, "Speed"):
+# BENCH_ARGS="--reference ~/Transformer-Explainability --coretype-both" to add them.
+BENCH_ARGS ?=
+bench: build
+	@tools/bench --relprop $(abspath $(BUILD))/relprop $(BENCH_ARGS)
 
 # Coverage-guided fuzzing of the loader and readers (clang, libFuzzer):
 # FUZZ_SECONDS per target.

@@ -6,9 +6,9 @@
 #   bash scripts/bench_eval.sh [path/to/relprop]
 #
 # The set: BENCH_COUNT canvases (default 500) of the test split (Fashion-MNIST
-# t10k items only), seed 2021, canvases BENCH_START.. (default 1000..1499).
+# t10k items only), seed 2021, canvases BENCH_START.. (default 2000..2499).
 # The model card's held-out set, used to pick the checkpoint, is canvases
-# 0..249 of the same split and seed, so the benchmark never saw selection.
+# 0..1999 of the same split and seed, so the benchmark never saw selection.
 # Every canvas holds two items with their masks: 2 rows per canvas, k = 2.
 # Deterministic: the same model gives the same files, byte for byte.
 # About 0.6 s of CPU per row on one core (1000 rows: ~10 min).
@@ -17,7 +17,7 @@ relprop=${1:-build/relprop}
 cd "$(dirname "$0")/.."
 model=${BENCH_MODEL:-models/fmnist_vit.onnx}
 count=${BENCH_COUNT:-500}
-start=${BENCH_START:-1000}
+start=${BENCH_START:-2000}
 data=${BENCH_DATA:-${TMPDIR:-/tmp}/relprop_bench_eval}
 out=${BENCH_OUT:-docs/eval}
 

@@ -183,6 +183,21 @@ expect_error "unwritable output" "no_such_dir" "$relprop" run --onnx "$bad/tiny_
 "$relprop" run --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" --labels "$bad/labels_3.txt" >"$tmp/stdout" 2>&1 \
   && grep -qE '^1 +2 +bird +8\.00000' "$tmp/stdout" && ok || ko "tiny model: $(cat "$tmp/stdout")"
 
+# --batch: a symbolic-batch model explains 2 inputs per run; an input of the
+# wrong size is reported and the others are still written; the maps are those
+# of --batch 1 (tests/test_variants.c compares every method's numbers).
+dyn="$(dirname "$oracle")/../variants/dynamic_batch_op17"
+cp "$dyn/input.npy" "$tmp/first.npy" && cp "$dyn/input.npy" "$tmp/third.npy"
+"$relprop" explain --onnx "$dyn/model.onnx" --input "$tmp/first.npy" "$bad/x_ok.npy" "$tmp/third.npy" --batch 2 \
+    -o "$tmp/batch" >"$tmp/stdout" 2>"$tmp/stderr"
+rc=$?
+[ $rc -eq 2 ] && grep -q "x_ok.npy: 4 values, but one input of the model holds 3072" "$tmp/stderr" \
+  && grep -q "explained 2 of 3 inputs; 1 failed" "$tmp/stdout" && [ -f "$tmp/batch/first.json" ] && [ -f "$tmp/batch/third.json" ] \
+  && cmp -s "$(ls "$tmp"/batch/first.c*.transformer_attribution.npy)" "$(ls "$tmp"/batch/third.c*.transformer_attribution.npy)" \
+  && ok || ko "--batch: rc $rc, $(cat "$tmp/stderr" "$tmp/stdout")"
+expect_error "--batch on a fixed-batch model" "fixed leading dimension.*dynamic_axes" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --batch 2 -o "$tmp/out_b"
+expect_error "--batch with --check-conservation" "batch 1 only" "$relprop" explain --onnx "$dyn/model.onnx" --input "$tmp/first.npy" --batch 2 --check-conservation -o "$tmp/out_b"
+
 # relprop bench: one CSV row per mode, in the order asked, with positive times.
 "$relprop" bench --onnx "$oracle/model.onnx" --mode forward rollout transformer_attribution --runs 2 --warmup 0 \
     --threads 1 --csv "$tmp/bench.csv" >"$tmp/stdout" 2>&1 \

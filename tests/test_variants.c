@@ -4,7 +4,9 @@
  * pooling, register tokens, separate q/k/v, pre-scaled q, patch 14 on a
  * 16×16 grid, a non-square input, masked attention, a softmax spelled out as
  * ReduceMax/Sub/Exp/ReduceSum/Div, a pre-logits Linear + Tanh before the
- * head, the head as MatMul + Add instead of Gemm — each at opset 13 and 17.
+ * head, the head as MatMul + Add instead of Gemm, the plain ViT exported with
+ * a symbolic batch dimension (reshapes computed from Shape(input); it binds
+ * to 1) — each at opset 13 and 17.
  * relprop must find the structure (layers, heads, grid, prefix tokens,
  * readout) from the graph and reproduce all seven maps; an unsupported
  * layout (Swin-style windows) must be refused naming its Softmax nodes. */
@@ -26,9 +28,9 @@
 
 static char *names[64];
 static int n_names;
-/* 11 variants × 2 opsets + unsupported_windowed: fewer means a fixture went
+/* 12 variants × 2 opsets + unsupported_windowed: fewer means a fixture went
  * missing (or its meta.json is unreadable). */
-#define N_FIXTURES 23
+#define N_FIXTURES 25
 
 
 static const cJSON *get(const cJSON *o, const char *a, const char *b)
@@ -104,6 +106,15 @@ START_TEST(test_variant)
         ck_assert_msg(strstr(err.msg, first) != NULL, "%s: explain does not name %s: %s", name, first, err.msg);
         ck_assert(e == NULL);
         goto done;
+    }
+
+    /* A symbolic batch dimension (meta.json: batch_dimension) binds to 1:
+     * input.npy and the expected maps are for batch 1. */
+    if (cJSON_GetObjectItemCaseSensitive(meta, "batch_dimension")) {
+        ck_assert(cJSON_IsString(get(meta, "batch_dimension", "input_dim0")));
+        const rp_tensor *in = rp_model_input_info(m, 0), *out = rp_model_output_info(m, 0);
+        ck_assert_msg(in->rank == 4 && in->dims[0] == 1, "%s: symbolic batch of the input not bound to 1", name);
+        ck_assert_msg(out->rank == 2 && out->dims[0] == 1, "%s: symbolic batch of the output not bound to 1", name);
     }
 
     /* Structure found in the graph. */
@@ -218,6 +229,98 @@ done:
 }
 END_TEST
 
+/* --batch: the symbolic-batch fixture run with a batch of 2 (rp_model_set_batch)
+ * explains each row for its own top-1 class. Every row's transformer_attribution
+ * and rollout equal the reference's (each row explained alone, files
+ * expected_batch2_*), and every row's seven maps equal what a batch of 1 gives
+ * for that row: to 1e-5 relative, lrp_full to 1e-3 (its GEMMs block the rows
+ * differently, and it divides by small pixel sums). */
+static double max_rel(const float *a, const float *b, int64_t n)
+{
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return scale > 0 ? worst / scale : worst;
+}
+
+START_TEST(test_batch)
+{
+    static const char *const opsets[2] = {"dynamic_batch_op13", "dynamic_batch_op17"};
+    const char *name = opsets[_i];
+    char dir[1024], path[1400];
+    snprintf(dir, sizeof dir, "%s/%s", VARIANTS, name);
+    rp_error err = {0};
+    rp_model *m2 = NULL, *m1 = NULL;
+    rp_tensor x = {0};
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    ck_assert_msg(rp_model_open(path, &m2, &err) == RP_OK, "%s", err.msg);
+    ck_assert_msg(rp_model_set_batch(m2, 2, &err) == RP_OK, "%s", err.msg);
+    ck_assert_msg(rp_model_load(path, &m1, &err) == RP_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/input_batch2.npy", dir);
+    ck_assert_msg(rp_npy_read(path, &x, &err) == RP_OK, "%s", err.msg);
+    rp_method all[RP_METHOD_COUNT];
+    for (int k = 0; k < RP_METHOD_COUNT; k++)
+        all[k] = (rp_method)k;
+    rp_explanation *e = NULL;
+    ck_assert_msg(rp_explain(m2, &x, NULL, 0, all, RP_METHOD_COUNT, NULL, &e, &err) == RP_OK, "%s: %s", name, err.msg);
+    ck_assert_int_eq(rp_explanation_batch(e), 2);
+    ck_assert_int_eq(rp_explanation_logits(e)->count, 2 * rp_explanation_logits(e)->dims[1]);
+    int64_t row = x.count / 2;
+    for (int b = 0; b < 2; b++) {
+        int cls = rp_explanation_sample_class(e, b, 0);
+        /* the row alone, batch 1 */
+        int64_t dims[4] = {1, x.dims[1], x.dims[2], x.dims[3]};
+        rp_tensor one = {0};
+        ck_assert(rp_tensor_alloc(&one, RP_FLOAT, 4, dims, &err) == RP_OK);
+        memcpy(one.data, (float *)x.data + b * row, sizeof(float) * (size_t)row);
+        rp_explanation *e1 = NULL;
+        ck_assert_msg(rp_explain(m1, &one, NULL, 0, all, RP_METHOD_COUNT, NULL, &e1, &err) == RP_OK, "%s", err.msg);
+        ck_assert_int_eq(rp_explanation_class(e1, 0), cls);
+        for (int mi = 0; mi < RP_METHOD_COUNT; mi++) {
+            const rp_tensor *got = rp_explanation_sample_map(e, b, 0, mi), *alone = rp_explanation_map(e1, 0, mi);
+            ck_assert_int_eq(got->count, alone->count);
+            double rel = max_rel(got->data, alone->data, got->count);
+            double limit = all[mi] == RP_METHOD_LRP_FULL ? 1e-3 : 1e-5;
+            ck_assert_msg(rel <= limit, "%s row %d class %d %s: batch 2 vs batch 1: %.3e", name, b, cls,
+                          rp_method_name(all[mi]), rel);
+        }
+        static const rp_method ref_methods[2] = {RP_METHOD_TRANSFORMER_ATTRIBUTION, RP_METHOD_ROLLOUT};
+        for (int k = 0; k < 2; k++) {
+            snprintf(path, sizeof path, "%s/expected_batch2_%s_%d_class_%d.npy", dir, rp_method_name(ref_methods[k]),
+                     b, cls);
+            int64_t n;
+            double *want = load_doubles(path, &n);
+            const rp_tensor *got = rp_explanation_sample_map(e, b, 0, (int)ref_methods[k]);
+            ck_assert_int_eq(got->count, n);
+            double worst = 0, scale = 0;
+            for (int64_t i = 0; i < n; i++) {
+                worst = fmax(worst, fabs(((const float *)got->data)[i] - want[i]));
+                scale = fmax(scale, fabs(want[i]));
+            }
+            ck_assert_msg(worst <= REL_LIMIT * scale, "%s row %d class %d %s vs reference: %.3e", name, b, cls,
+                          rp_method_name(ref_methods[k]), worst / scale);
+            free(want);
+        }
+        rp_explanation_free(e1);
+        rp_tensor_release(&one);
+    }
+    rp_explanation_free(e);
+    /* a fixed-batch model refuses a batch, saying how to export one that takes it */
+    rp_model *fixed = NULL;
+    snprintf(path, sizeof path, "%s/distilled_op17/model.onnx", VARIANTS);
+    ck_assert_msg(rp_model_open(path, &fixed, &err) == RP_OK, "%s", err.msg);
+    ck_assert(rp_model_set_batch(fixed, 3, &err) == RP_OK);
+    ck_assert(rp_model_prepare(fixed, &err) == RP_ERR_SHAPE);
+    ck_assert_msg(strstr(err.msg, "fixed leading dimension") && strstr(err.msg, "dynamic_axes"), "%s", err.msg);
+    rp_model_free(fixed);
+    rp_tensor_release(&x);
+    rp_model_free(m1);
+    rp_model_free(m2);
+}
+END_TEST
+
 int main(void)
 {
     DIR *d = opendir(VARIANTS);
@@ -234,6 +337,7 @@ int main(void)
     TCase *tc = tcase_create("variants");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_variant, 0, n_names);
+    tcase_add_loop_test(tc, test_batch, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -17,6 +17,15 @@ Fixture layout, one folder per variant and opset, tests/variants/<variant>_op<13
     expected/class_<C>/<method>.npy   (P,) maps, patch tokens row-major; lrp_full (H,W)
     expected/class_<C>/logits.npy     (1,10) float32 (the float32 forward)
 
+dynamic_batch_op<13|17>/ (model exported with dynamic_axes: input ['batch',3,H,W],
+output ['batch',10]; input.npy and expected/ as above, for batch 1) also has
+
+    input_batch2.npy                  (2,3,H,W) float32: sample 0 = input.npy, sample 1 another image
+    expected_batch2_logits.npy        (2,10) float32
+    expected_batch2_<method>_<sample>_class_<C>.npy   (P,) float64, transformer_attribution and
+                                      rollout, each sample for its own explained classes
+                                      (meta.json "batch2")
+
 plus tests/variants/unsupported_windowed/ (model.onnx, input.npy, meta.json):
 a Swin-style windowed-attention model that relprop must refuse, naming the node.
 
@@ -109,12 +118,17 @@ VARIANTS = {
         desc="classifier written as x[:,0] @ W^T + b: exported as MatMul + Add (as tf2onnx writes a Keras Dense), "
              "not Gemm; the graph output is the bias Add",
         img_size=(32, 32), patch=4, head_matmul=True, classifier_bias=True),
+    "dynamic_batch": dict(
+        desc="the plain timm-style ViT (CLS, fused qkv, Softmax, Gemm head) exported with a symbolic batch "
+             "dimension: dynamic_axes {input: {0: batch}, logits: {0: batch}}, so the CLS Expand and the "
+             "attention Reshapes take their shapes from Shape(input) (Shape, Gather, Unsqueeze, Concat)",
+        img_size=(32, 32), patch=4, dynamic_batch=True),
 }
 
 # Seeds: 1000 + 100 * the variant's index here (build: 1000 + index). Append
 # only: the first eight are the original variants in sorted order, as before.
 SEED_ORDER = ["distilled", "masked", "meanpool", "nonsquare", "patch14", "prescaled_q", "registers",
-              "separate_qkv", "decomposed_softmax", "pre_logits", "matmul_head"]
+              "separate_qkv", "decomposed_softmax", "pre_logits", "matmul_head", "dynamic_batch"]
 assert sorted(SEED_ORDER) == sorted(VARIANTS)
 
 
@@ -124,6 +138,7 @@ def build(name, seed=None):
     v.pop("note", None)
     mask = v.pop("mask", None)
     classifier_bias = v.pop("classifier_bias", False)
+    v.pop("dynamic_batch", None)             # an export option, not a model one
     kw = dict(COMMON)
     kw.update(v)
     if mask == "last_column":
@@ -202,12 +217,45 @@ def choose_classes(model, x, y):
     return [order[0], c]
 
 
-def export(model, path, opset):
+DYNAMIC_AXES = {"input": {0: "batch"}, "logits": {0: "batch"}}
+
+
+def export(model, path, opset, dynamic_batch=False):
     model = model.float().eval()
     H, W = model.img_size
     x = torch.zeros(1, 3, H, W)
     torch.onnx.export(model, x, path, input_names=["input"], output_names=["logits"],
-                      opset_version=opset, do_constant_folding=True)
+                      opset_version=opset, do_constant_folding=True,
+                      dynamic_axes=DYNAMIC_AXES if dynamic_batch else None)
+
+
+def batch_dimension(path):
+    """The exported graph's batch dimension: the input's and output's dim 0
+    (dim_param or dim_value), and the nodes that compute shapes from
+    Shape(...) at run time (what a symbolic batch brings into the graph)."""
+    import onnx
+    g = onnx.load(path).graph
+
+    def dim0(vi):
+        d = vi.type.tensor_type.shape.dim[0]
+        return d.dim_param if d.HasField("dim_param") else d.dim_value
+
+    # shape tensors: Shape outputs, then (nodes in topological order) the
+    # outputs of small integer ops whose every input is a shape tensor or a
+    # constant
+    const = {t.name for t in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    shape_t, shape_ops = set(), {}
+    for n in g.node:
+        if n.op_type == "Shape" or (
+                n.op_type in ("Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Mul", "Div", "Add", "Cast",
+                              "ConstantOfShape", "Equal", "Where", "Reshape")
+                and any(i in shape_t for i in n.input) and all(i in shape_t or i in const or not i for i in n.input)):
+            shape_t.update(n.output)
+            shape_ops[n.op_type] = shape_ops.get(n.op_type, 0) + 1
+    dynamic_consumers = [n.name for n in g.node if n.op_type in ("Reshape", "Expand") and n.input[1] in shape_t]
+    return {"input_dim0": dim0(g.input[0]), "output_dim0": dim0(g.output[0]),
+            "shape_computing_nodes": dict(sorted(shape_ops.items())),
+            "reshape_expand_with_runtime_shape": dynamic_consumers}
 
 
 def sha256(path):
@@ -251,13 +299,19 @@ def expected_for(model, x, classes):
     return out
 
 
-def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=()):
+def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=(), batch2=None):
     d = os.path.join(outdir, "%s_op%d" % (name, opset))
     if os.path.isdir(d):
         shutil.rmtree(d)
     os.makedirs(d)
     mp = os.path.join(d, "model.onnx")
-    export(model, mp, opset)
+    dynamic = bool(VARIANTS[name].get("dynamic_batch"))
+    export(model, mp, opset, dynamic_batch=dynamic)
+    if dynamic:   # the batch must really be symbolic, and the graph compute its shapes from it
+        bd = batch_dimension(mp)
+        assert bd["input_dim0"] == "batch" and bd["output_dim0"] == "batch", bd
+        assert all(bd["shape_computing_nodes"].get(op) for op in ("Shape", "Gather", "Concat")), bd
+        assert any("Reshape" in n for n in bd["reshape_expand_with_runtime_shape"]), bd
     # check the exported weights: reload them into a fresh module and compare logits
     chk = ref.RefViT(**model.config)
     ref.load_onnx_weights(chk, mp)
@@ -355,13 +409,17 @@ def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=(
         ] if cfg["head_matmul"] else []),
         "model": {"file": "model.onnx", "bytes": os.path.getsize(mp), "sha256": sha256(mp),
                   "n_nodes": n_nodes, "op_histogram": hist,
-                  "exporter": "torch.onnx.export(batch 1, input_names=['input'], output_names=['logits'], "
-                              "do_constant_folding=True, opset_version=%d)" % opset,
+                  "exporter": ("torch.onnx.export(batch 1, input_names=['input'], output_names=['logits'], "
+                               "do_constant_folding=True, opset_version=%d)" % opset) if not dynamic else
+                              ("torch.onnx.export(example batch 1, input_names=['input'], output_names=['logits'], "
+                               "dynamic_axes=%s, do_constant_folding=True, opset_version=%d)" % (DYNAMIC_AXES, opset)),
                   "torch": torch.__version__},
         "weights": {"seed": seed,
                     "seed_search": "seeds %s tried; the first whose float32 reference maps are within %g of the "
                                    "float64 ones (lrp_full: Pearson >= %g) and whose second class has a non-zero "
-                                   "attn_gradcam map was kept" % (list(tried), COND_MAX_REL, COND_MIN_R),
+                                   "attn_gradcam map was kept%s" % (list(tried), COND_MAX_REL, COND_MIN_R,
+                                                                     "; for dynamic_batch also the batch-2 maps of both "
+                                                                     "samples within %g" % COND_MAX_REL if dynamic else ""),
                     "init": "trunc-normal std 0.02 Linear weights, cls/dist/register tokens and pos_embed; "
                                           "zero Linear biases; LayerNorm ones/zeros; PyTorch default Conv init; "
                                           "q and k weights then multiplied by %g, v/proj/fc1/fc2 weights by %g; the classifier "
@@ -370,6 +428,15 @@ def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=(
     }
     if VARIANTS[name].get("note"):
         meta["test_note"] = VARIANTS[name]["note"]
+    if dynamic:
+        meta["batch_dimension"] = dict(bd, **{
+            "symbolic": True,
+            "graph_input": "input ['batch', 3, %d, %d] float32; output logits ['batch', %d]" % (H, W, cfg["num_classes"]),
+            "binding": "relprop binds the symbolic batch to 1 by default: input.npy and expected/ are for batch 1, "
+                       "as in every other fixture; input_batch2.npy and expected_batch2_* are for a batch of 2",
+            "note": "shape_computing_nodes: the nodes computing shape tensors from Shape(...) at run time; "
+                    "reshape_expand_with_runtime_shape: the Reshape/Expand nodes whose target shape is one of them"})
+        meta["batch2"] = batch2_meta(d, batch2, seed, classes, results, cfg)
     if cfg["pre_logits"]:
         meta["weights"]["init_pre_logits"] = "pre_logits Linear weight trunc-normal std 0.02 then multiplied by %g " \
             "(its pre-activations have std ~1, so the Tanh is not near-linear)" % PRE_LOGITS_GAIN
@@ -638,6 +705,115 @@ def write_unsupported(outdir, seed=77):
     return d
 
 
+# ----------------------------------------------------------------------------
+# dynamic_batch: a second input of batch 2, for a batched mode
+# ----------------------------------------------------------------------------
+
+BATCH2_METHODS = ["transformer_attribution", "rollout"]
+
+
+def batch2_input(seed, H, W):
+    """(2,3,H,W): two consecutive torch.randn(1,3,H,W) draws of one generator
+    seeded with `seed`; the first is input.npy (same generator, same seed)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.randn(1, 3, H, W, generator=g), torch.randn(1, 3, H, W, generator=g)]).numpy()
+
+
+def batch2_for(model, seed, x, classes):
+    """Per sample of the batch-2 input: its explained classes (choose_classes,
+    the rule of every fixture, on that sample's logits) and its maps, float64
+    and float32, each sample explained on its own as a batch of 1 (the rows of
+    a ViT do not interact; tools/reference.py's explain seeds row 0 only and
+    its sum rule and z^B bounds would pool over the batch, so it is not run on
+    the (2,...) tensor)."""
+    H, W = model.img_size
+    xb = batch2_input(seed, H, W)
+    assert np.array_equal(xb[:1], x), "batch-2 sample 0 is not input.npy"
+    with torch.no_grad():
+        y2 = model.float()(torch.as_tensor(xb)).numpy()
+        y1 = np.concatenate([model(torch.as_tensor(xb[b:b + 1])).numpy() for b in range(2)])
+    assert np.abs(y2 - y1).max() <= 1e-5 * max(1.0, np.abs(y1).max()), "batch rows interact"
+    samples = []
+    for b in range(2):
+        xs = xb[b:b + 1]
+        cl = choose_classes(model, xs, y1[b])
+        if b == 0:
+            assert cl == list(classes), (cl, classes)
+        res = {}
+        for C in cl:
+            res[C] = (ref.explain(model, xs, C, dtype=torch.float64, methods=BATCH2_METHODS),
+                      ref.explain(model, xs, C, dtype=torch.float32, methods=BATCH2_METHODS))
+        model.float()
+        samples.append(dict(classes=cl, results=res))
+    return dict(x=xb, logits=y2, samples=samples)
+
+
+def batch2_conditioning_ok(batch2):
+    return all(ref.rel_err(o32[m], o64[m]) <= COND_MAX_REL
+               for s in batch2["samples"] for o64, o32 in s["results"].values() for m in BATCH2_METHODS)
+
+
+def batch2_meta(d, batch2, seed, classes, results, cfg):
+    """Writes input_batch2.npy, expected_batch2_logits.npy and
+    expected_batch2_<method>_<sample>_class_<C>.npy into fixture folder d;
+    returns their description for meta.json."""
+    H, W = cfg["img_size"]
+    nc = cfg["num_classes"]
+    np.save(os.path.join(d, "input_batch2.npy"), batch2["x"].astype(np.float32))
+    np.save(os.path.join(d, "expected_batch2_logits.npy"), batch2["logits"].astype(np.float32))
+    samples = []
+    for b, s in enumerate(batch2["samples"]):
+        files, cond = {}, {}
+        for C in s["classes"]:
+            o64, o32 = s["results"][C]
+            for meth in BATCH2_METHODS:
+                fn = "expected_batch2_%s_%d_class_%d.npy" % (meth, b, C)
+                np.save(os.path.join(d, fn), np.asarray(o64[meth], dtype=np.float64))
+                files.setdefault(meth, {})[str(C)] = fn
+                if b == 0:   # sample 0 is input.npy: the same maps as expected/class_<C>/
+                    assert np.array_equal(np.asarray(o64[meth]), np.asarray(results[C][0][meth])), (C, meth)
+            cond[str(C)] = {m: float("%.3g" % ref.rel_err(o32[m], o64[m])) for m in BATCH2_METHODS}
+        y = batch2["logits"][b]
+        samples.append({
+            "sample": b,
+            "image": "input.npy (the same values)" if b == 0 else "another random image (not in input.npy)",
+            "explained_classes": list(s["classes"]),
+            "top1_class": int(np.argmax(y)),
+            "max_abs_logit": float("%.4g" % np.abs(y).max()),
+            "files": files,
+            "float32_reference_vs_float64_rel_err": cond,
+        })
+    return {
+        "input": {
+            "file": "input_batch2.npy", "shape": [2, 3, H, W], "dtype": "float32",
+            "sample_0": "input.npy (identical values)",
+            "sample_1": "another random image",
+            "source": "torch.cat of two consecutive torch.randn(1,3,%d,%d) draws of "
+                      "torch.Generator().manual_seed(%d); the first draw is input.npy" % (H, W, seed),
+        },
+        "logits": {"file": "expected_batch2_logits.npy", "shape": [2, nc], "dtype": "float32",
+                   "note": "float32 forward of the batch (PyTorch); row b equals the batch-1 forward of sample b"},
+        "methods": BATCH2_METHODS,
+        "samples": samples,
+        "layout": "expected_batch2_<method>_<sample>_class_<C>.npy: (P,) float64 patch maps, row-major, prefix "
+                  "tokens dropped, for sample <sample> (0 or 1) of input_batch2.npy explained for class <C>; "
+                  "each sample has its own explained classes (samples[b].explained_classes; the first is its "
+                  "top-1 class, what rp_explain picks per sample when no classes are given)",
+        "explained_classes_rule": "per sample, on its own logits: the top-1 class, and the first class in rank "
+                                  "order 5, 6, ..., 10, 2, 3, 4 whose attn_gradcam map is not all zeros "
+                                  "(the rule of every fixture); sample 0's are explained_classes",
+        "computed_by": "each sample explained on its own, as a batch of 1: tools/reference.py explain(model, "
+                       "sample, C, dtype=torch.float64), start_layer 0. The rows of a ViT do not interact, so a "
+                       "batched run must give these maps for each row (sum-rule normalisation, z^B bounds and the "
+                       "gradient seed all per sample)",
+        "same_as_batch1": "sample 0's maps are byte-identical to expected/class_<C>/<method>.npy; rollout does "
+                          "not depend on the class (a sample's two rollout files are equal)",
+        "tolerance": "as the batch-1 maps: rel_err = max|cand - exp| / max|exp| <= 1e-3",
+        "tested_by": "nothing yet: test_variants checks the batch-1 files only; these are for a test of the "
+                     "batched mode (rp_model_set_batch(m, 2) before rp_model_prepare)",
+    }
+
+
 COND_MAX_REL = 2e-4      # float32 vs float64 reference, every map but lrp_full
 COND_MIN_R = 0.9999      # lrp_full float32 vs float64 Pearson
 
@@ -655,7 +831,8 @@ def conditioning_ok(results):
 def make(name, max_tries=20):
     """Seeds base, base+1, ...: the first whose maps are well conditioned
     (a float32 implementation can match the float64 expected maps to 1e-3
-    with margin) and whose second class has a non-zero attn_gradcam map."""
+    with margin) and whose second class has a non-zero attn_gradcam map;
+    for dynamic_batch also the batch-2 sample's maps (batch2_conditioning_ok)."""
     base = 1000 + 100 * SEED_ORDER.index(name)
     tried = []
     for seed in range(base, base + max_tries):
@@ -668,8 +845,10 @@ def make(name, max_tries=20):
         classes = choose_classes(model, x, y)
         results = expected_for(model, x, classes)
         tried.append(seed)
-        if np.any(results[classes[1]][0]["attn_gradcam"]) and conditioning_ok(results):
-            return model, seed, x, classes, results, tried
+        batch2 = batch2_for(model, seed, x, classes) if VARIANTS[name].get("dynamic_batch") else None
+        if np.any(results[classes[1]][0]["attn_gradcam"]) and conditioning_ok(results) \
+                and (batch2 is None or batch2_conditioning_ok(batch2)):
+            return model, seed, x, classes, results, tried, batch2
         print("  %s: seed %d rejected" % (name, seed), file=sys.stderr)
     raise SystemExit("%s: no well-conditioned seed in %d tries" % (name, max_tries))
 
@@ -684,7 +863,7 @@ def main():
     names = [n for n in VARIANTS if not a.only or n in a.only.split(",")]
     os.makedirs(a.out, exist_ok=True)
     for name in names:
-        model, seed, x, classes, results, tried = make(name)
+        model, seed, x, classes, results, tried, batch2 = make(name)
         if a.stats:
             for C in classes:
                 o64, o32 = results[C]
@@ -699,7 +878,7 @@ def main():
                                                                    results[c1][0]["transformer_attribution"]))
             continue
         for op in OPSETS:
-            d = write_fixture(name, model, seed, x, classes, results, op, a.out, tried)
+            d = write_fixture(name, model, seed, x, classes, results, op, a.out, tried, batch2)
             print("wrote", d, file=sys.stderr)
     if not a.stats and (not a.only or "unsupported_windowed" in a.only.split(",")):
         print("wrote", write_unsupported(a.out), file=sys.stderr)

@@ -121,6 +121,12 @@ rp_status rp_model_set_max_memory(rp_model *m, int64_t bytes, rp_error *err);
  * outputs, are errors naming where they first appear. On by default; the
  * scan is cheap next to the matrix products. */
 void rp_model_set_check_finite(rp_model *m, bool on);
+/* Before prepare: run `batch` inputs at once. The model's input must have a
+ * symbolic leading dimension (it binds to `batch`; otherwise to 1). Inputs
+ * then have `batch` rows, and rp_explain explains every row (each for its own
+ * classes) in one pass per class rank: the rows of a ViT do not interact. */
+rp_status rp_model_set_batch(rp_model *m, int batch, rp_error *err);
+int rp_model_batch(const rp_model *m);
 /* rp_model_open + rp_model_prepare. */
 rp_status rp_model_load(const char *path, rp_model **out, rp_error *err);
 void rp_model_free(rp_model *m);
@@ -259,10 +265,15 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
                      rp_explanation **out, rp_error *err);
 void rp_explanation_free(rp_explanation *e);
 
-/* The logits of the forward pass, (1, C). */
+/* The logits of the forward pass, (1, C) (or (B, C): rp_model_set_batch). */
 const rp_tensor *rp_explanation_logits(const rp_explanation *e);
 int rp_explanation_class_count(const rp_explanation *e);
 int rp_explanation_class(const rp_explanation *e, int ci);
+/* With rp_model_set_batch: the logits are (B, C); every sample b has its own
+ * classes and maps. The accessors without a sample are sample 0's. */
+int rp_explanation_batch(const rp_explanation *e);
+int rp_explanation_sample_class(const rp_explanation *e, int b, int ci);
+const rp_tensor *rp_explanation_sample_map(const rp_explanation *e, int b, int ci, int mi);
 int rp_explanation_method_count(const rp_explanation *e);
 rp_method rp_explanation_method(const rp_explanation *e, int mi);
 /* The map for class ci and method mi: (grid_h, grid_w) over patches, or

@@ -248,6 +248,11 @@ int parse_bytes(const char *s, const char *what, int64_t *out)
 
 int load_model(const char *path, const char *max_memory, bool no_check_finite, rp_model **out)
 {
+    return load_model_batch(path, max_memory, no_check_finite, 1, out);
+}
+
+int load_model_batch(const char *path, const char *max_memory, bool no_check_finite, int batch, rp_model **out)
+{
     rp_error err = {0};
     int64_t limit = 0;
     int rc = 0;
@@ -257,7 +262,8 @@ int load_model(const char *path, const char *max_memory, bool no_check_finite, r
     if (rp_model_open(path, out, &err))
         return fail(err.msg);
     rp_model_set_check_finite(*out, !no_check_finite);
-    if ((limit && rp_model_set_max_memory(*out, limit, &err)) || rp_model_prepare(*out, &err)) {
+    if ((limit && rp_model_set_max_memory(*out, limit, &err)) ||
+        (batch > 1 && rp_model_set_batch(*out, batch, &err)) || rp_model_prepare(*out, &err)) {
         rp_model_free(*out);
         *out = NULL;
         return fail(err.msg);

@@ -63,6 +63,8 @@ int parse_bytes(const char *s, const char *what, int64_t *out);
 /* Common model options: --max-memory and --no-check-finite, applied between
  * open and prepare. */
 int load_model(const char *path, const char *max_memory, bool no_check_finite, rp_model **out);
+/* The same, prepared to run `batch` inputs at once (rp_model_set_batch). */
+int load_model_batch(const char *path, const char *max_memory, bool no_check_finite, int batch, rp_model **out);
 
 /* Preprocessing from flags (any may be NULL), else the model's relprop.*
  * metadata, else a resize to the model's input size, bilinear, mean = std =

@@ -15,7 +15,7 @@
 static const char *usage_explain =
     "usage: relprop explain --onnx MODEL (--image IMG ... | --list FILE | --input X.npy ...)\n"
     "                       [--class C ... | --top-classes K] [--method NAME ...] [-o DIR]\n"
-    "                       [--labels FILE] [--panel] [--shard K/N] [preprocessing options]\n"
+    "                       [--labels FILE] [--panel] [--shard K/N] [--batch N] [preprocessing options]\n"
     "\n"
     "Explain MODEL's decisions. For every input, prints the top predictions and writes,\n"
     "per explained class C and method M, into DIR:\n"
@@ -33,7 +33,8 @@ static const char *usage_explain =
     "  --input X.npy ...         input tensors (float32, the model's input shape, already normalised)\n"
     "  --shard K/N               process only the K-th (0-based) of N equal contiguous slices of the\n"
     "                            inputs, for job arrays (default 0/1: all)\n"
-    "what to explain:\n"
+    "  --batch N                 run N inputs through the model at once (default 1; the model needs\n"
+    "                            a symbolic batch dimension); the results are the same\n"    "what to explain:\n"
     "  --class C ...             classes to explain (default: the top-1 prediction)\n"
     "  --top-classes K           explain the K best predictions instead\n"
     "  --method NAME ...         default transformer_attribution; any of transformer_attribution,\n"
@@ -212,53 +213,41 @@ static void print_conservation(const rp_explanation *e, int ci)
     }
 }
 
-static int explain_one(const job *j, const input_item *it, bool verbose)
+/* Write input `it`'s results — the top predictions, per class and method the
+ * map, overlay and heatmap, the panel and the JSON summary — from row b of
+ * explanation e; x is that row's input tensor. */
+static int write_results(const job *j, const input_item *it, const rp_tensor *x, const rp_explanation *e, int b,
+                         cJSON *summary, bool verbose)
 {
     const explain_args *a = j->a;
     rp_error err = {0};
-    rp_tensor x = {0};
-    rp_explanation *e = NULL;
     rp_image *tiles = NULL;
     char **captions = NULL;
-    int n_tiles = 0;
+    int n_tiles = 0, rc = 0;
     char stem[1024], path[4096];
     stem_of(it->path, stem, sizeof stem);
-    cJSON *summary = cJSON_CreateObject();
-    cJSON_AddStringToObject(summary, "model", rp_model_path(j->m));
-    int rc = load_input(j, it, &x, summary);
-    if (rc)
-        goto done;
-    if (!it->is_tensor)
-        add_preprocessing(j, summary);
-    rp_explain_options opt = {.start_layer = (int)a->start_layer, .rules = a->rules,
-                              .keep_intermediates = a->dump != NULL, .top_classes = (int)a->top_classes,
-                              .registry = a->registry, .check_conservation = a->check_conservation,
-                              .conservation_tolerance = a->conservation_tolerance};
-    if (rp_explain(j->m, &x, a->n_classes ? a->classes : NULL, a->n_classes, a->methods, a->n_methods, &opt, &e,
-                   &err)) {
-        rc = failf("%s: %s", it->path, err.msg);
-        goto done;
-    }
-    const rp_tensor *logits = rp_explanation_logits(e);
+    const rp_tensor *all_logits = rp_explanation_logits(e);
+    const int64_t n_logits = all_logits->count / rp_explanation_batch(e);
+    const float *logits = (const float *)all_logits->data + b * n_logits;
     if (verbose) {
         printf("%s\n", it->path);
-        print_predictions(logits->data, logits->count, (int)a->top, j->labels, j->multilabel);
+        print_predictions(logits, n_logits, (int)a->top, j->labels, j->multilabel);
     }
     for (int ci = 0; a->check_conservation && ci < rp_explanation_class_count(e); ci++)
         print_conservation(e, ci);
-    int *order = malloc(sizeof *order * (size_t)logits->count);
+    int *order = malloc(sizeof *order * (size_t)n_logits);
     if (!order) {
         rc = fail("out of memory");
         goto done;
     }
-    top_classes(logits->data, logits->count, (int)a->top, order);
+    top_classes(logits, n_logits, (int)a->top, order);
     cJSON *preds = cJSON_AddArrayToObject(summary, "predictions");
     char buf[64];
-    for (int k = 0; k < a->top && k < logits->count; k++) {
+    for (int k = 0; k < a->top && k < n_logits; k++) {
         cJSON *p = cJSON_CreateObject();
         cJSON_AddNumberToObject(p, "class", order[k]);
         cJSON_AddStringToObject(p, "label", label_of(j, order[k], buf, sizeof buf));
-        cJSON_AddNumberToObject(p, "logit", ((const float *)logits->data)[order[k]]);
+        cJSON_AddNumberToObject(p, "logit", logits[order[k]]);
         cJSON_AddItemToArray(preds, p);
     }
     free(order);
@@ -272,7 +261,7 @@ static int explain_one(const job *j, const input_item *it, bool verbose)
     for (int ci = 0; !a->force && ci < n_cls; ci++)
         for (int mi = 0; mi < n_m; mi++)
             for (int k = 0; k < 3; k++) {
-                snprintf(path, sizeof path, "%s/%s.c%d.%s.%s", a->outdir, stem, rp_explanation_class(e, ci),
+                snprintf(path, sizeof path, "%s/%s.c%d.%s.%s", a->outdir, stem, rp_explanation_sample_class(e, b, ci),
                          rp_method_name(rp_explanation_method(e, mi)), kinds[k]);
                 if ((rc = refuse_overwrite(path, false)))
                     goto done;
@@ -290,7 +279,7 @@ static int explain_one(const job *j, const input_item *it, bool verbose)
             rc = fail("out of memory");
             goto done;
         }
-        if (rp_render_input(&x, &tiles[0], &err)) {
+        if (rp_render_input(x, &tiles[0], &err)) {
             rc = failf("%s: %s", it->path, err.msg);
             goto done;
         }
@@ -298,11 +287,11 @@ static int explain_one(const job *j, const input_item *it, bool verbose)
     }
     cJSON *maps = cJSON_AddArrayToObject(summary, "maps");
     for (int ci = 0; ci < n_cls; ci++) {
-        int cls = rp_explanation_class(e, ci);
+        int cls = rp_explanation_sample_class(e, b, ci);
         for (int mi = 0; mi < n_m; mi++) {
             rp_method method = rp_explanation_method(e, mi);
             const char *mname = rp_method_name(method);
-            const rp_tensor *map = rp_explanation_map(e, ci, mi);
+            const rp_tensor *map = rp_explanation_sample_map(e, b, ci, mi);
             bool pixels = method == RP_METHOD_LRP_FULL;
             int ph = pixels ? 1 : j->layout.patch_h, pw = pixels ? 1 : j->layout.patch_w;
             cJSON *rec = tensor_stats(map);
@@ -316,7 +305,7 @@ static int explain_one(const job *j, const input_item *it, bool verbose)
                 goto done;
             cJSON_AddStringToObject(rec, "npy", path);
             rp_image overlay = {0}, heat = {0};
-            if (rp_render_overlay(&x, map, ph, pw, &overlay, &err) || rp_render_heatmap(map, ph, pw, &heat, &err)) {
+            if (rp_render_overlay(x, map, ph, pw, &overlay, &err) || rp_render_heatmap(map, ph, pw, &heat, &err)) {
                 rp_image_release(&overlay);
                 rc = failf("%s: %s", it->path, err.msg);
                 goto done;
@@ -386,10 +375,121 @@ done:
     }
     free(tiles);
     free(captions);
+    return rc;
+}
+
+static rp_explain_options explain_options(const explain_args *a)
+{
+    return (rp_explain_options){.start_layer = (int)a->start_layer, .rules = a->rules,
+                                .keep_intermediates = a->dump != NULL, .top_classes = (int)a->top_classes,
+                                .registry = a->registry, .check_conservation = a->check_conservation,
+                                .conservation_tolerance = a->conservation_tolerance};
+}
+
+static int explain_one(const job *j, const input_item *it, bool verbose)
+{
+    const explain_args *a = j->a;
+    rp_error err = {0};
+    rp_tensor x = {0};
+    rp_explanation *e = NULL;
+    cJSON *summary = cJSON_CreateObject();
+    cJSON_AddStringToObject(summary, "model", rp_model_path(j->m));
+    int rc = load_input(j, it, &x, summary);
+    if (rc)
+        goto done;
+    if (!it->is_tensor)
+        add_preprocessing(j, summary);
+    rp_explain_options opt = explain_options(a);
+    if (rp_explain(j->m, &x, a->n_classes ? a->classes : NULL, a->n_classes, a->methods, a->n_methods, &opt, &e,
+                   &err)) {
+        rc = failf("%s: %s", it->path, err.msg);
+        goto done;
+    }
+    rc = write_results(j, it, &x, e, 0, summary, verbose);
+done:
     cJSON_Delete(summary);
     rp_explanation_free(e);
     rp_tensor_release(&x);
     return rc;
+}
+
+/* Inputs items[0..n) (n <= the model's batch) in one engine run: each is
+ * loaded alone (one that fails is reported and left out), the rows are
+ * stacked, padded with copies of the last to the model's batch, explained at
+ * once, and written one by one. Adds to *ok and *failed. */
+static void explain_batch(const job *j, const input_item *items, int n, bool verbose, int *ok, int *failed)
+{
+    const explain_args *a = j->a;
+    const int batch = rp_model_batch(j->m);
+    const rp_tensor *info = rp_model_input_info(j->m, 0);
+    const int64_t row = info->count / batch;
+    rp_error err = {0};
+    rp_tensor *xs = calloc((size_t)n, sizeof *xs), stacked = {0};
+    cJSON **summaries = calloc((size_t)n, sizeof *summaries);
+    int *which = calloc((size_t)n, sizeof *which);
+    rp_explanation *e = NULL;
+    int loaded = 0;
+    if (!xs || !summaries || !which) {
+        fail("out of memory");
+        *failed += n;
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        cJSON *summary = cJSON_CreateObject();
+        cJSON_AddStringToObject(summary, "model", rp_model_path(j->m));
+        int rc = load_input(j, &items[i], &xs[loaded], summary);
+        if (!rc && xs[loaded].count != row) {
+            char msg[4200];
+            snprintf(msg, sizeof msg, "%s: %lld values, but one input of the model holds %lld", items[i].path,
+                     (long long)xs[loaded].count, (long long)row);
+            rc = fail(msg);
+        }
+        if (rc) {
+            rp_tensor_release(&xs[loaded]);
+            cJSON_Delete(summary);
+            (*failed)++;
+            continue;
+        }
+        if (!items[i].is_tensor)
+            add_preprocessing(j, summary);
+        summaries[loaded] = summary;
+        which[loaded++] = i;
+    }
+    if (loaded == 0)
+        goto done;
+    if (rp_tensor_alloc(&stacked, RP_FLOAT, info->rank, info->dims, &err)) {
+        fail(err.msg);
+        *failed += loaded;
+        goto done;
+    }
+    for (int b = 0; b < batch; b++)
+        memcpy((float *)stacked.data + b * row, xs[b < loaded ? b : loaded - 1].data, sizeof(float) * (size_t)row);
+    rp_explain_options opt = explain_options(a);
+    if (rp_explain(j->m, &stacked, a->n_classes ? a->classes : NULL, a->n_classes, a->methods, a->n_methods, &opt,
+                   &e, &err)) {
+        for (int b = 0; b < loaded; b++)
+            failf("%s: %s", items[which[b]].path, err.msg);
+        *failed += loaded;
+        goto done;
+    }
+    for (int b = 0; b < loaded; b++) {
+        /* The row as a (1, ...) tensor for the panel and overlays. */
+        rp_tensor x = xs[b];
+        if (write_results(j, &items[which[b]], &x, e, b, summaries[b], verbose))
+            (*failed)++;
+        else
+            (*ok)++;
+    }
+done:
+    for (int b = 0; b < loaded; b++) {
+        rp_tensor_release(&xs[b]);
+        cJSON_Delete(summaries[b]);
+    }
+    free(xs);
+    free(summaries);
+    free(which);
+    rp_tensor_release(&stacked);
+    rp_explanation_free(e);
 }
 
 /* Paths from a list file: one per line, '#' comments and blank lines skipped,
@@ -440,6 +540,7 @@ int cmd_explain(int argc, char **argv)
     const char *class_s[MAX_LIST], *method_s[MAX_LIST], *image_s[MAX_LIST], *tensor_s[MAX_LIST];
     const char *list = NULL, *top_s = "5", *topc_s = NULL, *start_s = "0", *panel = NULL, *force = NULL;
     const char *max_memory = NULL, *no_finite = NULL, *threads_s = "0", *check_cons = NULL, *tol_s = NULL;
+    const char *batch_s = "1";
     const char *plugin_s[MAX_LIST];
     int n_plugin = 0;
     int n_class = 0, n_method = 0, n_image = 0, n_tensor = 0;
@@ -454,7 +555,7 @@ int cmd_explain(int argc, char **argv)
         OPT("--std", NULL, &a.pre.std), OPT_FLAG("--force", &force), OPT("--max-memory", NULL, &max_memory),
         OPT_FLAG("--no-check-finite", &no_finite), OPT("--threads", NULL, &threads_s),
         OPT_LIST("--plugin", plugin_s, n_plugin), OPT_FLAG("--check-conservation", &check_cons),
-        OPT("--conservation-tolerance", NULL, &tol_s),
+        OPT("--conservation-tolerance", NULL, &tol_s), OPT("--batch", NULL, &batch_s),
     };
     int rc = parse_options(argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), usage_explain);
     if (rc)
@@ -474,9 +575,12 @@ int cmd_explain(int argc, char **argv)
         (rc = parse_int(start_s, "--start-layer", 0, 100000, &a.start_layer)) ||
         (topc_s && (rc = parse_int(topc_s, "--top-classes", 1, 1000, &a.top_classes))))
         return rc;
-    long threads;
-    if ((rc = parse_int(threads_s, "--threads", 0, 4096, &threads)))
+    long threads, batch;
+    if ((rc = parse_int(threads_s, "--threads", 0, 4096, &threads)) ||
+        (rc = parse_int(batch_s, "--batch", 1, 4096, &batch)))
         return rc;
+    if (batch > 1 && (a.dump || a.check_conservation))
+        return fail("--dump-intermediates and --check-conservation work with --batch 1 only");
     rp_set_threads((int)threads);
     if (topc_s && n_class)
         return fail("give either --class or --top-classes, not both");
@@ -529,10 +633,10 @@ int cmd_explain(int argc, char **argv)
                 goto done;
             }
     }
-    if ((rc = load_model(a.onnx, max_memory, no_finite != NULL, &j.m)))
+    if ((rc = load_model_batch(a.onnx, max_memory, no_finite != NULL, (int)batch, &j.m)))
         goto done;
     const rp_tensor *y = rp_model_output_info(j.m, 0);
-    j.n_classes = y->count;
+    j.n_classes = y->count / batch;
     if (a.labels_path) {
         if ((rc = read_labels(a.labels_path, j.n_classes, &j.labels)))
             goto done;
@@ -570,7 +674,7 @@ int cmd_explain(int argc, char **argv)
     int first = (int)((int64_t)n_items * shard_k / shard_n), last = (int)((int64_t)n_items * (shard_k + 1) / shard_n);
     int total = last - first;
     bool bar = total > 1 && isatty(STDERR_FILENO);
-    for (int i = first; i < last; i++) {
+    for (int i = first; i < last && batch == 1; i++) {
         if (bar)
             progress(i - first, total, items[i].path);
         if (explain_one(&j, &items[i], true))
@@ -579,6 +683,14 @@ int cmd_explain(int argc, char **argv)
             done_ok++;
         if (bar)
             progress(i - first + 1, total, items[i].path);
+    }
+    for (int i = first; i < last && batch > 1; i += (int)batch) {
+        int n = last - i < batch ? last - i : (int)batch;
+        if (bar)
+            progress(i - first, total, items[i].path);
+        explain_batch(&j, &items[i], n, true, &done_ok, &failed);
+        if (bar)
+            progress(i - first + n, total, items[i + n - 1].path);
     }
     if (total > 1 || failed)
         printf("explained %d of %d inputs%s; %d failed; outputs in %s\n", done_ok, total,

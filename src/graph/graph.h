@@ -99,6 +99,7 @@ typedef struct rp_graph {
     int64_t model_bytes; /* size of the file plus the external data read for it */
     int64_t used_bytes;  /* what prepare allocated, constants from the file excluded */
     bool check_finite;   /* forward: refuse NaN in any value, Inf in inputs and outputs */
+    int batch;           /* what a symbolic leading input dim binds to at prepare (0: 1) */
 } rp_graph;
 
 /* What prepare may allocate (activations and folded constants) when no

@@ -32,6 +32,21 @@ rp_status rp_model_set_max_memory(rp_model *m, int64_t bytes, rp_error *err)
     return RP_OK;
 }
 
+rp_status rp_model_set_batch(rp_model *m, int batch, rp_error *err)
+{
+    if (m->g->prepared)
+        return rp_fail(err, RP_ERR_ARG, "%s: the batch size must be set before the model is prepared", m->g->path);
+    if (batch < 1)
+        return rp_fail(err, RP_ERR_ARG, "batch size %d: expected at least 1", batch);
+    m->g->batch = batch;
+    return RP_OK;
+}
+
+int rp_model_batch(const rp_model *m)
+{
+    return m->g->batch > 1 ? m->g->batch : 1;
+}
+
 void rp_model_set_check_finite(rp_model *m, bool on)
 {
     m->g->check_finite = on;

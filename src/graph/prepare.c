@@ -101,9 +101,20 @@ rp_status rp_graph_bind_constant(rp_graph *g, int value_id, const rp_tensor *t, 
     return RP_OK;
 }
 
-/* Symbolic dims of graph inputs bind to 1 (batch 1); anything else unknown is refused. */
+/* Symbolic dims of graph inputs bind to 1, the leading one to g->batch (1
+ * unless set); anything else unknown is refused. */
 static rp_status bind_input_shapes(rp_graph *g, rp_error *err)
 {
+    for (int i = 0; g->batch > 1 && i < g->n_inputs; i++) {
+        const rp_value *v = &g->values[g->inputs[i]];
+        if (v->kind == RP_VALUE_INPUT && (v->t.rank < 1 || v->t.dims[0] >= 0))
+            return rp_fail(err, RP_ERR_SHAPE,
+                           "%s: input '%s' has a fixed leading dimension (%lld), so it cannot take a batch of %d; "
+                           "export the model with a symbolic batch (torch.onnx.export(..., dynamic_axes={'%s': "
+                           "{0: 'batch'}}))",
+                           g->path ? g->path : "model", v->name, (long long)(v->t.rank ? v->t.dims[0] : 0), g->batch,
+                           v->name);
+    }
     for (int i = 0; i < g->n_inputs; i++) {
         rp_value *v = &g->values[g->inputs[i]];
         if (v->kind != RP_VALUE_INPUT || v->shape_known)
@@ -113,7 +124,7 @@ static rp_status bind_input_shapes(rp_graph *g, rp_error *err)
                            g->path ? g->path : "model", v->name, rp_dtype_name(v->t.dtype));
         int64_t dims[RP_MAX_RANK];
         for (int d = 0; d < v->t.rank; d++)
-            dims[d] = v->t.dims[d] < 0 ? 1 : v->t.dims[d];
+            dims[d] = v->t.dims[d] >= 0 ? v->t.dims[d] : d == 0 && g->batch > 1 ? g->batch : 1;
         if (!rp_tensor_set_shape(&v->t, v->t.dtype, v->t.rank, dims))
             return rp_fail(err, RP_ERR_SHAPE, "%s: input '%s' has an invalid shape", g->path ? g->path : "model", v->name);
         v->shape_known = true;

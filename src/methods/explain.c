@@ -12,10 +12,10 @@
 
 struct rp_explanation {
     rp_tensor logits;
-    int n_classes, n_methods, n_layers;
-    int *classes;
+    int batch, n_classes, n_methods, n_layers;
+    int *classes;     /* [sample][class] */
     rp_method *methods;
-    rp_tensor *maps;  /* [class][method] */
+    rp_tensor *maps;  /* [sample][class][method] */
     rp_tensor *inter; /* [class][layer][A, dA, R_A] when kept */
     /* check_conservation: per class, the report and its strings (one block). */
     rp_conservation_entry **cons;
@@ -60,7 +60,7 @@ void rp_explanation_free(rp_explanation *e)
         return;
     rp_tensor_release(&e->logits);
     if (e->maps)
-        for (int i = 0; i < e->n_classes * e->n_methods; i++)
+        for (int i = 0; i < e->batch * e->n_classes * e->n_methods; i++)
             rp_tensor_release(&e->maps[i]);
     if (e->inter)
         for (int i = 0; i < e->n_classes * e->n_layers * 3; i++)
@@ -85,6 +85,8 @@ void rp_explanation_free(rp_explanation *e)
 const rp_tensor *rp_explanation_logits(const rp_explanation *e) { return &e->logits; }
 int rp_explanation_class_count(const rp_explanation *e) { return e->n_classes; }
 int rp_explanation_class(const rp_explanation *e, int ci) { return e->classes[ci]; }
+int rp_explanation_batch(const rp_explanation *e) { return e->batch; }
+int rp_explanation_sample_class(const rp_explanation *e, int b, int ci) { return e->classes[b * e->n_classes + ci]; }
 int rp_explanation_method_count(const rp_explanation *e) { return e->n_methods; }
 rp_method rp_explanation_method(const rp_explanation *e, int mi) { return e->methods[mi]; }
 int rp_explanation_layer_count(const rp_explanation *e) { return e->n_layers; }
@@ -92,6 +94,11 @@ int rp_explanation_layer_count(const rp_explanation *e) { return e->n_layers; }
 const rp_tensor *rp_explanation_map(const rp_explanation *e, int ci, int mi)
 {
     return &e->maps[ci * e->n_methods + mi];
+}
+
+const rp_tensor *rp_explanation_sample_map(const rp_explanation *e, int b, int ci, int mi)
+{
+    return &e->maps[(b * e->n_classes + ci) * e->n_methods + mi];
 }
 
 void rp_explanation_layer(const rp_explanation *e, int ci, int l, const rp_tensor **attn,
@@ -216,13 +223,12 @@ static rp_status copy_tensor(rp_tensor *dst, const rp_tensor *src, rp_error *err
     return st;
 }
 
-/* The k largest logits, largest first; ties keep index order. */
-static void top_classes(const rp_tensor *logits, int *out, int k)
+/* The k largest of n logits, largest first; ties keep index order. */
+static void top_classes(const float *y, int64_t n, int *out, int k)
 {
-    const float *y = logits->data;
     for (int j = 0; j < k; j++) {
         int best = -1;
-        for (int64_t i = 0; i < logits->count; i++) {
+        for (int64_t i = 0; i < n; i++) {
             bool taken = false;
             for (int q = 0; q < j; q++)
                 taken |= out[q] == i;
@@ -233,8 +239,8 @@ static void top_classes(const rp_tensor *logits, int *out, int k)
     }
 }
 
-/* Sum the pixel relevance over channels: (1,C,H,W) → (H,W). */
-static rp_status pixel_map(const rp_tensor *r, rp_tensor *out, rp_error *err)
+/* Sum sample b's pixel relevance over channels: (B,C,H,W) → (H,W). */
+static rp_status pixel_map(const rp_tensor *r, int b, rp_tensor *out, rp_error *err)
 {
     int64_t dims[2] = {r->dims[2], r->dims[3]};
     rp_status st = rp_tensor_alloc(out, RP_FLOAT, 2, dims, err);
@@ -242,21 +248,21 @@ static rp_status pixel_map(const rp_tensor *r, rp_tensor *out, rp_error *err)
         return st;
     int64_t hw = dims[0] * dims[1];
     float *o = out->data;
-    const float *x = r->data;
+    const float *x = (const float *)r->data + (int64_t)b * r->dims[1] * hw;
     for (int64_t c = 0; c < r->dims[1]; c++)
         for (int64_t p = 0; p < hw; p++)
             o[p] += x[c * hw + p];
     return RP_OK;
 }
 
-static rp_status check_request(const rp_model *m, const rp_tensor *logits, const int *classes, int n_classes,
+static rp_status check_request(const rp_model *m, int64_t n_logits, const int *classes, int n_classes,
                                const rp_method *methods, int n_methods, rp_error *err)
 {
     const char *path = m->g->path;
     for (int i = 0; i < n_classes; i++)
-        if (classes[i] < 0 || classes[i] >= logits->count)
+        if (classes[i] < 0 || classes[i] >= n_logits)
             return rp_fail(err, RP_ERR_ARG, "%s: class %d out of range: the model has %lld classes", path, classes[i],
-                           (long long)logits->count);
+                           (long long)n_logits);
     bool patch_methods = false;
     for (int i = 0; i < n_methods; i++) {
         if ((unsigned)methods[i] >= RP_METHOD_COUNT)
@@ -344,27 +350,42 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     }
     if ((st = copy_tensor(&e->logits, y, err)))
         goto fail;
+    /* Rows of the batch are independent: one seed with a one-hot per row
+     * explains every row for its own class in the same backward pass. */
+    const int batch = rp_model_batch(m);
+    const int64_t n_logits = y->count / batch;
+    if (batch > 1 && (y->rank < 1 || y->dims[0] != batch)) {
+        st = rp_fail(err, RP_ERR_UNSUPPORTED, "%s: the output does not have one row per batch item", g->path);
+        goto fail;
+    }
+    if (batch > 1 && (opt->keep_intermediates || opt->check_conservation)) {
+        st = rp_fail(err, RP_ERR_UNSUPPORTED, "intermediates and the conservation check are kept for a batch of 1 only");
+        goto fail;
+    }
     int top_k = opt->top_classes > 0 ? opt->top_classes : 1;
-    if (top_k > y->count)
-        top_k = (int)y->count;
+    if (top_k > n_logits)
+        top_k = (int)n_logits;
+    e->batch = batch;
     e->n_classes = n_classes > 0 ? n_classes : top_k;
     e->n_methods = n_methods;
     e->n_layers = m->n_attn;
-    e->classes = malloc(sizeof *e->classes * (size_t)e->n_classes);
+    e->classes = malloc(sizeof *e->classes * (size_t)e->n_classes * (size_t)batch);
     e->methods = malloc(sizeof *e->methods * (size_t)n_methods);
-    e->maps = calloc((size_t)e->n_classes * (size_t)n_methods, sizeof *e->maps);
+    e->maps = calloc((size_t)batch * (size_t)e->n_classes * (size_t)n_methods, sizeof *e->maps);
     if (opt->keep_intermediates && m->n_attn > 0)
         e->inter = calloc((size_t)e->n_classes * (size_t)m->n_attn * 3, sizeof *e->inter);
     if (!e->classes || !e->methods || !e->maps || (opt->keep_intermediates && m->n_attn > 0 && !e->inter)) {
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (n_classes > 0)
-        memcpy(e->classes, classes, sizeof *classes * (size_t)n_classes);
-    else
-        top_classes(y, e->classes, e->n_classes);
+    for (int b = 0; b < batch; b++) {
+        if (n_classes > 0)
+            memcpy(e->classes + b * e->n_classes, classes, sizeof *classes * (size_t)n_classes);
+        else
+            top_classes((const float *)y->data + b * n_logits, n_logits, e->classes + b * e->n_classes, e->n_classes);
+    }
     memcpy(e->methods, methods, sizeof *methods * (size_t)n_methods);
-    if ((st = check_request(m, y, e->classes, e->n_classes, methods, n_methods, err)))
+    if ((st = check_request(m, n_logits, e->classes, e->n_classes, methods, n_methods, err)))
         goto fail;
 
     bool want_grad = false, want_rel = false, want_pixels = false;
@@ -437,9 +458,9 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         goto fail;
 
     for (int ci = 0; ci < e->n_classes; ci++) {
-        int cls = e->classes[ci];
         memset(seed.data, 0, sizeof(float) * (size_t)seed.count);
-        ((float *)seed.data)[cls] = 1.0f;
+        for (int b = 0; b < batch; b++)
+            ((float *)seed.data)[b * n_logits + e->classes[b * e->n_classes + ci]] = 1.0f;
         if (want_grad) {
             rp_valuebuf_zero(&m->grads);
             if ((st = rp_graph_backward(g, out_value, &seed, &m->grads, err)))
@@ -460,23 +481,28 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
                     goto fail;
             }
         }
-        for (int l = 0; l < m->n_attn; l++) {
-            const rp_attention_layer *al = &m->attn[l];
-            views[l].A = g->values[al->probs_value].t.data;
-            views[l].G = want_grad ? m->grads.t[al->product_left].data : NULL;
-            views[l].R = want_rel ? m->rel.t[al->product_left].data : NULL;
-        }
-        rp_map_input in = {.layers = views, .n_layers = m->n_attn, .heads = m->n_attn ? m->attn[0].heads : 0,
-                           .tokens = n_tokens, .prefix = n_tokens - m->patches.grid_h * m->patches.grid_w,
-                           .readout = readout};
-        for (int mi = 0; mi < n_methods; mi++) {
-            rp_tensor *map = &e->maps[ci * n_methods + mi];
-            if (methods[mi] == RP_METHOD_LRP_FULL)
-                st = pixel_map(&m->rel.t[image_value], map, err);
-            else
-                st = compute_map(m, methods[mi], &in, opt->start_layer, map, err);
-            if (st)
-                goto fail;
+        for (int b = 0; b < batch; b++) {
+            /* Sample b's rows of every layer's A (and of its gradient and
+             * relevance, shaped alike): [B,H,N,N] or [B*H,N,N], b-major. */
+            for (int l = 0; l < m->n_attn; l++) {
+                const rp_attention_layer *al = &m->attn[l];
+                int64_t off = b * (g->values[al->probs_value].t.count / batch);
+                views[l].A = (const float *)g->values[al->probs_value].t.data + off;
+                views[l].G = want_grad ? (const float *)m->grads.t[al->product_left].data + off : NULL;
+                views[l].R = want_rel ? (const float *)m->rel.t[al->product_left].data + off : NULL;
+            }
+            rp_map_input in = {.layers = views, .n_layers = m->n_attn, .heads = m->n_attn ? m->attn[0].heads : 0,
+                               .tokens = n_tokens, .prefix = n_tokens - m->patches.grid_h * m->patches.grid_w,
+                               .readout = readout};
+            for (int mi = 0; mi < n_methods; mi++) {
+                rp_tensor *map = &e->maps[(b * e->n_classes + ci) * n_methods + mi];
+                if (methods[mi] == RP_METHOD_LRP_FULL)
+                    st = pixel_map(&m->rel.t[image_value], b, map, err);
+                else
+                    st = compute_map(m, methods[mi], &in, opt->start_layer, map, err);
+                if (st)
+                    goto fail;
+            }
         }
         for (int l = 0; e->inter && l < m->n_attn; l++) {
             rp_tensor *slot = &e->inter[(ci * m->n_attn + l) * 3];

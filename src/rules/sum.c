@@ -42,11 +42,62 @@ static rp_status sum_prepare(const rp_rule_node *rn, const rp_rule_params *p, vo
     return RP_OK;
 }
 
+/* The rows of a batch (rp_model_set_batch) are separate explanations: the
+ * shares are normalised per row. Each operand is either z-shaped or the same
+ * for every row (broadcast over the batch only, e.g. a position embedding);
+ * the arithmetic is the single-row one's, row by row, so a batch gives the
+ * same bits as one input at a time. */
+static rp_status sum_apply_batched(rp_rule_ctx *c, int batch)
+{
+    const rp_tensor *r = c->rel_out[0], *z = c->k->out[0];
+    const rp_tensor *in[2] = {c->k->in[0], c->k->in[1]};
+    const int64_t row = z->count / batch;
+    for (int i = 0; i < 2; i++)
+        if (in[i]->count != z->count && in[i]->count != row)
+            return rp_fail(c->err, RP_ERR_UNSUPPORTED,
+                           "node '%s' (%s): with a batch, the sum rule needs operands shaped like the output or "
+                           "broadcast over the batch only", c->node->name, c->node->op_type);
+    bool sub = strcmp(c->node->op_type, "Sub") == 0;
+    for (int b = 0; b < batch; b++) {
+        const float *rv = (const float *)r->data + b * row, *zv = (const float *)z->data + b * row;
+        const float *x[2];
+        for (int i = 0; i < 2; i++)
+            x[i] = (const float *)in[i]->data + (in[i]->count == z->count ? b * row : 0);
+        double total = 0, sums[2] = {0, 0};
+        for (int64_t e = 0; e < row; e++) {
+            float sv = (float)rp_sdiv(rv[e], zv[e]);
+            total += rv[e];
+            sums[0] += (float)(x[0][e] * sv);
+            sums[1] += (float)(x[1][e] * (sub ? -sv : sv));
+        }
+        double den = fabs(sums[0]) + fabs(sums[1]);
+        for (int i = 0; i < 2; i++) {
+            if (!c->rel_in[i])
+                continue;
+            if (c->rel_in[i]->count != z->count)
+                return rp_fail(c->err, RP_ERR_UNSUPPORTED,
+                               "node '%s' (%s): with a batch, the sum rule cannot send relevance to an operand "
+                               "shared by all rows", c->node->name, c->node->op_type);
+            double scale = rp_sdiv(rp_sdiv(fabs(sums[i]), den) * total, sums[i]);
+            float *dst = (float *)c->rel_in[i]->data + b * row;
+            for (int64_t e = 0; e < row; e++) {
+                float sv = (float)rp_sdiv(rv[e], zv[e]);
+                float a = (float)(x[i][e] * (i == 1 && sub ? -sv : sv));
+                dst[e] = (float)(dst[e] + a * scale);
+            }
+        }
+    }
+    return RP_OK;
+}
+
 static rp_status sum_apply(rp_rule_ctx *c)
 {
     const rp_tensor *r = c->rel_out[0];
     if (!r || (!c->rel_in[0] && !c->rel_in[1]))
         return RP_OK;
+    int batch = c->graph && c->graph->batch > 1 ? c->graph->batch : 1;
+    if (batch > 1 && c->k->out[0]->rank >= 1 && c->k->out[0]->dims[0] == batch)
+        return sum_apply_batched(c, batch);
     rp_kctx *k = c->k;
     const rp_tensor *z = k->out[0];
     size_t off = 0;

@@ -4,7 +4,9 @@
  * activation x. F is the node's own kernel with the bias replaced by zeros.
  *
  *     lo = min(x), hi = max(x) over the whole tensor (or the rule parameters
- *     low / high when given); Lo, Hi = tensors of x's shape filled with them
+ *     low / high when given); Lo, Hi = tensors of x's shape filled with them.
+ *     With a batch (rp_model_set_batch) each row is one input and gets its
+ *     own bounds, so a batch gives every input the maps it would get alone.
  *     Z   = F(x, W) - F(Lo, W+) - F(Hi, W-) + 1e-9
  *     S   = R / Z                                    (plain division)
  *     R_x = x * vjp(F at W)(S) - Lo * vjp(F at W+)(S) - Hi * vjp(F at W-)(S)
@@ -119,11 +121,19 @@ static rp_status zb_prepare(const rp_rule_node *rn, const rp_rule_params *p, voi
     return RP_OK;
 }
 
-static void fill(rp_tensor *t, float v)
+/* The bounds of n values of x: the rule parameters, or their min and max. */
+static void bounds(const rp_rule_ctx *c, const float *x, int64_t n, float *lo, float *hi)
 {
-    float *d = t->data;
-    for (int64_t e = 0; e < t->count; e++)
-        d[e] = v;
+    if (rp_rule_param_given(c->params, "low")) {
+        *lo = (float)rp_rule_param(c->params, "low", 0);
+        *hi = (float)rp_rule_param(c->params, "high", 0);
+        return;
+    }
+    *lo = *hi = x[0];
+    for (int64_t e = 1; e < n; e++) {
+        *lo = x[e] < *lo ? x[e] : *lo;
+        *hi = x[e] > *hi ? x[e] : *hi;
+    }
 }
 
 static rp_status zb_apply(rp_rule_ctx *c)
@@ -144,17 +154,8 @@ static rp_status zb_apply(rp_rule_ctx *c)
         return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): z^B rule: scratch too small", c->node->name,
                        c->node->op_type);
     const float *xv = x->data;
-    float lo, hi;
-    if (rp_rule_param_given(c->params, "low")) {
-        lo = (float)rp_rule_param(c->params, "low", 0);
-        hi = (float)rp_rule_param(c->params, "high", 0);
-    } else {
-        lo = hi = xv[0];
-        for (int64_t e = 1; e < x->count; e++) {
-            lo = xv[e] < lo ? xv[e] : lo;
-            hi = xv[e] > hi ? xv[e] : hi;
-        }
-    }
+    int rows = c->graph && c->graph->batch > 1 && x->rank >= 1 && x->dims[0] == c->graph->batch ? c->graph->batch : 1;
+    int64_t row = x->count / rows;
     rp_tensor *ov[3] = {NULL, NULL, NULL}, *out[1] = {&z}, *gout[1] = {&z}, *gin[3] = {NULL, NULL, NULL};
     if (s->bi >= 0)
         ov[s->bi] = &s->zero_bias;
@@ -167,7 +168,13 @@ static rp_status zb_apply(rp_rule_ctx *c)
     out[0] = &t;
     ov[s->xi] = &buf;
     for (int part = 0; part < 2; part++) {
-        fill(&buf, part == 0 ? lo : hi);
+        for (int b = 0; b < rows; b++) {
+            float lo, hi;
+            bounds(c, xv + b * row, row, &lo, &hi);
+            float v = part == 0 ? lo : hi, *d = (float *)buf.data + b * row;
+            for (int64_t e = 0; e < row; e++)
+                d[e] = v;
+        }
         ov[s->wi] = part == 0 ? &s->wpos : &s->wneg;
         if ((st = rp_rule_forward_with(c, ov, out)))
             return st;
@@ -189,8 +196,12 @@ static rp_status zb_apply(rp_rule_ctx *c)
     }
     const float *a = g1.data, *b = g2.data, *h = buf.data;
     float *dst = c->rel_in[s->xi]->data;
-    for (int64_t e = 0; e < x->count; e++)
-        dst[e] += xv[e] * a[e] - lo * b[e] - hi * h[e];
+    for (int q = 0; q < rows; q++) {
+        float lo, hi;
+        bounds(c, xv + q * row, row, &lo, &hi);
+        for (int64_t e = q * row; e < (q + 1) * row; e++)
+            dst[e] += xv[e] * a[e] - lo * b[e] - hi * h[e];
+    }
     return RP_OK;
 }
 

@@ -248,6 +248,44 @@ START_TEST(test_deterministic)
 }
 END_TEST
 
+/* Asked alone, each method's walks stop at the lowest layer it reads (the
+ * last one for GradCAM and partial LRP, the start layer for transformer
+ * attribution); its map must be the one the full-depth walk of a request for
+ * every method gives, bit for bit (the same nodes run in the same order). */
+START_TEST(test_each_method_alone)
+{
+    rp_error err = {0};
+    rp_model *m = NULL;
+    ck_assert_msg(rp_model_load(RELPROP_SOURCE_DIR "/tests/oracle/fmnist_vit_s__timm17/model.onnx", &m, &err) == RP_OK,
+                  "%s", err.msg);
+    rp_tensor x = {0};
+    ck_assert(rp_npy_read(RELPROP_SOURCE_DIR "/tests/oracle/fmnist_vit_s__timm17/inputs/input_0.npy", &x, &err) ==
+              RP_OK);
+    rp_method methods[RP_METHOD_COUNT];
+    for (int i = 0; i < RP_METHOD_COUNT; i++)
+        methods[i] = (rp_method)i;
+    int cls = 3;
+    for (int start = 0; start <= 2; start += 2) {
+        rp_explain_options opt = {.start_layer = start};
+        rp_explanation *all = NULL;
+        ck_assert_msg(rp_explain(m, &x, &cls, 1, methods, RP_METHOD_COUNT, &opt, &all, &err) == RP_OK, "%s", err.msg);
+        for (int mi = 0; mi < RP_METHOD_COUNT; mi++) {
+            rp_explanation *one = NULL;
+            ck_assert_msg(rp_explain(m, &x, &cls, 1, &methods[mi], 1, &opt, &one, &err) == RP_OK, "%s", err.msg);
+            const rp_tensor *p = rp_explanation_map(all, 0, mi), *q = rp_explanation_map(one, 0, 0);
+            ck_assert_int_eq(p->count, q->count);
+            ck_assert_msg(memcmp(p->data, q->data, sizeof(float) * (size_t)p->count) == 0,
+                          "%s alone (start layer %d) differs from the all-methods run", rp_method_name(methods[mi]),
+                          start);
+            rp_explanation_free(one);
+        }
+        rp_explanation_free(all);
+    }
+    rp_tensor_release(&x);
+    rp_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("oracle_maps");
@@ -255,6 +293,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_case_maps, 0, N_CASES);
     tcase_add_test(tc, test_deterministic);
+    tcase_add_test(tc, test_each_method_alone);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

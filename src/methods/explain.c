@@ -400,18 +400,38 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
      * the input. */
     if (opt->check_conservation)
         want_rel = want_pixels = true;
-    /* Gradients and relevance are needed only down to the first attention
-     * layer, unless lrp_full asks for the pixels. */
-    targets = malloc(sizeof *targets * (size_t)(m->n_attn + 1));
+    /* Each walk goes only as deep as the lowest attention layer a method reads
+     * (transformer attribution from the start layer, generic attention all of
+     * them, GradCAM and partial LRP the last one), or to the pixels for
+     * lrp_full and the conservation check. */
+    int n_layers = m->n_attn, last = n_layers > 0 ? n_layers - 1 : 0;
+    int start = opt->start_layer < 0 ? 0 : opt->start_layer > last ? last : opt->start_layer;
+    int grad_from = n_layers, rel_from = n_layers;
+    for (int i = 0; i < n_methods; i++) {
+        switch (methods[i]) {
+        case RP_METHOD_TRANSFORMER_ATTRIBUTION:
+            grad_from = grad_from < start ? grad_from : start;
+            rel_from = rel_from < start ? rel_from : start;
+            break;
+        case RP_METHOD_GENERIC_ATTENTION: grad_from = 0; break;
+        case RP_METHOD_ATTN_GRADCAM: grad_from = grad_from < last ? grad_from : last; break;
+        case RP_METHOD_LRP_LAST_LAYER: rel_from = rel_from < last ? rel_from : last; break;
+        default: break;
+        }
+    }
+    if (opt->keep_intermediates)
+        grad_from = rel_from = 0;
+    targets = malloc(sizeof *targets * (size_t)(2 * n_layers + 2));
     if (!targets) {
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (int l = 0; l < m->n_attn; l++)
-        targets[l] = m->attn[l].product_left;
-    int n_targets = m->n_attn;
+    int n_targets = 0; /* relevance: targets[0 .. n_targets) */
+    for (int l = rel_from; l < n_layers; l++)
+        targets[n_targets++] = m->attn[l].product_left;
     if (want_pixels)
         targets[n_targets++] = image_value;
+    int *grad_targets = targets + n_targets, n_grad_targets = 0;
     /* A rule that reads gradients gets them wherever relevance goes. */
     bool rules_need_grad = false;
     if (want_rel) {
@@ -422,16 +442,19 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         if ((st = rp_valuebuf_plan(&m->rel, g, out_value, targets, n_targets, err)))
             goto fail;
     }
+    int grad_low = rules_need_grad && rel_from < grad_from ? rel_from : grad_from;
+    for (int l = grad_low; l < n_layers; l++)
+        grad_targets[n_grad_targets++] = m->attn[l].product_left;
+    if (rules_need_grad && want_pixels)
+        grad_targets[n_grad_targets++] = image_value;
     /* Relevance is read back only at the targets, and so are gradients unless
      * a rule reads them during the relevance walk: then they all stay. */
     m->grads.transient = !rules_need_grad;
-    if (rules_need_grad) {
-        want_grad = true;
-        if ((st = rp_valuebuf_plan(&m->grads, g, out_value, targets, n_targets, err)))
-            goto fail;
-    } else if (want_grad && (st = rp_valuebuf_plan(&m->grads, g, out_value, targets, m->n_attn, err))) {
+    want_grad |= rules_need_grad;
+    if (want_grad && n_grad_targets == 0)
+        want_grad = false; /* no method reads a gradient (a rule set's needs with no layer to reach) */
+    if (want_grad && (st = rp_valuebuf_plan(&m->grads, g, out_value, grad_targets, n_grad_targets, err)))
         goto fail;
-    }
     if (opt->check_conservation) {
         check.tolerance = opt->conservation_tolerance;
         check.entries = malloc(sizeof *check.entries * ((size_t)g->n_nodes + 1));
@@ -487,9 +510,11 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
             for (int l = 0; l < m->n_attn; l++) {
                 const rp_attention_layer *al = &m->attn[l];
                 int64_t off = b * (g->values[al->probs_value].t.count / batch);
+                const float *gd = want_grad ? m->grads.t[al->product_left].data : NULL;
+                const float *rd = want_rel ? m->rel.t[al->product_left].data : NULL;
                 views[l].A = (const float *)g->values[al->probs_value].t.data + off;
-                views[l].G = want_grad ? (const float *)m->grads.t[al->product_left].data + off : NULL;
-                views[l].R = want_rel ? (const float *)m->rel.t[al->product_left].data + off : NULL;
+                views[l].G = gd && l >= grad_low ? gd + off : NULL;
+                views[l].R = rd && l >= rel_from ? rd + off : NULL;
             }
             rp_map_input in = {.layers = views, .n_layers = m->n_attn, .heads = m->n_attn ? m->attn[0].heads : 0,
                                .tokens = n_tokens, .prefix = n_tokens - m->patches.grid_h * m->patches.grid_w,

@@ -356,7 +356,7 @@ static void copy_typed(const Onnx__TensorProto *tp, rp_dtype dt, uint8_t *dst, i
 
 /* The one tensor decoder (initializers, Constant attributes, .pb files).
  * fallback names the tensor in messages when the file leaves it unnamed. */
-static rp_status decode_tensor(const Onnx__TensorProto *tp, const char *fallback, load_ctx *lc,
+static rp_status decode_tensor(Onnx__TensorProto *tp, const char *fallback, load_ctx *lc,
                                rp_tensor *out, rp_error *err)
 {
     rp_status st = RP_OK;
@@ -407,6 +407,15 @@ static rp_status decode_tensor(const Onnx__TensorProto *tp, const char *fallback
                          (long long)count);
             goto fail;
         }
+    }
+    if (nbytes && !data && tp->has_raw_data) {
+        /* Take the bytes protobuf-c allocated (with malloc: its default
+         * allocator) instead of copying them: a model's weights then exist
+         * once, not twice, while it loads. */
+        data = tp->raw_data.data;
+        tp->raw_data.data = NULL;
+        tp->raw_data.len = 0;
+        tp->has_raw_data = 0;
     }
     if (nbytes && !data) {
         data = malloc(nbytes);
@@ -916,7 +925,7 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
     }
 
     for (size_t i = 0; i < gp->n_initializer; i++) {
-        const Onnx__TensorProto *tp = gp->initializer[i];
+        Onnx__TensorProto *tp = gp->initializer[i]; /* its raw bytes move into the value */
         const char *name = nz(tp->name);
         if (!name[0]) {
             st = rp_fail(err, RP_ERR_FORMAT, "initializer %zu has no name", i);
@@ -1145,7 +1154,10 @@ static pb_walk pb_check(const uint8_t *p, const uint8_t *end, pb_msg m, int dept
     return PB_WALK_OK;
 }
 
-rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path, rp_graph **out, rp_error *err)
+/* With owned_buf, buf is freed as soon as it is parsed (the file's bytes and
+ * the parsed message need not both stay in memory while the graph is built). */
+static rp_status load_buffer(uint8_t *owned_buf, const uint8_t *buf, size_t len, const char *path, rp_graph **out,
+                             rp_error *err)
 {
     rp_status st = RP_OK;
     Onnx__ModelProto *mp = NULL;
@@ -1186,6 +1198,8 @@ rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path,
         goto fail;
     }
     mp = w == PB_WALK_OK ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
+    free(owned_buf);
+    owned_buf = NULL;
     if (!mp) {
         st = rp_fail(err, RP_ERR_FORMAT, "not an ONNX model (protobuf parse failed; truncated or corrupt file?)");
         goto fail;
@@ -1196,12 +1210,18 @@ rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path,
     *out = g;
     return RP_OK;
 fail:
+    free(owned_buf);
     if (mp)
         onnx__model_proto__free_unpacked(mp, NULL);
     rp_graph_free(g);
     if (path && err)
         rp_error_prefix(err, "%s", path);
     return st;
+}
+
+rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path, rp_graph **out, rp_error *err)
+{
+    return load_buffer(NULL, buf, len, path, out, err);
 }
 
 rp_status rp_graph_load(const char *path, rp_graph **out, rp_error *err)
@@ -1212,9 +1232,7 @@ rp_status rp_graph_load(const char *path, rp_graph **out, rp_error *err)
     rp_status st = read_whole_file(path, &buf, &len, err);
     if (st)
         return st;
-    st = rp_graph_load_buffer(buf, len, path, out, err);
-    free(buf);
-    return st;
+    return load_buffer(buf, buf, len, path, out, err);
 }
 
 rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, rp_error *err)

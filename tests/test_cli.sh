@@ -88,6 +88,8 @@ expect_error "explain refuses to overwrite" "exists; pass --force" "$relprop" ex
 "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" -o "$tmp/maps3" --force >/dev/null 2>&1 && ok || ko "explain --force"
 expect_error "run refuses to overwrite" "exists; pass --force" "$relprop" run --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" -o "$tmp/logits.npy"
 expect_error "memory ceiling" "exceed the memory limit of 1000 bytes" "$relprop" run --onnx "$oracle/model.onnx" --input "$x0" --max-memory 1000
+expect_error "inspect memory ceiling" "exceed the memory limit of 1000 bytes" "$relprop" inspect --onnx "$oracle/model.onnx" --max-memory 1000
+"$relprop" inspect --onnx "$oracle/model.onnx" --max-memory 1G >/dev/null 2>&1 && ok || ko "inspect --max-memory 1G"
 expect_error "explain bad class" "class 12 out of range.*10 classes" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --class 12 -o "$tmp/out_maps"
 expect_error "explain bad method" "unknown method 'nope'" "$relprop" explain --onnx "$oracle/model.onnx" --input "$x0" --method nope -o "$tmp/out_maps"
 expect_error "explain without attention" "no Conv reads the image|no attention layer" "$relprop" explain --onnx "$bad/tiny_ok.onnx" --input "$bad/x_ok.npy" -o "$tmp/out_maps"

@@ -7,7 +7,7 @@
 #include "relprop/rule.h"
 
 static const char *usage_inspect =
-    "usage: relprop inspect --onnx MODEL [--rules NAME]\n"
+    "usage: relprop inspect --onnx MODEL [--rules NAME] [--max-memory N]\n"
     "\n"
     "Print the model's inputs and outputs with shapes, op counts, the attention\n"
     "layers found in the graph, the patch grid and prefix tokens, how many nodes\n"
@@ -17,7 +17,9 @@ static const char *usage_inspect =
     "  --onnx MODEL     the ONNX model (required)\n"
     "  --rules NAME     also list the rule every node gets under rule set NAME: paper,\n"
     "                   attnlrp, epsilon, zplus, alpha2beta1, gamma, or a JSON file (docs/rules.md)\n"
-    "  --plugin LIB.so  load relevance rules from a plugin first (repeatable)\n";
+    "  --plugin LIB.so  load relevance rules from a plugin first (repeatable)\n"
+    "  --max-memory N   as for run and explain: the ceiling on the model's tensors (e.g. 2G;\n"
+    "                   default: the larger of 1G and 64x the model's size, at most 16G)\n";
 
 static void print_value(const char *name, const rp_tensor *t)
 {
@@ -40,17 +42,20 @@ static int cmp_count(const void *a, const void *b)
 
 int cmd_inspect(int argc, char **argv)
 {
-    const char *onnx = NULL, *rules = NULL;
+    const char *onnx = NULL, *rules = NULL, *max_memory = NULL;
     const char *plugin_s[MAX_LIST];
     int n_plugin = 0;
     rp_rule_registry *reg = NULL;
     option_spec specs[] = {OPT("--onnx", NULL, &onnx), OPT("--rules", NULL, &rules),
-                           OPT_LIST("--plugin", plugin_s, n_plugin)};
-    int rc = parse_options(argc, argv, specs, 3, usage_inspect);
+                           OPT_LIST("--plugin", plugin_s, n_plugin), OPT("--max-memory", NULL, &max_memory)};
+    int rc = parse_options(argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), usage_inspect);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (!onnx)
         return fail("inspect needs --onnx MODEL");
+    int64_t limit = 0;
+    if (max_memory && (rc = parse_bytes(max_memory, "--max-memory", &limit)))
+        return rc;
     rp_error err = {0};
     rp_model *m = NULL;
     op_count *counts = NULL;
@@ -64,6 +69,10 @@ int cmd_inspect(int argc, char **argv)
     if (rp_model_open(onnx, &m, &err)) {
         rp_rule_registry_free(reg);
         return fail(err.msg);
+    }
+    if (limit && rp_model_set_max_memory(m, limit, &err)) {
+        rc = fail(err.msg);
+        goto done;
     }
     int n_nodes = rp_model_node_count(m);
     counts = calloc((size_t)n_nodes + 1, sizeof *counts);

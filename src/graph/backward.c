@@ -27,34 +27,37 @@ void rp_valuebuf_free(rp_valuebuf *b)
     memset(b, 0, sizeof *b);
 }
 
-static rp_status pool_put(rp_valuebuf *b, float *data, int64_t floats, rp_error *err)
+/* Move v's buffer to the pool; if the pool cannot grow, free it instead
+ * (the next acquire allocates anew). */
+static void give_back(rp_valuebuf *b, int v)
 {
+    float *data = b->t[v].data;
+    if (!data)
+        return;
+    b->t[v].data = NULL;
     if (b->n_pool == b->cap_pool) {
         int cap = b->cap_pool ? 2 * b->cap_pool : 16;
         float **pool = realloc(b->pool, sizeof *pool * (size_t)cap);
         if (pool)
             b->pool = pool;
         int64_t *sizes = pool ? realloc(b->pool_floats, sizeof *sizes * (size_t)cap) : NULL;
-        if (!pool || !sizes) {
+        if (!sizes) {
             free(data);
-            return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+            b->floats[v] = 0;
+            return;
         }
         b->pool_floats = sizes;
         b->cap_pool = cap;
     }
     b->pool[b->n_pool] = data;
-    b->pool_floats[b->n_pool++] = floats;
-    return RP_OK;
+    b->pool_floats[b->n_pool++] = b->floats[v];
+    b->floats[v] = 0;
 }
 
 void rp_valuebuf_release(rp_valuebuf *b, int v)
 {
-    if (!b->transient || b->keep[v] || !b->t[v].data)
-        return;
-    rp_error ignored = {0};
-    pool_put(b, b->t[v].data, b->floats[v], &ignored); /* on failure the buffer is freed instead */
-    b->t[v].data = NULL;
-    b->floats[v] = 0;
+    if (b->transient && !b->keep[v])
+        give_back(b, v);
 }
 
 rp_status rp_valuebuf_acquire(rp_valuebuf *b, int v, rp_error *err)
@@ -97,10 +100,7 @@ void rp_valuebuf_zero(rp_valuebuf *b)
         if (!b->t[i].data)
             continue;
         if (b->transient) {
-            bool kept = b->keep[i];
-            b->keep[i] = false;
-            rp_valuebuf_release(b, i);
-            b->keep[i] = kept;
+            give_back(b, i);
         } else {
             memset(b->t[i].data, 0, (size_t)b->t[i].count * sizeof(float));
         }
@@ -172,10 +172,7 @@ rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, con
         b->on_path[i] = from_target[i] && to_out[i] && v->kind != RP_VALUE_CONSTANT && is_float(v);
         b->keep[i] = false;
         if (b->transient) {
-            if (b->t[i].data && (st = pool_put(b, b->t[i].data, b->floats[i], err)))
-                break;
-            b->t[i].data = NULL;
-            b->floats[i] = 0;
+            give_back(b, i);
             if (b->on_path[i])
                 rp_tensor_set_shape(&b->t[i], RP_FLOAT, v->t.rank, v->t.dims);
             continue;

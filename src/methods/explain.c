@@ -330,6 +330,10 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     if (g->n_inputs != 1)
         return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: the model has %d inputs; relprop explains models with one input",
                        g->path, g->n_inputs);
+    const int batch = rp_model_batch(m);
+    if (batch > 1 && (opt->keep_intermediates || opt->check_conservation))
+        return rp_fail(err, RP_ERR_UNSUPPORTED,
+                       "intermediates and the conservation check are kept for a batch of 1 only");
     int out_value = g->outputs[0];
     int image_value = g->inputs[0];
     float *readout = NULL;
@@ -352,14 +356,9 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         goto fail;
     /* Rows of the batch are independent: one seed with a one-hot per row
      * explains every row for its own class in the same backward pass. */
-    const int batch = rp_model_batch(m);
     const int64_t n_logits = y->count / batch;
     if (batch > 1 && (y->rank < 1 || y->dims[0] != batch)) {
         st = rp_fail(err, RP_ERR_UNSUPPORTED, "%s: the output does not have one row per batch item", g->path);
-        goto fail;
-    }
-    if (batch > 1 && (opt->keep_intermediates || opt->check_conservation)) {
-        st = rp_fail(err, RP_ERR_UNSUPPORTED, "intermediates and the conservation check are kept for a batch of 1 only");
         goto fail;
     }
     int top_k = opt->top_classes > 0 ? opt->top_classes : 1;
@@ -451,8 +450,8 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
      * a rule reads them during the relevance walk: then they all stay. */
     m->grads.transient = !rules_need_grad;
     want_grad |= rules_need_grad;
-    if (want_grad && n_grad_targets == 0)
-        want_grad = false; /* no method reads a gradient (a rule set's needs with no layer to reach) */
+    if (n_grad_targets == 0)
+        want_grad = false; /* an empty target list would mean "down to the inputs" to the planner */
     if (want_grad && (st = rp_valuebuf_plan(&m->grads, g, out_value, grad_targets, n_grad_targets, err)))
         goto fail;
     if (opt->check_conservation) {

@@ -193,7 +193,7 @@ cp "$dyn/input.npy" "$tmp/first.npy" && cp "$dyn/input.npy" "$tmp/third.npy"
 "$relprop" explain --onnx "$dyn/model.onnx" --input "$tmp/first.npy" "$bad/x_ok.npy" "$tmp/third.npy" --batch 2 \
     -o "$tmp/batch" >"$tmp/stdout" 2>"$tmp/stderr"
 rc=$?
-[ $rc -eq 2 ] && grep -q "x_ok.npy: 4 values, but one input of the model holds 3072" "$tmp/stderr" \
+[ $rc -eq 2 ] && grep -q "x_ok.npy: shape \\[1,4\\], but the model takes \\[1,3,32,32\\] per input" "$tmp/stderr" \
   && grep -q "explained 2 of 3 inputs; 1 failed" "$tmp/stdout" && [ -f "$tmp/batch/first.json" ] && [ -f "$tmp/batch/third.json" ] \
   && cmp -s "$(ls "$tmp"/batch/first.c*.transformer_attribution.npy)" "$(ls "$tmp"/batch/third.c*.transformer_attribution.npy)" \
   && ok || ko "--batch: rc $rc, $(cat "$tmp/stderr" "$tmp/stdout")"

@@ -386,37 +386,31 @@ static rp_explain_options explain_options(const explain_args *a)
                                 .conservation_tolerance = a->conservation_tolerance};
 }
 
-static int explain_one(const job *j, const input_item *it, bool verbose)
+/* "[1,3,224,224]" */
+static void shape_text(const rp_tensor *t, char *buf, size_t len)
 {
-    const explain_args *a = j->a;
-    rp_error err = {0};
-    rp_tensor x = {0};
-    rp_explanation *e = NULL;
-    cJSON *summary = cJSON_CreateObject();
-    cJSON_AddStringToObject(summary, "model", rp_model_path(j->m));
-    int rc = load_input(j, it, &x, summary);
-    if (rc)
-        goto done;
-    if (!it->is_tensor)
-        add_preprocessing(j, summary);
-    rp_explain_options opt = explain_options(a);
-    if (rp_explain(j->m, &x, a->n_classes ? a->classes : NULL, a->n_classes, a->methods, a->n_methods, &opt, &e,
-                   &err)) {
-        rc = failf("%s: %s", it->path, err.msg);
-        goto done;
-    }
-    rc = write_results(j, it, &x, e, 0, summary, verbose);
-done:
-    cJSON_Delete(summary);
-    rp_explanation_free(e);
-    rp_tensor_release(&x);
-    return rc;
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < t->rank && used < len; d++)
+        used += (size_t)snprintf(buf + used, len - used, d ? ",%lld" : "%lld", (long long)t->dims[d]);
+    if (used < len)
+        snprintf(buf + used, len - used, "]");
 }
 
-/* Inputs items[0..n) (n <= the model's batch) in one engine run: each is
- * loaded alone (one that fails is reported and left out), the rows are
- * stacked, padded with copies of the last to the model's batch, explained at
- * once, and written one by one. Adds to *ok and *failed. */
+/* One input of the model's batch: its shape with a leading 1. */
+static bool fits_row(const rp_tensor *x, const rp_tensor *info)
+{
+    if (x->rank != info->rank || x->rank < 1 || x->dims[0] != 1)
+        return false;
+    for (int d = 1; d < x->rank; d++)
+        if (x->dims[d] != info->dims[d])
+            return false;
+    return true;
+}
+
+/* Inputs items[0..n) (n <= the model's batch, 1 by default) in one engine
+ * run: each is loaded alone (one that fails is reported and left out), the
+ * rows are stacked, padded with copies of the last to the model's batch,
+ * explained at once, and written one by one. Adds to *ok and *failed. */
 static void explain_batch(const job *j, const input_item *items, int n, bool verbose, int *ok, int *failed)
 {
     const explain_args *a = j->a;
@@ -438,10 +432,13 @@ static void explain_batch(const job *j, const input_item *items, int n, bool ver
         cJSON *summary = cJSON_CreateObject();
         cJSON_AddStringToObject(summary, "model", rp_model_path(j->m));
         int rc = load_input(j, &items[i], &xs[loaded], summary);
-        if (!rc && xs[loaded].count != row) {
-            char msg[4200];
-            snprintf(msg, sizeof msg, "%s: %lld values, but one input of the model holds %lld", items[i].path,
-                     (long long)xs[loaded].count, (long long)row);
+        if (!rc && !fits_row(&xs[loaded], info)) {
+            char msg[4400], got[160], want[160];
+            rp_tensor one = *info;
+            one.dims[0] = 1;
+            shape_text(&xs[loaded], got, sizeof got);
+            shape_text(&one, want, sizeof want);
+            snprintf(msg, sizeof msg, "%s: shape %s, but the model takes %s per input", items[i].path, got, want);
             rc = fail(msg);
         }
         if (rc) {
@@ -473,9 +470,7 @@ static void explain_batch(const job *j, const input_item *items, int n, bool ver
         goto done;
     }
     for (int b = 0; b < loaded; b++) {
-        /* The row as a (1, ...) tensor for the panel and overlays. */
-        rp_tensor x = xs[b];
-        if (write_results(j, &items[which[b]], &x, e, b, summaries[b], verbose))
+        if (write_results(j, &items[which[b]], &xs[b], e, b, summaries[b], verbose))
             (*failed)++;
         else
             (*ok)++;
@@ -674,17 +669,7 @@ int cmd_explain(int argc, char **argv)
     int first = (int)((int64_t)n_items * shard_k / shard_n), last = (int)((int64_t)n_items * (shard_k + 1) / shard_n);
     int total = last - first;
     bool bar = total > 1 && isatty(STDERR_FILENO);
-    for (int i = first; i < last && batch == 1; i++) {
-        if (bar)
-            progress(i - first, total, items[i].path);
-        if (explain_one(&j, &items[i], true))
-            failed++;
-        else
-            done_ok++;
-        if (bar)
-            progress(i - first + 1, total, items[i].path);
-    }
-    for (int i = first; i < last && batch > 1; i += (int)batch) {
+    for (int i = first; i < last; i += (int)batch) {
         int n = last - i < batch ? last - i : (int)batch;
         if (bar)
             progress(i - first, total, items[i].path);

@@ -95,6 +95,11 @@ int rp_graph_opset(const rp_graph *g, const char *domain)
     return 0;
 }
 
+int rp_graph_batch(const rp_graph *g)
+{
+    return g->batch > 1 ? g->batch : 1;
+}
+
 int rp_graph_consumers(const rp_graph *g, int value_id, int *ids, int cap)
 {
     int count = 0;

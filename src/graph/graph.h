@@ -135,6 +135,9 @@ void rp_graph_free(rp_graph *g);
  * a malloc'd copy of the tensor's name. */
 rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, rp_error *err);
 
+/* Inputs run at once: what the symbolic leading dimension binds to (1 unless set). */
+int rp_graph_batch(const rp_graph *g);
+
 /* Value id by name, or -1. */
 int rp_graph_find_value(const rp_graph *g, const char *name);
 /* Node id by name, or -1. */

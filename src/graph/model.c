@@ -44,7 +44,7 @@ rp_status rp_model_set_batch(rp_model *m, int batch, rp_error *err)
 
 int rp_model_batch(const rp_model *m)
 {
-    return m->g->batch > 1 ? m->g->batch : 1;
+    return rp_graph_batch(m->g);
 }
 
 void rp_model_set_check_finite(rp_model *m, bool on)

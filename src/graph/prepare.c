@@ -124,7 +124,7 @@ static rp_status bind_input_shapes(rp_graph *g, rp_error *err)
                            g->path ? g->path : "model", v->name, rp_dtype_name(v->t.dtype));
         int64_t dims[RP_MAX_RANK];
         for (int d = 0; d < v->t.rank; d++)
-            dims[d] = v->t.dims[d] >= 0 ? v->t.dims[d] : d == 0 && g->batch > 1 ? g->batch : 1;
+            dims[d] = v->t.dims[d] >= 0 ? v->t.dims[d] : d == 0 ? rp_graph_batch(g) : 1;
         if (!rp_tensor_set_shape(&v->t, v->t.dtype, v->t.rank, dims))
             return rp_fail(err, RP_ERR_SHAPE, "%s: input '%s' has an invalid shape", g->path ? g->path : "model", v->name);
         v->shape_known = true;

@@ -88,8 +88,7 @@ rp_status rp_find_attention(const rp_graph *g, rp_attention_layer **out, int *n_
         l->product_left = left;
         l->tokens = (int)a->dims[a->rank - 1];
         /* [B,H,N,N], or [B*H,N,N] with the heads folded into the batch */
-        int batch = g->batch > 1 ? g->batch : 1;
-        l->heads = (int)(a->rank >= 4 ? a->dims[a->rank - 3] : a->dims[0] / batch);
+        l->heads = (int)(a->rank >= 4 ? a->dims[a->rank - 3] : a->dims[0] / rp_graph_batch(g));
     }
     *out = layers;
     *n_out = n;
@@ -171,7 +170,7 @@ rp_status rp_check_attention_layout(const rp_graph *g, const rp_attention_layer 
         const char *node = g->nodes[a->softmax_node].name;
         char shape[96];
         rp_shape_str(t, shape, sizeof shape);
-        if (t->rank == 4 && t->dims[0] != (g->batch > 1 ? g->batch : 1))
+        if (t->rank == 4 && t->dims[0] != rp_graph_batch(g))
             return rp_fail(err, RP_ERR_UNSUPPORTED,
                            "%s: attention at node '%s' has shape %s: its leading axis of %lld is not the batch "
                            "(windowed attention as in Swin?); relprop explains global attention over one token "

@@ -26,13 +26,11 @@
 #include <string.h>
 
 #include "core/fastmath.h"
-#include "rules/rule.h"
+#include "rules/linear.h"
 
 typedef struct ab_state {
-    int xi, wi, bi;          /* input indices of x, W, bias (-1: none) */
-    bool conv;               /* separate division of the two parts */
-    bool swap;               /* Gemm alpha < 0: W+ and W- trade places */
-    rp_tensor zero_bias;     /* zeros shaped like the bias, owned */
+    rp_linear L;
+    bool conv; /* separate division of the two parts */
 } ab_state;
 
 static void ab_free(void *p)
@@ -40,94 +38,31 @@ static void ab_free(void *p)
     ab_state *s = p;
     if (!s)
         return;
-    free(s->zero_bias.data);
+    rp_linear_release(&s->L);
     free(s);
-}
-
-static bool is_const(const rp_graph *g, const rp_node *n, int i)
-{
-    return i < n->n_in && n->in[i] >= 0 && g->values[n->in[i]].kind == RP_VALUE_CONSTANT;
-}
-
-static bool is_act(const rp_graph *g, const rp_node *n, int i)
-{
-    return i < n->n_in && n->in[i] >= 0 && g->values[n->in[i]].kind != RP_VALUE_CONSTANT;
-}
-
-static rp_status copy_shape(rp_tensor *dst, const rp_tensor *src, rp_error *err, const rp_node *n)
-{
-    memset(dst, 0, sizeof *dst);
-    rp_tensor_set_shape(dst, RP_FLOAT, src->rank, src->dims);
-    dst->data = calloc((size_t)(dst->count ? dst->count : 1), sizeof(float));
-    if (!dst->data)
-        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, n->op_type);
-    return RP_OK;
 }
 
 static rp_status ab_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                             size_t *scratch_floats, rp_error *err)
 {
-    const rp_graph *g = rn->graph;
     const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
-    const char *op = n->op_type;
-    bool conv = strcmp(op, "Conv") == 0, gemm = strcmp(op, "Gemm") == 0;
-    bool two = strcmp(op, "MatMul") == 0 || (strcmp(op, "Einsum") == 0 && n->n_in == 2);
-    if (!conv && !gemm && !two)
-        return rp_fail(err, RP_ERR_UNSUPPORTED,
-                       "node '%s' (%s): the alpha-beta rule applies to MatMul, Gemm, Conv and two-operand Einsum",
-                       n->name, op);
-    if (!n->op || !n->op->backward)
-        return rp_fail(err, RP_ERR_UNSUPPORTED,
-                       "node '%s' (%s, opset %d): the alpha-beta rule needs the op's gradient, which relprop does "
-                       "not have",
-                       n->name, op, n->opset);
-    int xi, wi;
-    if (conv) {
-        xi = 0;
-        wi = 1;
-    } else if (is_act(g, n, 0) && is_const(g, n, 1)) {
-        xi = 0;
-        wi = 1;
-    } else if (is_const(g, n, 0) && is_act(g, n, 1)) {
-        xi = 1;
-        wi = 0;
-    } else {
-        return rp_fail(err, RP_ERR_UNSUPPORTED,
-                       "node '%s' (%s): the alpha-beta rule needs one constant weight and one activation operand",
-                       n->name, op);
-    }
-    if (!is_act(g, n, xi) || !is_const(g, n, wi))
-        return rp_fail(err, RP_ERR_UNSUPPORTED,
-                       "node '%s' (%s): the alpha-beta rule needs an activation input 0 and a constant weight "
-                       "input 1",
-                       n->name, op);
-    const rp_tensor *x = &g->values[n->in[xi]].t, *w = &g->values[n->in[wi]].t;
-    if (x->dtype != RP_FLOAT || w->dtype != RP_FLOAT || !w->data || n->n_out < 1 || n->out[0] < 0 ||
-        g->values[n->out[0]].t.dtype != RP_FLOAT)
-        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the alpha-beta rule needs float32 operands", n->name,
-                       op);
     double alpha = rp_rule_param(p, "alpha", 1.0), beta = rp_rule_param(p, "beta", 0.0);
     if (!(alpha >= 0) || !(beta >= 0))
         return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): alpha-beta rule: alpha %g and beta %g must be >= 0",
-                       n->name, op, alpha, beta);
-    int bi = (conv || gemm) && n->n_in > 2 && n->in[2] >= 0 ? 2 : -1;
-    const rp_tensor *y = &g->values[n->out[0]].t;
-
+                       n->name, n->op_type, alpha, beta);
     ab_state *s = calloc(1, sizeof *s);
     if (!s)
-        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, op);
-    s->xi = xi;
-    s->wi = wi;
-    s->bi = bi;
-    s->conv = conv;
-    rp_status st;
-    if (bi >= 0 && (st = copy_shape(&s->zero_bias, &g->values[n->in[bi]].t, err, n))) {
+        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, n->op_type);
+    rp_status st = rp_linear_prepare(rn, "alpha-beta", &s->L, err);
+    if (st) {
         ab_free(s);
         return st;
     }
-    s->swap = gemm && rp_attr_float(n, "alpha", 1.0f) < 0;
+    s->conv = strcmp(n->op_type, "Conv") == 0;
+    const rp_tensor *x = rp_rule_node_input(rn, s->L.xi), *w = rp_rule_node_input(rn, s->L.wi);
+    const rp_tensor *y = rp_rule_node_output(rn, 0);
     *state = s;
     /* x+, x-, a gradient (x-shaped); two output-shaped buffers; W+ and W-. */
     *scratch_floats = 3 * (size_t)x->count + 2 * (size_t)y->count + 2 * (size_t)w->count;
@@ -139,9 +74,7 @@ RP_VECTOR_CLONES static void share_sum(float *restrict z1, float *restrict z2, c
 {
     for (int64_t e = 0; e < n; e++) {
         float zsum = z1[e] + z2[e];
-        double d = (double)zsum + 1e-9;
-        double q = (double)r[e] / (d == 0.0 ? 1e-9 : d); /* rp_sdiv, inlined */
-        z1[e] = z2[e] = zsum == 0.0f ? 0.0f : (float)q;
+        z1[e] = z2[e] = (float)rp_sdiv(r[e], zsum);
     }
 }
 
@@ -158,17 +91,15 @@ RP_VECTOR_CLONES static void add_share(float *restrict dst, const float *restric
 static rp_status ab_part(rp_rule_ctx *c, const ab_state *s, rp_tensor *xp, rp_tensor *xn, bool has_p, bool has_n,
                          rp_tensor *w1, rp_tensor *w2, double coef, rp_tensor *z1, rp_tensor *z2, rp_tensor *g)
 {
-    rp_tensor *ov[3] = {NULL, NULL, NULL}, *out[1], *gin[3] = {NULL, NULL, NULL}, *gout[1];
-    if (s->bi >= 0)
-        ov[s->bi] = (rp_tensor *)&s->zero_bias;
+    const rp_linear *L = &s->L;
+    rp_tensor *ov[3], *out[1], *gin[3] = {NULL, NULL, NULL}, *gout[1];
     const float *r = c->rel_out[0]->data;
     int64_t ny = z1->count, nx = g->count;
-    float *z1v = z1->data, *z2v = z2->data, *gv = g->data, *dst = c->rel_in[s->xi]->data;
+    float *z1v = z1->data, *z2v = z2->data, *gv = g->data, *dst = c->rel_in[L->xi]->data;
     rp_status st;
     /* Z1 = F(x+, w1), Z2 = F(x-, w2) (zero when that part of x is empty). */
     if (has_p) {
-        ov[s->xi] = xp;
-        ov[s->wi] = w1;
+        rp_linear_overrides(L, ov, xp, w1);
         out[0] = z1;
         if ((st = rp_rule_forward_with(c, ov, out)))
             return st;
@@ -176,8 +107,7 @@ static rp_status ab_part(rp_rule_ctx *c, const ab_state *s, rp_tensor *xp, rp_te
         memset(z1v, 0, sizeof(float) * (size_t)ny);
     }
     if (has_n) {
-        ov[s->xi] = xn;
-        ov[s->wi] = w2;
+        rp_linear_overrides(L, ov, xn, w2);
         out[0] = z2;
         if ((st = rp_rule_forward_with(c, ov, out)))
             return st;
@@ -197,10 +127,9 @@ static rp_status ab_part(rp_rule_ctx *c, const ab_state *s, rp_tensor *xp, rp_te
         if (part == 0 ? !has_p : !has_n)
             continue;
         memset(gv, 0, sizeof(float) * (size_t)nx);
-        ov[s->xi] = part == 0 ? xp : xn;
-        ov[s->wi] = part == 0 ? w1 : w2;
+        rp_linear_overrides(L, ov, part == 0 ? xp : xn, part == 0 ? w1 : w2);
         gout[0] = part == 0 ? z1 : z2;
-        gin[s->xi] = g;
+        gin[L->xi] = g;
         if ((st = rp_rule_vjp_with(c, ov, NULL, gout, gin)))
             return st;
         add_share(dst, (part == 0 ? xp : xn)->data, gv, (float)coef, nx);
@@ -230,14 +159,14 @@ static rp_status ab_apply(rp_rule_ctx *c)
     if (!s)
         return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): alpha-beta rule applied without prepare",
                        c->node->name, c->node->op_type);
-    if (!c->rel_out[0] || !c->rel_in[s->xi])
+    if (!c->rel_out[0] || !c->rel_in[s->L.xi])
         return RP_OK;
     double alpha = rp_rule_param(c->params, "alpha", 1.0), beta = rp_rule_param(c->params, "beta", 0.0);
-    const rp_tensor *x = c->k->in[s->xi], *y = c->k->out[0];
+    const rp_tensor *x = c->k->in[s->L.xi], *y = c->k->out[0];
     size_t off = 0;
     rp_tensor xp = rp_rule_scratch(c, &off, x), xn = rp_rule_scratch(c, &off, x), g = rp_rule_scratch(c, &off, x);
     rp_tensor z1 = rp_rule_scratch(c, &off, y), z2 = rp_rule_scratch(c, &off, y);
-    const rp_tensor *w = c->k->in[s->wi];
+    const rp_tensor *w = c->k->in[s->L.wi];
     rp_tensor wpos = rp_rule_scratch(c, &off, w), wneg = rp_rule_scratch(c, &off, w);
     if ((x->count && (!xp.data || !xn.data || !g.data)) || (y->count && (!z1.data || !z2.data)) ||
         (w->count && (!wpos.data || !wneg.data)))
@@ -245,7 +174,7 @@ static rp_status ab_apply(rp_rule_ctx *c)
                        c->node->op_type);
     bool has_p, has_n, w_pos, w_neg;
     split_signs(x->data, xp.data, xn.data, x->count, &has_p, &has_n);
-    if (s->swap)
+    if (s->L.swap)
         split_signs(w->data, wneg.data, wpos.data, w->count, &w_neg, &w_pos);
     else
         split_signs(w->data, wpos.data, wneg.data, w->count, &w_pos, &w_neg);

@@ -81,6 +81,18 @@ rp_status rp_linear_weight(const rp_linear *L, const rp_rule_node *rn, rp_tensor
     return RP_OK;
 }
 
+float rp_linear_positive_part(float w, bool swap, double arg)
+{
+    (void)arg;
+    return swap ? (w < 0 ? w : 0.0f) : (w > 0 ? w : 0.0f);
+}
+
+float rp_linear_negative_part(float w, bool swap, double arg)
+{
+    (void)arg;
+    return swap ? (w > 0 ? w : 0.0f) : (w < 0 ? w : 0.0f);
+}
+
 void rp_linear_overrides(const rp_linear *L, rp_tensor **ov, rp_tensor *xv, rp_tensor *wv)
 {
     ov[0] = ov[1] = ov[2] = NULL;

@@ -27,6 +27,11 @@ void rp_linear_release(rp_linear *L);
 rp_status rp_linear_weight(const rp_linear *L, const rp_rule_node *rn, rp_tensor *dst,
                            float (*f)(float w, bool swap, double arg), double arg, rp_error *err);
 
+/* f for rp_linear_weight: the positive / negative part of the effective
+ * weight (arg unused). */
+float rp_linear_positive_part(float w, bool swap, double arg);
+float rp_linear_negative_part(float w, bool swap, double arg);
+
 /* in_override for rp_rule_forward_with / vjp_with: x -> xv, W -> wv, bias
  * -> zeros. ov must have room for 3 entries. */
 void rp_linear_overrides(const rp_linear *L, rp_tensor **ov, rp_tensor *xv, rp_tensor *wv);

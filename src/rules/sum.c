@@ -95,7 +95,7 @@ static rp_status sum_apply(rp_rule_ctx *c)
     const rp_tensor *r = c->rel_out[0];
     if (!r || (!c->rel_in[0] && !c->rel_in[1]))
         return RP_OK;
-    int batch = c->graph && c->graph->batch > 1 ? c->graph->batch : 1;
+    int batch = c->graph ? rp_graph_batch(c->graph) : 1;
     if (batch > 1 && c->k->out[0]->rank >= 1 && c->k->out[0]->dims[0] == batch)
         return sum_apply_batched(c, batch);
     rp_kctx *k = c->k;

@@ -16,12 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rules/rule.h"
+#include "rules/linear.h"
 
 typedef struct zb_state {
-    int xi, wi, bi;       /* input indices of x, W, bias (-1: none) */
-    rp_tensor wpos, wneg; /* owned */
-    rp_tensor zero_bias;  /* owned */
+    rp_linear L;
+    rp_tensor wpos, wneg; /* parts of the effective weight, owned */
 } zb_state;
 
 static void zb_free(void *p)
@@ -29,92 +28,35 @@ static void zb_free(void *p)
     zb_state *s = p;
     if (!s)
         return;
+    rp_linear_release(&s->L);
     free(s->wpos.data);
     free(s->wneg.data);
-    free(s->zero_bias.data);
     free(s);
-}
-
-static bool is_const(const rp_graph *g, const rp_node *n, int i)
-{
-    return i < n->n_in && n->in[i] >= 0 && g->values[n->in[i]].kind == RP_VALUE_CONSTANT;
-}
-
-static bool is_act(const rp_graph *g, const rp_node *n, int i)
-{
-    return i < n->n_in && n->in[i] >= 0 && g->values[n->in[i]].kind != RP_VALUE_CONSTANT;
-}
-
-static rp_status zeros_like(rp_tensor *dst, const rp_tensor *src, rp_error *err, const rp_node *n)
-{
-    memset(dst, 0, sizeof *dst);
-    rp_tensor_set_shape(dst, RP_FLOAT, src->rank, src->dims);
-    dst->data = calloc((size_t)(dst->count ? dst->count : 1), sizeof(float));
-    if (!dst->data)
-        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, n->op_type);
-    return RP_OK;
 }
 
 static rp_status zb_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state,
                             size_t *scratch_floats, rp_error *err)
 {
-    const rp_graph *g = rn->graph;
     const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
-    const char *op = n->op_type;
-    bool conv = strcmp(op, "Conv") == 0, gemm = strcmp(op, "Gemm") == 0;
-    bool two = strcmp(op, "MatMul") == 0 || (strcmp(op, "Einsum") == 0 && n->n_in == 2);
-    if (!conv && !gemm && !two)
-        return rp_fail(err, RP_ERR_UNSUPPORTED,
-                       "node '%s' (%s): the z^B rule applies to Conv, MatMul, Gemm and two-operand Einsum", n->name,
-                       op);
-    if (!n->op || !n->op->backward)
-        return rp_fail(err, RP_ERR_UNSUPPORTED,
-                       "node '%s' (%s, opset %d): the z^B rule needs the op's gradient, which relprop does not have",
-                       n->name, op, n->opset);
-    int xi = 0, wi = 1;
-    if (!conv && is_const(g, n, 0) && is_act(g, n, 1)) {
-        xi = 1;
-        wi = 0;
-    }
-    if (!is_act(g, n, xi) || !is_const(g, n, wi))
-        return rp_fail(err, RP_ERR_UNSUPPORTED,
-                       "node '%s' (%s): the z^B rule needs one constant weight and one activation operand", n->name,
-                       op);
-    const rp_tensor *x = &g->values[n->in[xi]].t, *w = &g->values[n->in[wi]].t;
-    if (x->dtype != RP_FLOAT || w->dtype != RP_FLOAT || !w->data || n->n_out < 1 || n->out[0] < 0 ||
-        g->values[n->out[0]].t.dtype != RP_FLOAT)
-        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the z^B rule needs float32 operands", n->name, op);
     if (rp_rule_param_given(p, "low") != rp_rule_param_given(p, "high"))
         return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): z^B rule: give both bounds 'low' and 'high', or neither",
-                       n->name, op);
+                       n->name, n->op_type);
     if (rp_rule_param_given(p, "low") && !(rp_rule_param(p, "low", 0) <= rp_rule_param(p, "high", 0)))
-        return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): z^B bounds low %g > high %g", n->name, op,
+        return rp_fail(err, RP_ERR_VALUE, "node '%s' (%s): z^B bounds low %g > high %g", n->name, n->op_type,
                        rp_rule_param(p, "low", 0), rp_rule_param(p, "high", 0));
-    int bi = (conv || gemm) && n->n_in > 2 && n->in[2] >= 0 ? 2 : -1;
-    const rp_tensor *y = &g->values[n->out[0]].t;
-
     zb_state *s = calloc(1, sizeof *s);
     if (!s)
-        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, op);
-    s->xi = xi;
-    s->wi = wi;
-    s->bi = bi;
+        return rp_fail(err, RP_ERR_NOMEM, "node '%s' (%s): out of memory", n->name, n->op_type);
     rp_status st;
-    if ((st = zeros_like(&s->wpos, w, err, n)) || (st = zeros_like(&s->wneg, w, err, n)) ||
-        (bi >= 0 && (st = zeros_like(&s->zero_bias, &g->values[n->in[bi]].t, err, n)))) {
+    if ((st = rp_linear_prepare(rn, "z^B", &s->L, err)) ||
+        (st = rp_linear_weight(&s->L, rn, &s->wpos, rp_linear_positive_part, 0, err)) ||
+        (st = rp_linear_weight(&s->L, rn, &s->wneg, rp_linear_negative_part, 0, err))) {
         zb_free(s);
         return st;
     }
-    /* A negative Gemm alpha flips the effective weight's sign: its positive part is alpha * W-. */
-    bool swap = gemm && rp_attr_float(n, "alpha", 1.0f) < 0;
-    const float *wv = w->data;
-    float *pos = swap ? s->wneg.data : s->wpos.data, *neg = swap ? s->wpos.data : s->wneg.data;
-    for (int64_t e = 0; e < w->count; e++) {
-        pos[e] = wv[e] > 0 ? wv[e] : 0.0f;
-        neg[e] = wv[e] < 0 ? wv[e] : 0.0f;
-    }
+    const rp_tensor *x = rp_rule_node_input(rn, s->L.xi), *y = rp_rule_node_output(rn, 0);
     *state = s;
     /* Lo/Hi then a gradient, two more gradients (x-shaped); Z and a term (output-shaped). */
     *scratch_floats = 3 * (size_t)x->count + 2 * (size_t)y->count;
@@ -142,9 +84,10 @@ static rp_status zb_apply(rp_rule_ctx *c)
     if (!s)
         return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): z^B rule applied without prepare", c->node->name,
                        c->node->op_type);
-    if (!c->rel_out[0] || !c->rel_in[s->xi])
+    const rp_linear *L = &s->L;
+    if (!c->rel_out[0] || !c->rel_in[L->xi])
         return RP_OK;
-    const rp_tensor *x = c->k->in[s->xi], *y = c->k->out[0];
+    const rp_tensor *x = c->k->in[L->xi], *y = c->k->out[0];
     if (x->count == 0 || y->count == 0)
         return RP_OK;
     size_t off = 0;
@@ -154,11 +97,11 @@ static rp_status zb_apply(rp_rule_ctx *c)
         return rp_fail(c->err, RP_ERR_INTERNAL, "node '%s' (%s): z^B rule: scratch too small", c->node->name,
                        c->node->op_type);
     const float *xv = x->data;
-    int rows = c->graph && c->graph->batch > 1 && x->rank >= 1 && x->dims[0] == c->graph->batch ? c->graph->batch : 1;
+    int batch = c->graph ? rp_graph_batch(c->graph) : 1;
+    int rows = x->rank >= 1 && x->dims[0] == batch ? batch : 1;
     int64_t row = x->count / rows;
-    rp_tensor *ov[3] = {NULL, NULL, NULL}, *out[1] = {&z}, *gout[1] = {&z}, *gin[3] = {NULL, NULL, NULL};
-    if (s->bi >= 0)
-        ov[s->bi] = &s->zero_bias;
+    rp_tensor *ov[3], *out[1] = {&z}, *gout[1] = {&z}, *gin[3] = {NULL, NULL, NULL};
+    rp_linear_overrides(L, ov, NULL, NULL); /* x and W as they are, the bias zeroed */
     rp_status st;
     /* Z = F(x, W) - F(Lo, W+) - F(Hi, W-) + 1e-9 */
     if ((st = rp_rule_forward_with(c, ov, out)))
@@ -166,7 +109,7 @@ static rp_status zb_apply(rp_rule_ctx *c)
     float *zv = z.data, *tv = t.data;
     const float *r = c->rel_out[0]->data;
     out[0] = &t;
-    ov[s->xi] = &buf;
+    ov[L->xi] = &buf;
     for (int part = 0; part < 2; part++) {
         for (int b = 0; b < rows; b++) {
             float lo, hi;
@@ -175,7 +118,7 @@ static rp_status zb_apply(rp_rule_ctx *c)
             for (int64_t e = 0; e < row; e++)
                 d[e] = v;
         }
-        ov[s->wi] = part == 0 ? &s->wpos : &s->wneg;
+        ov[L->wi] = part == 0 ? &s->wpos : &s->wneg;
         if ((st = rp_rule_forward_with(c, ov, out)))
             return st;
         for (int64_t e = 0; e < y->count; e++)
@@ -186,16 +129,16 @@ static rp_status zb_apply(rp_rule_ctx *c)
     /* R_x = x * vjp(W)(S) - Lo * vjp(W+)(S) - Hi * vjp(W-)(S) */
     rp_tensor *gs[3] = {&g1, &g2, &buf};
     rp_tensor *ws[3] = {NULL, &s->wpos, &s->wneg};
-    ov[s->xi] = NULL;
+    ov[L->xi] = NULL;
     for (int part = 0; part < 3; part++) {
         memset(gs[part]->data, 0, sizeof(float) * (size_t)x->count);
-        ov[s->wi] = ws[part];
-        gin[s->xi] = gs[part];
+        ov[L->wi] = ws[part];
+        gin[L->xi] = gs[part];
         if ((st = rp_rule_vjp_with(c, ov, NULL, gout, gin)))
             return st;
     }
     const float *a = g1.data, *b = g2.data, *h = buf.data;
-    float *dst = c->rel_in[s->xi]->data;
+    float *dst = c->rel_in[L->xi]->data;
     for (int q = 0; q < rows; q++) {
         float lo, hi;
         bounds(c, xv + q * row, row, &lo, &hi);

@@ -31,19 +31,6 @@ static void zplus_free(void *p)
     free(s);
 }
 
-/* Positive / negative part of the effective weight (a negative Gemm alpha swaps them). */
-static float part_pos(float w, bool swap, double arg)
-{
-    (void)arg;
-    return swap ? (w < 0 ? w : 0.0f) : (w > 0 ? w : 0.0f);
-}
-
-static float part_neg(float w, bool swap, double arg)
-{
-    (void)arg;
-    return swap ? (w > 0 ? w : 0.0f) : (w < 0 ? w : 0.0f);
-}
-
 static rp_status zplus_prepare(const rp_rule_node *rn, const rp_rule_params *p, void **state, size_t *scratch_floats,
                                rp_error *err)
 {
@@ -52,8 +39,8 @@ static rp_status zplus_prepare(const rp_rule_node *rn, const rp_rule_params *p, 
         return rp_fail(err, RP_ERR_NOMEM, "out of memory");
     rp_status st;
     if ((st = rp_linear_prepare(rn, "z+", &s->L, err)) ||
-        (st = rp_linear_weight(&s->L, rn, &s->wpos, part_pos, 0, err)) ||
-        (st = rp_linear_weight(&s->L, rn, &s->wneg, part_neg, 0, err))) {
+        (st = rp_linear_weight(&s->L, rn, &s->wpos, rp_linear_positive_part, 0, err)) ||
+        (st = rp_linear_weight(&s->L, rn, &s->wneg, rp_linear_negative_part, 0, err))) {
         zplus_free(s);
         return st;
     }

@@ -32,6 +32,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "image/upsample.h"
 
 /* stb_easy_font is a public-domain, header-only bitmap font made of quads;
  * its functions are static and some go unused here. */
@@ -200,38 +201,20 @@ static void axis_taps(int n_in, int factor, int n_out, tap *t)
     }
 }
 
-/* The map upsampled by (fh, fw) and min-max normalised to [0, 1], as a
- * freshly allocated (rows*fh) x (cols*fw) float array (*out, caller frees).
- * Factor 1 reproduces the map exactly (weights 1 and 0), which is how a
- * pixel map is "used as is". A constant map gives zeros. */
-static rp_status upsample_normalise(const grid *g, int fh, int fw, const char *what, float **out, int *out_h,
-                                    int *out_w, rp_error *err)
+bool rp_upsample_bilinear(const float *v, int rows, int cols, int fh, int fw, float *out)
 {
-    rp_status rc = RP_OK;
-    tap *ty = NULL, *tx = NULL;
-    float *m = NULL;
-    *out = NULL;
-    int64_t h64 = (int64_t)g->rows * fh, w64 = (int64_t)g->cols * fw; /* < 2^62: no overflow */
-    if (too_big(w64, h64)) {
-        rc = rp_fail(err, RP_ERR_SHAPE, "%s: a %d x %d map upsampled by (%d, %d) is too large (more than %lld pixels)",
-                     what, g->rows, g->cols, fh, fw, (long long)MAX_PIXELS);
-        goto fail;
+    int h = rows * fh, w = cols * fw;
+    tap *ty = malloc(sizeof *ty * (size_t)h), *tx = malloc(sizeof *tx * (size_t)w);
+    if (!ty || !tx) {
+        free(ty);
+        free(tx);
+        return true;
     }
-    int h = (int)h64, w = (int)w64;
-    size_t n = (size_t)h * (size_t)w;
-    ty = malloc(sizeof(tap) * (size_t)h);
-    tx = malloc(sizeof(tap) * (size_t)w);
-    m = malloc(sizeof(float) * n);
-    if (!ty || !tx || !m) {
-        rc = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory upsampling the map to %d x %d", what, h, w);
-        goto fail;
-    }
-    axis_taps(g->rows, fh, h, ty);
-    axis_taps(g->cols, fw, w, tx);
+    axis_taps(rows, fh, h, ty);
+    axis_taps(cols, fw, w, tx);
     for (int y = 0; y < h; y++) {
-        const float *r0 = g->v + (size_t)ty[y].i0 * (size_t)g->cols;
-        const float *r1 = g->v + (size_t)ty[y].i1 * (size_t)g->cols;
-        float *dst = m + (size_t)y * (size_t)w;
+        const float *r0 = v + (size_t)ty[y].i0 * (size_t)cols, *r1 = v + (size_t)ty[y].i1 * (size_t)cols;
+        float *dst = out + (size_t)y * (size_t)w;
         for (int x = 0; x < w; x++) {
             const tap t = tx[x];
             /* the separable order of torch's generic kernel: each source row along
@@ -242,6 +225,34 @@ static rp_status upsample_normalise(const grid *g, int fh, int fw, const char *w
             float t1 = r1[t.i0] * t.w0 + r1[t.i1] * t.w1;
             dst[x] = t0 * ty[y].w0 + t1 * ty[y].w1;
         }
+    }
+    free(ty);
+    free(tx);
+    return false;
+}
+
+/* The map upsampled by (fh, fw) and min-max normalised to [0, 1], as a
+ * freshly allocated (rows*fh) x (cols*fw) float array (*out, caller frees).
+ * Factor 1 reproduces the map exactly (weights 1 and 0), which is how a
+ * pixel map is "used as is". A constant map gives zeros. */
+static rp_status upsample_normalise(const grid *g, int fh, int fw, const char *what, float **out, int *out_h,
+                                    int *out_w, rp_error *err)
+{
+    rp_status rc = RP_OK;
+    float *m = NULL;
+    *out = NULL;
+    int64_t h64 = (int64_t)g->rows * fh, w64 = (int64_t)g->cols * fw; /* < 2^62: no overflow */
+    if (too_big(w64, h64)) {
+        rc = rp_fail(err, RP_ERR_SHAPE, "%s: a %d x %d map upsampled by (%d, %d) is too large (more than %lld pixels)",
+                     what, g->rows, g->cols, fh, fw, (long long)MAX_PIXELS);
+        goto fail;
+    }
+    int h = (int)h64, w = (int)w64;
+    size_t n = (size_t)h * (size_t)w;
+    m = malloc(sizeof(float) * n);
+    if (!m || rp_upsample_bilinear(g->v, g->rows, g->cols, fh, fw, m)) {
+        rc = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory upsampling the map to %d x %d", what, h, w);
+        goto fail;
     }
     float lo = m[0], hi = m[0];
     for (size_t i = 1; i < n; i++) {
@@ -256,15 +267,11 @@ static rp_status upsample_normalise(const grid *g, int fh, int fw, const char *w
     }
     for (size_t i = 0; i < n; i++)
         m[i] = range > 0.0f ? (m[i] - lo) / range : 0.0f;
-    free(ty);
-    free(tx);
     *out = m;
     *out_h = h;
     *out_w = w;
     return RP_OK;
 fail:
-    free(ty);
-    free(tx);
     free(m);
     return rc;
 }

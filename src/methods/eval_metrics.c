@@ -13,37 +13,9 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "image/upsample.h"
 
 /* ---- maps at pixel resolution ---- */
-
-/* One output coordinate of a bilinear resize along an axis. The same taps as
- * src/image/render.c (PyTorch's upsample_bilinear2d, align_corners=False,
- * scale_factor given; see the derivation there), repeated here because that
- * one is private to the renderer: the perturbation order must rank exactly
- * the values the overlay shows. */
-typedef struct tap {
-    int i0, i1;
-    float w0, w1;
-} tap;
-
-static void axis_taps(int n_in, int factor, int n_out, tap *t)
-{
-    const double scale = (float)(1.0 / factor);
-    for (int d = 0; d < n_out; d++) {
-        double src = scale * (d + 0.5) - 0.5;
-        if (src < 0.0)
-            src = 0.0;
-        int i0 = (int)floor(src);
-        if (i0 > n_in - 1)
-            i0 = n_in - 1;
-        double lambda = src - i0;
-        float lam = (float)(lambda < 0.0 ? 0.0 : lambda > 1.0 ? 1.0 : lambda);
-        t[d].i0 = i0;
-        t[d].i1 = i0 < n_in - 1 ? i0 + 1 : i0;
-        t[d].w0 = 1.0f - lam;
-        t[d].w1 = lam;
-    }
-}
 
 rp_status rp_eval_pixel_map(const rp_tensor *map, int patch_h, int patch_w, float *out, rp_error *err)
 {
@@ -67,27 +39,9 @@ rp_status rp_eval_pixel_map(const rp_tensor *map, int patch_h, int patch_w, floa
     for (int64_t i = 0; i < map->count; i++)
         if (!isfinite(v[i]))
             return rp_fail(err, RP_ERR_VALUE, "evaluation: map element %lld is not finite", (long long)i);
-    int h = (int)rows * patch_h, w = (int)cols * patch_w;
-    tap *ty = malloc(sizeof *ty * (size_t)h), *tx = malloc(sizeof *tx * (size_t)w);
-    if (!ty || !tx) {
-        free(ty);
-        free(tx);
-        return rp_fail(err, RP_ERR_NOMEM, "evaluation: out of memory upsampling a map to %d x %d", h, w);
-    }
-    axis_taps((int)rows, patch_h, h, ty);
-    axis_taps((int)cols, patch_w, w, tx);
-    for (int y = 0; y < h; y++) {
-        const float *r0 = v + (size_t)ty[y].i0 * (size_t)cols, *r1 = v + (size_t)ty[y].i1 * (size_t)cols;
-        float *dst = out + (size_t)y * (size_t)w;
-        for (int x = 0; x < w; x++) {
-            /* the renderer's order of operations, so both give the same floats */
-            float t0 = r0[tx[x].i0] * tx[x].w0 + r0[tx[x].i1] * tx[x].w1;
-            float t1 = r1[tx[x].i0] * tx[x].w0 + r1[tx[x].i1] * tx[x].w1;
-            dst[x] = t0 * ty[y].w0 + t1 * ty[y].w1;
-        }
-    }
-    free(ty);
-    free(tx);
+    if (rp_upsample_bilinear(v, (int)rows, (int)cols, patch_h, patch_w, out))
+        return rp_fail(err, RP_ERR_NOMEM, "evaluation: out of memory upsampling a map to %lld x %lld",
+                       (long long)rows * patch_h, (long long)cols * patch_w);
     return RP_OK;
 }
 

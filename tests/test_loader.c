@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/npy.h"
@@ -320,6 +321,63 @@ START_TEST(test_load_buffer)
 
     ck_assert_int_eq(rp_graph_load_buffer((const uint8_t *)"", 0, "x.onnx", &g, &err), RP_ERR_FORMAT);
     ck_assert_ptr_null(g);
+}
+END_TEST
+
+static void assert_same_constants(const rp_graph *a, const rp_graph *b)
+{
+    ck_assert_int_eq(a->n_values, b->n_values);
+    int constants = 0;
+    for (int i = 0; i < a->n_values; i++) {
+        const rp_value *x = &a->values[i], *y = &b->values[i];
+        ck_assert_str_eq(x->name, y->name);
+        ck_assert_int_eq(x->kind, y->kind);
+        if (x->kind != RP_VALUE_CONSTANT)
+            continue;
+        constants++;
+        ck_assert_int_eq(x->t.dtype, y->t.dtype);
+        ck_assert_int_eq(x->t.count, y->t.count);
+        ck_assert(x->t.count == 0 ||
+                  memcmp(x->t.data, y->t.data, (size_t)x->t.count * rp_dtype_size(x->t.dtype)) == 0);
+    }
+    ck_assert_int_gt(constants, 50);
+}
+
+/* A regular file is mapped and its weights read with pread; a buffer is
+ * copied from; a pipe is read whole. All three must give the same weights. */
+START_TEST(test_load_paths_agree)
+{
+    size_t len;
+    uint8_t *buf = slurp(fmnist_path(), &len);
+    rp_error err = {0};
+    rp_graph *from_file = NULL, *from_buffer = NULL, *from_pipe = NULL;
+    ck_assert_int_eq(rp_graph_load(fmnist_path(), &from_file, &err), RP_OK);
+    ck_assert_int_eq(rp_graph_load_buffer(buf, len, NULL, &from_buffer, &err), RP_OK);
+    assert_same_constants(from_file, from_buffer);
+
+    make_tmpdir();
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/model.fifo", tmpdir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        FILE *w = fopen(fifo, "wb");
+        size_t put = w ? fwrite(buf, 1, len, w) : 0;
+        _exit(w && put == len && fclose(w) == 0 ? 0 : 1);
+    }
+    rp_status st = rp_graph_load(fifo, &from_pipe, &err);
+    int status = 0;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(st == RP_OK, "%s", err.msg);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_same_constants(from_file, from_pipe);
+    unlink(fifo);
+
+    rp_graph_free(from_file);
+    rp_graph_free(from_buffer);
+    rp_graph_free(from_pipe);
+    free(buf);
 }
 END_TEST
 
@@ -1224,6 +1282,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_fmnist_model);
     tcase_add_test(tc, test_load_buffer);
+    tcase_add_test(tc, test_load_paths_agree);
     tcase_add_test(tc, test_truncated_model);
     tcase_add_test(tc, test_not_onnx);
     tcase_add_test(tc, test_bad_graphs);

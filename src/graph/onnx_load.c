@@ -3,6 +3,13 @@
  * memory the graph owns, and the ModelProto is freed before returning, so
  * nothing downstream ever points into protobuf-c's allocations.
  *
+ * The weights are not unpacked by protobuf-c: it would copy every bytes
+ * field, so the file and the parsed message would both hold them (twice a
+ * model's size at the peak of loading). The file is mapped, the top graph's
+ * initializers' raw_data payloads are cut out of a small copy of the message
+ * that protobuf-c parses, and each payload is read from the file straight
+ * into the buffer its tensor keeps.
+ *
  * Files are untrusted: every count, length and index from the file is checked
  * before it sizes an allocation or a copy. */
 
@@ -14,12 +21,15 @@
 #include "graph/graph.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "onnx.pb-c.h"
 
@@ -55,20 +65,18 @@ static char *dup_bytes(const uint8_t *p, size_t n)
 #define RP_MAX_PROTO_FILE ((size_t)INT32_MAX)
 
 /* Reads until EOF rather than trusting the size from fstat, so short reads
- * and files that change size are handled; fstat only sizes the first buffer. */
-static rp_status read_whole_file(const char *path, uint8_t **out, size_t *out_len, rp_error *err)
+ * and files that change size are handled; fstat only sizes the first buffer.
+ * Takes an open descriptor, so a pipe is read by the one open that found it
+ * (a second open would find the writer gone). Closes fd. */
+static rp_status read_whole_fd(int fd, const char *path, uint8_t **out, size_t *out_len, rp_error *err)
 {
     rp_status st = RP_OK;
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     *out = NULL;
     *out_len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
-        (uint64_t)sb.st_size <= RP_MAX_PROTO_FILE)
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 && (uint64_t)sb.st_size <= RP_MAX_PROTO_FILE)
         cap = (size_t)sb.st_size + 1; /* +1 so EOF is seen without a realloc */
     else
         cap = 65536;
@@ -97,28 +105,39 @@ static rp_status read_whole_file(const char *path, uint8_t **out, size_t *out_le
             buf = nb;
             cap *= 2;
         }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                st = rp_fail(err, RP_ERR_IO, "%s: read error: %s", path, strerror(errno));
-                goto fail;
-            }
-            break;
+        ssize_t got = read(fd, buf + len, cap - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            st = rp_fail(err, RP_ERR_IO, "%s: read error: %s", path, strerror(errno));
+            goto fail;
         }
+        if (got == 0)
+            break;
+        len += (size_t)got;
     }
     if (len == 0) {
         st = rp_fail(err, RP_ERR_FORMAT, "%s: empty file", path);
         goto fail;
     }
-    fclose(f);
+    close(fd);
     *out = buf;
     *out_len = len;
     return RP_OK;
 fail:
-    fclose(f);
+    close(fd);
     free(buf);
     return st;
+}
+
+static rp_status read_whole_file(const char *path, uint8_t **out, size_t *out_len, rp_error *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return read_whole_fd(fd, path, out, out_len, err);
 }
 
 /* "dir/model.onnx" → "dir", "model.onnx" → ".", "/model.onnx" → "/". */
@@ -181,10 +200,26 @@ static bool has_dotdot(const char *loc)
  * or decompressed-from-nothing) weights file, and those bytes are read at
  * load, before any --max-memory set on the model applies (that one covers
  * what prepare allocates). */
+/* Where an initializer's raw_data was cut out of the message protobuf-c
+ * parsed: its bytes are at `at` in the model's bytes. */
+typedef struct payload {
+    size_t at, len;
+    bool cut;
+} payload;
+
+/* The model's bytes: in memory, or mapped from a file that payloads are
+ * pread() from, so copying them into tensors does not also page them in. */
+typedef struct model_source {
+    const uint8_t *bytes;
+    size_t len;
+    int fd; /* -1: bytes is all there is */
+} model_source;
+
 typedef struct load_ctx {
     const char *dir;    /* the model's folder; NULL when loaded from memory */
     int64_t ext_bytes;  /* external data read so far */
     int64_t ext_limit;
+    const model_source *src;
 } load_ctx;
 
 /* Allocates *dst only once the file is known to hold nbytes, so a corrupt
@@ -356,7 +391,28 @@ static void copy_typed(const Onnx__TensorProto *tp, rp_dtype dt, uint8_t *dst, i
 
 /* The one tensor decoder (initializers, Constant attributes, .pb files).
  * fallback names the tensor in messages when the file leaves it unnamed. */
-static rp_status decode_tensor(Onnx__TensorProto *tp, const char *fallback, load_ctx *lc,
+static rp_status copy_payload(const payload *pl, const load_ctx *lc, void *dst, const char *label, rp_error *err)
+{
+    const model_source *src = lc->src;
+    if (src->fd < 0) {
+        memcpy(dst, src->bytes + pl->at, pl->len);
+        return RP_OK;
+    }
+    size_t done = 0;
+    while (done < pl->len) {
+        ssize_t got = pread(src->fd, (uint8_t *)dst + done, pl->len - done, (off_t)(pl->at + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return rp_fail(err, RP_ERR_IO, "tensor '%s': reading its %zu bytes failed: %s", label, pl->len,
+                           got < 0 ? strerror(errno) : "the file got shorter while loading");
+        done += (size_t)got;
+    }
+    return RP_OK;
+}
+
+/* pl: where the raw_data cut out of tp is (NULL or !pl->cut: tp holds its bytes). */
+static rp_status decode_tensor(Onnx__TensorProto *tp, const payload *pl, const char *fallback, load_ctx *lc,
                                rp_tensor *out, rp_error *err)
 {
     rp_status st = RP_OK;
@@ -394,10 +450,19 @@ static rp_status decode_tensor(Onnx__TensorProto *tp, const char *fallback, load
         if ((st = read_external(tp, label, lc, &data, nbytes, err)))
             goto fail;
     } else if (tp->has_raw_data) {
-        if (tp->raw_data.len != nbytes) {
-            st = rp_fail(err, RP_ERR_FORMAT, "tensor '%s': raw_data has %zu bytes, expected %zu", label,
-                         tp->raw_data.len, nbytes);
+        size_t have = pl && pl->cut ? pl->len : tp->raw_data.len;
+        if (have != nbytes) {
+            st = rp_fail(err, RP_ERR_FORMAT, "tensor '%s': raw_data has %zu bytes, expected %zu", label, have,
+                         nbytes);
             goto fail;
+        }
+        if (pl && pl->cut && nbytes) {
+            if (!(data = malloc(nbytes))) {
+                st = rp_fail(err, RP_ERR_NOMEM, "tensor '%s': out of memory for %zu bytes", label, nbytes);
+                goto fail;
+            }
+            if ((st = copy_payload(pl, lc, data, label, err)))
+                goto fail;
         }
     } else {
         const char *field = NULL;
@@ -636,7 +701,7 @@ static rp_status convert_attr(const Onnx__AttributeProto *ap, const rp_node *n, 
         a->tensor = calloc(1, sizeof *a->tensor);
         if (!a->tensor)
             return rp_fail(err, RP_ERR_NOMEM, "out of memory");
-        rp_status st = decode_tensor(ap->t, a->name, lc, a->tensor, err);
+        rp_status st = decode_tensor(ap->t, NULL, a->name, lc, a->tensor, err);
         if (st) {
             if (err)
                 rp_error_prefix(err, "node '%s' (%s), attribute '%s'", n->name, n->op_type, a->name);
@@ -859,12 +924,13 @@ fail:
 
 /* ---- the model ---- */
 
-static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *err)
+static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, const model_source *src, const payload *cut,
+                             size_t n_cut, rp_error *err)
 {
     rp_status st = RP_OK;
     name_map map = {0};
     const Onnx__GraphProto *gp = mp->graph;
-    load_ctx lc = {g->model_dir, 0, RP_DEFAULT_MAX_BYTES};
+    load_ctx lc = {g->model_dir, 0, RP_DEFAULT_MAX_BYTES, src};
 
     if (!gp)
         return rp_fail(err, RP_ERR_FORMAT, "no graph");
@@ -941,7 +1007,7 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, rp_error *
             goto fail;
         }
         rp_value *v = &g->values[id];
-        if ((st = decode_tensor(tp, name, &lc, &v->t, err)))
+        if ((st = decode_tensor(tp, i < n_cut ? &cut[i] : NULL, name, &lc, &v->t, err)))
             goto fail;
         v->shape_known = true;
     }
@@ -1154,21 +1220,148 @@ static pb_walk pb_check(const uint8_t *p, const uint8_t *end, pb_msg m, int dept
     return PB_WALK_OK;
 }
 
-/* With owned_buf, buf is freed as soon as it is parsed (the file's bytes and
- * the parsed message need not both stay in memory while the graph is built). */
-static rp_status load_buffer(uint8_t *owned_buf, const uint8_t *buf, size_t len, const char *path, rp_graph **out,
-                             rp_error *err)
+/* ---- cutting the weights out before protobuf-c parses ----
+ *
+ * A copy of the message is made with every initializer's raw_data of the top
+ * graph (ModelProto.graph = 7, GraphProto.initializer = 5, TensorProto.raw_data
+ * = 9) replaced by an empty raw_data, and the enclosing lengths rewritten;
+ * where each payload was is noted per initializer, in file order, which is
+ * the order protobuf-c lists them in. Runs after pb_check, on bytes it
+ * found well formed. */
+typedef struct cut_buf {
+    uint8_t *bytes;
+    size_t len, cap;
+    payload *cut; /* one per initializer */
+    size_t n_cut, cap_cut;
+} cut_buf;
+
+static bool cut_reserve(cut_buf *c, size_t more)
+{
+    if (c->cap - c->len >= more)
+        return true;
+    size_t cap = c->cap ? c->cap : 4096;
+    while (cap - c->len < more) {
+        if (cap > SIZE_MAX / 2)
+            return false;
+        cap *= 2;
+    }
+    uint8_t *b = realloc(c->bytes, cap);
+    if (!b)
+        return false;
+    c->bytes = b;
+    c->cap = cap;
+    return true;
+}
+
+static bool cut_put(cut_buf *c, const uint8_t *p, size_t n)
+{
+    if (!cut_reserve(c, n))
+        return false;
+    if (n)
+        memcpy(c->bytes + c->len, p, n);
+    c->len += n;
+    return true;
+}
+
+static size_t varint_encode(uint64_t v, uint8_t out[10])
+{
+    size_t n = 0;
+    do {
+        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+typedef enum cut_level { CUT_MODEL, CUT_GRAPH, CUT_INITIALIZER } cut_level;
+
+static bool cut_message(cut_buf *c, const uint8_t *base, const uint8_t *p, const uint8_t *end, cut_level level)
+{
+    while (p < end) {
+        const uint8_t *field_start = p;
+        uint64_t tag, v;
+        if (!pb_varint(&p, end, &tag))
+            return false;
+        switch (tag & 7) {
+        case 0:
+            if (!pb_varint(&p, end, &v))
+                return false;
+            break;
+        case 1: p += 8; break;
+        case 5: p += 4; break;
+        case 2: {
+            if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return false;
+            uint64_t field = tag >> 3;
+            bool nested = (level == CUT_MODEL && field == 7) || (level == CUT_GRAPH && field == 5);
+            if (level == CUT_INITIALIZER && field == 9) {
+                payload *pl = &c->cut[c->n_cut - 1]; /* a repeated raw_data: the last one counts */
+                *pl = (payload){(size_t)(p - base), (size_t)v, true};
+                uint8_t hdr[11];
+                size_t n = varint_encode(tag, hdr);
+                hdr[n++] = 0;
+                if (!cut_put(c, hdr, n))
+                    return false;
+                p += v;
+                continue;
+            }
+            if (!nested) {
+                p += v;
+                break;
+            }
+            if (level == CUT_GRAPH) {
+                if (c->n_cut == c->cap_cut) {
+                    size_t cap = c->cap_cut ? c->cap_cut * 2 : 64;
+                    payload *np = realloc(c->cut, cap * sizeof *np);
+                    if (!np)
+                        return false;
+                    c->cut = np;
+                    c->cap_cut = cap;
+                }
+                c->cut[c->n_cut++] = (payload){0, 0, false};
+            }
+            /* The copy is never longer than the original, so the original's
+             * length prefix has room for the copy's; written after, moved. */
+            uint8_t hdr[20];
+            size_t h = varint_encode(tag, hdr);
+            if (!cut_put(c, hdr, h))
+                return false;
+            size_t body = c->len;
+            if (!cut_message(c, base, p, p + v, level + 1))
+                return false;
+            size_t body_len = c->len - body;
+            uint8_t lenb[10];
+            size_t l = varint_encode(body_len, lenb);
+            if (!cut_reserve(c, l))
+                return false;
+            memmove(c->bytes + body + l, c->bytes + body, body_len);
+            memcpy(c->bytes + body, lenb, l);
+            c->len += l;
+            p += v;
+            continue;
+        }
+        default:
+            return false;
+        }
+        if (!cut_put(c, field_start, (size_t)(p - field_start)))
+            return false;
+    }
+    return true;
+}
+
+static rp_status load_source(const model_source *src, const char *path, rp_graph **out, rp_error *err)
 {
     rp_status st = RP_OK;
     Onnx__ModelProto *mp = NULL;
     rp_graph *g = NULL;
+    cut_buf cut = {0};
     *out = NULL;
 
-    if (!buf && len) {
+    if (!src->bytes && src->len) {
         st = rp_fail(err, RP_ERR_ARG, "NULL buffer");
         goto fail;
     }
-    if (len == 0) {
+    if (src->len == 0) {
         st = rp_fail(err, RP_ERR_FORMAT, "empty file");
         goto fail;
     }
@@ -1177,7 +1370,7 @@ static rp_status load_buffer(uint8_t *owned_buf, const uint8_t *buf, size_t len,
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    g->model_bytes = (int64_t)len;
+    g->model_bytes = (int64_t)src->len;
     if (path) {
         g->path = strdup(path);
         g->model_dir = dir_of(path);
@@ -1186,7 +1379,8 @@ static rp_status load_buffer(uint8_t *owned_buf, const uint8_t *buf, size_t len,
             goto fail;
         }
     }
-    pb_walk w = pb_check(buf, buf + len, PB_MODEL, 0);
+    const uint8_t *buf = src->bytes;
+    pb_walk w = pb_check(buf, buf + src->len, PB_MODEL, 0);
     if (w == PB_WALK_TOO_DEEP) {
         st = rp_fail(err, RP_ERR_FORMAT,
                      "messages nested more than %d deep (graphs inside graph attributes, or types inside "
@@ -1197,20 +1391,26 @@ static rp_status load_buffer(uint8_t *owned_buf, const uint8_t *buf, size_t len,
         st = rp_fail(err, RP_ERR_FORMAT, "a node, value or tensor name contains a NUL byte");
         goto fail;
     }
-    mp = w == PB_WALK_OK ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
-    free(owned_buf);
-    owned_buf = NULL;
+    if (w == PB_WALK_OK && !cut_message(&cut, buf, buf, buf + src->len, CUT_MODEL)) {
+        st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    mp = w == PB_WALK_OK ? onnx__model_proto__unpack(NULL, cut.len, cut.bytes) : NULL;
+    free(cut.bytes);
+    cut.bytes = NULL;
     if (!mp) {
         st = rp_fail(err, RP_ERR_FORMAT, "not an ONNX model (protobuf parse failed; truncated or corrupt file?)");
         goto fail;
     }
-    if ((st = build_graph(g, mp, err)))
+    if ((st = build_graph(g, mp, src, cut.cut, cut.n_cut, err)))
         goto fail;
     onnx__model_proto__free_unpacked(mp, NULL);
+    free(cut.cut);
     *out = g;
     return RP_OK;
 fail:
-    free(owned_buf);
+    free(cut.bytes);
+    free(cut.cut);
     if (mp)
         onnx__model_proto__free_unpacked(mp, NULL);
     rp_graph_free(g);
@@ -1221,18 +1421,39 @@ fail:
 
 rp_status rp_graph_load_buffer(const uint8_t *buf, size_t len, const char *path, rp_graph **out, rp_error *err)
 {
-    return load_buffer(NULL, buf, len, path, out, err);
+    model_source src = {buf, len, -1};
+    return load_source(&src, path, out, err);
 }
 
+/* A regular file is mapped: only the pages the walks touch (the message's
+ * structure, not its weights) become resident. Anything else (a pipe, a
+ * device) is read into memory. */
 rp_status rp_graph_load(const char *path, rp_graph **out, rp_error *err)
 {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 && (uint64_t)sb.st_size <= RP_MAX_PROTO_FILE) {
+        void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map != MAP_FAILED) {
+            model_source src = {map, (size_t)sb.st_size, fd};
+            rp_status st = load_source(&src, path, out, err);
+            munmap(map, (size_t)sb.st_size);
+            close(fd);
+            return st;
+        }
+    }
     uint8_t *buf = NULL;
     size_t len = 0;
-    *out = NULL;
-    rp_status st = read_whole_file(path, &buf, &len, err);
+    rp_status st = read_whole_fd(fd, path, &buf, &len, err);
     if (st)
         return st;
-    return load_buffer(buf, buf, len, path, out, err);
+    model_source src = {buf, len, -1};
+    st = load_source(&src, path, out, err);
+    free(buf);
+    return st;
 }
 
 rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, rp_error *err)
@@ -1259,8 +1480,9 @@ rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, r
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    load_ctx lc = {dir, 0, RP_DEFAULT_MAX_BYTES};
-    if ((st = decode_tensor(tp, "(unnamed)", &lc, out, err))) {
+    model_source none = {NULL, 0, -1};
+    load_ctx lc = {dir, 0, RP_DEFAULT_MAX_BYTES, &none};
+    if ((st = decode_tensor(tp, NULL, "(unnamed)", &lc, out, err))) {
         if (err)
             rp_error_prefix(err, "%s", path);
         goto fail;

@@ -222,6 +222,21 @@ void rp_rule_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
 
 /* flags */
 #define RP_RULE_NEEDS_GRADIENT 1u /* compute the class's gradient on every value relevance reaches */
+/* What apply reads of its node's forward values. relprop lets values that
+ * nothing reads after the forward pass share memory; a rule without
+ * RP_RULE_READS_DECLARED is taken to read every input and output of its node
+ * (safe, and what a plugin gets unless it says otherwise). With it, only:
+ *   RP_RULE_READS_INPUTS   rp_rule_input, or the inputs forward_with and
+ *                          vjp_with do not override
+ *   RP_RULE_READS_OUTPUTS  rp_rule_output
+ *   RP_RULE_READS_VJP      rp_rule_vjp / rp_rule_vjp_with: whatever the op's
+ *                          gradient reads
+ * Declaring too little is a bug that shows as garbage (NaN in debug builds)
+ * in the values read. */
+#define RP_RULE_READS_DECLARED 2u
+#define RP_RULE_READS_INPUTS 4u
+#define RP_RULE_READS_OUTPUTS 8u
+#define RP_RULE_READS_VJP 16u
 
 typedef struct rp_rule {
     const char *name;    /* [A-Za-z0-9_.-]+, unique among built-ins and loaded plugins */

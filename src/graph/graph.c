@@ -43,11 +43,14 @@ void rp_graph_free(rp_graph *g)
     for (int i = 0; i < g->n_values; i++) {
         rp_value *v = &g->values[i];
         free(v->name);
-        free(v->t.data);
+        if (!v->borrowed)
+            free(v->t.data);
         for (int d = 0; d < RP_MAX_RANK; d++)
             free(v->dim_params[d]);
     }
     free(g->values);
+    free(g->arena);
+    free(g->plan_keep);
     free(g->inputs);
     free(g->outputs);
     for (int i = 0; i < g->n_opsets; i++)

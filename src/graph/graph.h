@@ -31,6 +31,7 @@ typedef struct rp_value {
     char *dim_params[RP_MAX_RANK]; /* symbolic dim names from the file, or NULL */
     int producer;        /* node id, -1 for inputs and initializers */
     bool is_graph_output;
+    bool borrowed;       /* t.data is not this value's: the plan's arena, or the value it aliases */
 } rp_value;
 
 /* ONNX AttributeProto.AttributeType numbers. */
@@ -100,6 +101,11 @@ typedef struct rp_graph {
     int64_t used_bytes;  /* what prepare allocated, constants from the file excluded */
     bool check_finite;   /* forward: refuse NaN in any value, Inf in inputs and outputs */
     int batch;           /* what a symbolic leading input dim binds to at prepare (0: 1) */
+    /* The activation memory plan (rp_graph_plan_memory); NULL: every value
+     * has its own buffer. */
+    bool *plan_keep;
+    uint8_t *arena;
+    int64_t arena_bytes;
 } rp_graph;
 
 /* What prepare may allocate (activations and folded constants) when no
@@ -134,6 +140,20 @@ void rp_graph_free(rp_graph *g);
  * which the caller owns (rp_tensor_release). *name_out (may be NULL) receives
  * a malloc'd copy of the tensor's name. */
 rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, rp_error *err);
+
+/* The forward pass's memory plan. keep: one flag per value, true for those
+ * read after the forward pass (besides graph inputs, outputs and constants,
+ * which always are); the others share buffers once their last consumer has
+ * run, and reshapes share their input's. NULL: every value its own buffer,
+ * as after prepare. Cheap when the plan is unchanged. */
+rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err);
+/* Set keep[v] for the values the gradient kernels of g's nodes read. */
+void rp_graph_mark_gradient_reads(const rp_graph *g, bool *keep);
+/* The same for one node (what rp_graph_mark_gradient_reads does per node). */
+void rp_node_mark_gradient_reads(const rp_graph *g, const rp_node *n, bool *keep);
+/* Overwrite the shared buffers with NaN: a debugging aid after a forward
+ * pass, so that reading a value the plan did not keep shows. */
+void rp_graph_poison_shared(rp_graph *g);
 
 /* Inputs run at once: what the symbolic leading dimension binds to (1 unless set). */
 int rp_graph_batch(const rp_graph *g);

@@ -57,7 +57,7 @@ static void drop_node(rp_graph *g, rp_node *n)
         if (v < 0)
             continue;
         rp_value *val = &g->values[v];
-        if (val->t.data) {
+        if (val->t.data && !val->borrowed) {
             g->used_bytes -= val->t.count * (int64_t)rp_dtype_size(val->t.dtype);
             free(val->t.data);
             val->t.data = NULL;

@@ -313,6 +313,27 @@ static rp_status compute_map(const rp_model *m, rp_method method, const rp_map_i
     }
 }
 
+/* Only what the walks and the maps read after the forward pass keeps a
+ * buffer of its own; the rest share (graph/plan.c). */
+static rp_status plan_memory(rp_model *m, bool gradients, bool relevance, bool everything, rp_error *err)
+{
+    rp_graph *g = m->g;
+    if (everything)
+        return rp_graph_plan_memory(g, NULL, err);
+    bool *keep = calloc((size_t)g->n_values + 1, sizeof *keep);
+    if (!keep)
+        return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < m->n_attn; l++)
+        keep[m->attn[l].probs_value] = keep[m->attn[l].product_left] = true;
+    if (gradients)
+        rp_graph_mark_gradient_reads(g, keep);
+    if (relevance)
+        rp_assignment_mark_reads(g, &m->rules, keep);
+    rp_status st = rp_graph_plan_memory(g, keep, err);
+    free(keep);
+    return st;
+}
+
 rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, int n_classes,
                      const rp_method *methods, int n_methods, const rp_explain_options *opt,
                      rp_explanation **out, rp_error *err)
@@ -345,6 +366,23 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     if (!e)
         return rp_fail(err, RP_ERR_NOMEM, "out of memory");
 
+    bool want_grad = false, want_rel = false, want_pixels = false;
+    for (int i = 0; i < n_methods; i++) {
+        want_grad |= needs_gradient(methods[i]);
+        want_rel |= needs_relevance(methods[i]);
+        want_pixels |= methods[i] == RP_METHOD_LRP_FULL;
+    }
+    if (opt->keep_intermediates && m->n_attn > 0)
+        want_grad = want_rel = true;
+    /* The conservation check follows relevance through every node, down to
+     * the input. */
+    if (opt->check_conservation)
+        want_rel = want_pixels = true;
+    if (want_rel && (st = ensure_rules(m, opt->rules ? opt->rules : "paper", opt->registry, err)))
+        goto fail;
+    if ((st = plan_memory(m, want_grad || (want_rel && m->rules.needs_gradient), want_rel,
+                          opt->keep_intermediates, err)))
+        goto fail;
     if ((st = rp_graph_forward_strict(g, &input, 1, err)))
         goto fail;
     const rp_tensor *y = &g->values[out_value].t;
@@ -387,18 +425,6 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     if ((st = check_request(m, n_logits, e->classes, e->n_classes, methods, n_methods, err)))
         goto fail;
 
-    bool want_grad = false, want_rel = false, want_pixels = false;
-    for (int i = 0; i < n_methods; i++) {
-        want_grad |= needs_gradient(methods[i]);
-        want_rel |= needs_relevance(methods[i]);
-        want_pixels |= methods[i] == RP_METHOD_LRP_FULL;
-    }
-    if (opt->keep_intermediates && m->n_attn > 0)
-        want_grad = want_rel = true;
-    /* The conservation check follows relevance through every node, down to
-     * the input. */
-    if (opt->check_conservation)
-        want_rel = want_pixels = true;
     /* Each walk goes only as deep as the lowest attention layer a method reads
      * (transformer attribution from the start layer, generic attention all of
      * them, GradCAM and partial LRP the last one), or to the pixels for
@@ -434,8 +460,6 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
     /* A rule that reads gradients gets them wherever relevance goes. */
     bool rules_need_grad = false;
     if (want_rel) {
-        if ((st = ensure_rules(m, opt->rules ? opt->rules : "paper", opt->registry, err)))
-            goto fail;
         rules_need_grad = m->rules.needs_gradient;
         m->rel.transient = true;
         if ((st = rp_valuebuf_plan(&m->rel, g, out_value, targets, n_targets, err)))

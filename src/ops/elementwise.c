@@ -1216,14 +1216,17 @@ static rp_status bw_clip11(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const 
 /* ---- the table ---- */
 
 #define VARIADIC INT32_MAX
-#define ROW(name, since, min_in, max_in, nondiff, prep, fw, bw) \
-    {name, since, min_in, max_in, 1, 1, 0, nondiff, 0, prep, fw, bw}
+#define ROWF(name, since, min_in, max_in, nondiff, flags, prep, fw, bw) \
+    {name, since, min_in, max_in, 1, 1, 0, nondiff, flags, prep, fw, bw}
+#define ROW(name, since, min_in, max_in, nondiff, prep, fw, bw) ROWF(name, since, min_in, max_in, nondiff, 0, prep, fw, bw)
+#define PASS_GRAD (RP_OPF_GRAD_NO_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
+#define PRODUCT_GRAD (RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
 
 const rp_op rp_ops_elementwise[] = {
     /* Add..Div before opset 7 broadcast by a `broadcast`/`axis` attribute; not supported. */
-    ROW("Add", 7, 2, 2, 0, prep_add, fw_bcast, bw_add),
-    ROW("Sub", 7, 2, 2, 0, prep_sub, fw_bcast, bw_sub),
-    ROW("Mul", 7, 2, 2, 0, prep_mul, fw_bcast, bw_mul),
+    ROWF("Add", 7, 2, 2, 0, PASS_GRAD, prep_add, fw_bcast, bw_add),
+    ROWF("Sub", 7, 2, 2, 0, PASS_GRAD, prep_sub, fw_bcast, bw_sub),
+    ROWF("Mul", 7, 2, 2, 0, PRODUCT_GRAD, prep_mul, fw_bcast, bw_mul),
     ROW("Div", 7, 2, 2, 0, prep_div, fw_bcast, bw_div),
     ROW("Pow", 7, 2, 2, 0, prep_pow, fw_bcast, bw_pow),
     ROW("Equal", 7, 2, 2, 3u, prep_equal, fw_bcast, NULL),
@@ -1233,14 +1236,14 @@ const rp_op rp_ops_elementwise[] = {
     ROW("Sum", 6, 1, VARIADIC, 0, prep_sum, fw_bcast, bw_add),
     ROW("Where", 9, 3, 3, 1u, prep_where, fw_bcast, bw_where),
     ROW("Sqrt", 6, 1, 1, 0, prep_sqrt, fw_map, bw_sqrt),
-    ROW("Erf", 9, 1, 1, 0, prep_erf, fw_map, bw_erf),
+    ROWF("Erf", 9, 1, 1, 0, RP_OPF_GRAD_NO_OUTPUTS, prep_erf, fw_map, bw_erf),
     ROW("Tanh", 6, 1, 1, 0, prep_tanh, fw_map, bw_tanh),
     ROW("Relu", 6, 1, 1, 0, prep_relu, fw_map, bw_relu),
     ROW("Sigmoid", 6, 1, 1, 0, prep_sigmoid, fw_map, bw_sigmoid),
     ROW("Exp", 6, 1, 1, 0, prep_exp, fw_map, bw_exp),
     ROW("Neg", 6, 1, 1, 0, prep_neg, fw_map, bw_neg),
     ROW("Reciprocal", 6, 1, 1, 0, prep_recip, fw_map, bw_recip),
-    ROW("Gelu", 20, 1, 1, 0, prep_gelu, fw_map, bw_gelu),
+    ROWF("Gelu", 20, 1, 1, 0, RP_OPF_GRAD_NO_OUTPUTS, prep_gelu, fw_map, bw_gelu),
     ROW("Clip", 6, 1, 1, 0, prep_clip6, fw_clip6, bw_clip6),
     ROW("Clip", 11, 1, 3, 0, prep_clip11, fw_clip11, bw_clip11),
     ROW("Cast", 6, 1, 1, 0, prep_cast, fw_map, bw_cast),

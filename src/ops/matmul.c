@@ -958,8 +958,9 @@ static rp_status einsum_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
 
 /* ---- table ---- */
 
+/* A product's gradient to one operand reads only the others. */
 #define ROW(name, since, min_in, max_in, prep, fwd, bwd) \
-    {name, since, min_in, max_in, 1, 1, 0, 0, 0, prep, fwd, bwd}
+    {name, since, min_in, max_in, 1, 1, 0, 0, RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS, prep, fwd, bwd}
 
 const rp_op rp_ops_matmul[] = {
     ROW("MatMul", 1, 2, 2, matmul_prepare, matmul_forward, matmul_backward),

@@ -52,6 +52,15 @@ typedef struct rp_op {
 /* forward reads only its inputs' shapes (Shape, Size): its outputs are
  * constants as soon as shapes are known, so prepare folds it. */
 #define RP_OPF_SHAPE_ONLY 1u
+/* What backward reads of the forward values, so that values no gradient
+ * reads can share memory (graph/plan.c). Without these, backward may read
+ * every input and output. Inputs in nondiff_inputs count as read. */
+#define RP_OPF_GRAD_NO_INPUTS 2u    /* reads no differentiable input */
+#define RP_OPF_GRAD_NO_OUTPUTS 4u   /* reads no output */
+#define RP_OPF_GRAD_OTHER_INPUTS 8u /* the gradient to one input reads only the others (products) */
+/* Output 0 holds input 0's bytes unchanged (reshapes): the plan may let it
+ * share input 0's buffer, and forward then copies nothing. */
+#define RP_OPF_ALIAS 16u
 
 /* Each family file defines its rows and their count. */
 #define RP_OP_FAMILY(family) \

@@ -1395,28 +1395,31 @@ static rp_status range_forward(rp_kctx *c)
  * their outputs are shapes or constants, folded when the model is loaded. */
 #define ROW(name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd) \
     {name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd}
+/* Moving data around reads none of it to send gradients back. */
+#define MOVES (RP_OPF_GRAD_NO_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
+#define RESHAPES (MOVES | RP_OPF_ALIAS)
 
 const rp_op rp_ops_shape[] = {
-    ROW("Reshape", 5, 2, 2, 1, 1, BIT(1), BIT(1), 0, reshape5_prepare, copy_forward, copy_backward),
-    ROW("Reshape", 14, 2, 2, 1, 1, BIT(1), BIT(1), 0, reshape14_prepare, copy_forward, copy_backward),
-    ROW("Transpose", 1, 1, 1, 1, 1, 0, 0, 0, transpose_prepare, view_forward, transpose_backward),
+    ROW("Reshape", 5, 2, 2, 1, 1, BIT(1), BIT(1), RESHAPES, reshape5_prepare, copy_forward, copy_backward),
+    ROW("Reshape", 14, 2, 2, 1, 1, BIT(1), BIT(1), RESHAPES, reshape14_prepare, copy_forward, copy_backward),
+    ROW("Transpose", 1, 1, 1, 1, 1, 0, 0, MOVES, transpose_prepare, view_forward, transpose_backward),
     /* axis defaults to 1 before opset 4, is required after; negative from 11 (accepted throughout). */
-    ROW("Concat", 1, 1, VARIADIC, 1, 1, 0, 0, 0, concat_prepare, concat_forward, concat_backward),
-    ROW("Concat", 4, 1, VARIADIC, 1, 1, 0, 0, 0, concat_prepare, concat_forward, concat_backward),
-    ROW("Gather", 1, 2, 2, 1, 1, 0, BIT(1), 0, gather_prepare, gather_forward, gather_backward),
-    ROW("Slice", 1, 1, 1, 1, 1, 0, 0, 0, slice1_prepare, view_forward, view_backward),
-    ROW("Slice", 10, 3, 5, 1, 1, BIT(1) | BIT(2) | BIT(3) | BIT(4), BIT(1) | BIT(2) | BIT(3) | BIT(4), 0,
+    ROW("Concat", 1, 1, VARIADIC, 1, 1, 0, 0, MOVES, concat_prepare, concat_forward, concat_backward),
+    ROW("Concat", 4, 1, VARIADIC, 1, 1, 0, 0, MOVES, concat_prepare, concat_forward, concat_backward),
+    ROW("Gather", 1, 2, 2, 1, 1, 0, BIT(1), MOVES, gather_prepare, gather_forward, gather_backward),
+    ROW("Slice", 1, 1, 1, 1, 1, 0, 0, MOVES, slice1_prepare, view_forward, view_backward),
+    ROW("Slice", 10, 3, 5, 1, 1, BIT(1) | BIT(2) | BIT(3) | BIT(4), BIT(1) | BIT(2) | BIT(3) | BIT(4), MOVES,
         slice10_prepare, view_forward, view_backward),
-    ROW("Split", 2, 1, 1, 1, VARIADIC, 0, 0, 0, split_prepare, split_forward, split_backward),
-    ROW("Split", 13, 1, 2, 1, VARIADIC, BIT(1), BIT(1), 0, split_prepare, split_forward, split_backward),
-    ROW("Split", 18, 1, 2, 1, VARIADIC, BIT(1), BIT(1), 0, split_prepare, split_forward, split_backward),
-    ROW("Squeeze", 1, 1, 1, 1, 1, 0, 0, 0, squeeze_prepare, copy_forward, copy_backward),
-    ROW("Squeeze", 13, 1, 2, 1, 1, BIT(1), BIT(1), 0, squeeze_prepare, copy_forward, copy_backward),
-    ROW("Unsqueeze", 1, 1, 1, 1, 1, 0, 0, 0, unsqueeze_prepare, copy_forward, copy_backward),
-    ROW("Unsqueeze", 13, 2, 2, 1, 1, BIT(1), BIT(1), 0, unsqueeze_prepare, copy_forward, copy_backward),
-    ROW("Flatten", 1, 1, 1, 1, 1, 0, 0, 0, flatten_prepare, copy_forward, copy_backward),
-    ROW("Flatten", 11, 1, 1, 1, 1, 0, 0, 0, flatten_prepare, copy_forward, copy_backward),
-    ROW("Expand", 8, 2, 2, 1, 1, BIT(1), BIT(1), 0, expand_prepare, view_forward, view_backward),
+    ROW("Split", 2, 1, 1, 1, VARIADIC, 0, 0, MOVES, split_prepare, split_forward, split_backward),
+    ROW("Split", 13, 1, 2, 1, VARIADIC, BIT(1), BIT(1), MOVES, split_prepare, split_forward, split_backward),
+    ROW("Split", 18, 1, 2, 1, VARIADIC, BIT(1), BIT(1), MOVES, split_prepare, split_forward, split_backward),
+    ROW("Squeeze", 1, 1, 1, 1, 1, 0, 0, RESHAPES, squeeze_prepare, copy_forward, copy_backward),
+    ROW("Squeeze", 13, 1, 2, 1, 1, BIT(1), BIT(1), RESHAPES, squeeze_prepare, copy_forward, copy_backward),
+    ROW("Unsqueeze", 1, 1, 1, 1, 1, 0, 0, RESHAPES, unsqueeze_prepare, copy_forward, copy_backward),
+    ROW("Unsqueeze", 13, 2, 2, 1, 1, BIT(1), BIT(1), RESHAPES, unsqueeze_prepare, copy_forward, copy_backward),
+    ROW("Flatten", 1, 1, 1, 1, 1, 0, 0, RESHAPES, flatten_prepare, copy_forward, copy_backward),
+    ROW("Flatten", 11, 1, 1, 1, 1, 0, 0, RESHAPES, flatten_prepare, copy_forward, copy_backward),
+    ROW("Expand", 8, 2, 2, 1, 1, BIT(1), BIT(1), MOVES, expand_prepare, view_forward, view_backward),
     ROW("Shape", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward, NULL),
     ROW("Shape", 15, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward, NULL),
     ROW("Size", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, size_prepare, size_forward, NULL),
@@ -1424,7 +1427,7 @@ const rp_op rp_ops_shape[] = {
     ROW("Constant", 1, 0, 0, 1, 1, 0, 0, 0, constant_prepare, constant_forward, NULL),
     ROW("Range", 11, 3, 3, 1, 1, BIT(0) | BIT(1) | BIT(2), BIT(0) | BIT(1) | BIT(2), 0, range_prepare,
         range_forward, NULL),
-    ROW("Identity", 1, 1, 1, 1, 1, 0, 0, 0, same_shape_out, copy_forward, copy_backward),
+    ROW("Identity", 1, 1, 1, 1, 1, 0, 0, RESHAPES, same_shape_out, copy_forward, copy_backward),
     ROW("Dropout", 7, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward, copy_backward),
     ROW("Dropout", 10, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward, copy_backward),
     ROW("Dropout", 12, 1, 3, 1, 2, BIT(2), BIT(1) | BIT(2), 0, dropout_prepare, dropout_forward, copy_backward),

@@ -201,6 +201,7 @@ const rp_rule rp_rule_alpha_beta = {
     .summary = "linear map with a constant weight: alpha * f(W+, W-) - beta * f(W-, W+), bias ignored "
                "(alpha 1, beta 0 by default)",
     .params = "alpha beta",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_VJP,
     .prepare = ab_prepare,
     .apply = ab_apply,
     .free_state = ab_free,

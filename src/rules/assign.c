@@ -189,6 +189,33 @@ static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *memb
     return true;
 }
 
+void rp_assignment_mark_reads(const rp_graph *g, const rp_assignment *a, bool *keep)
+{
+    for (int i = 0; i < a->n_nodes && i < g->n_nodes; i++) {
+        const rp_rule *r = a->rule[i];
+        if (!r)
+            continue;
+        const rp_node *n = &g->nodes[i];
+        unsigned f = r->flags & RP_RULE_READS_DECLARED
+                         ? r->flags
+                         : RP_RULE_READS_INPUTS | RP_RULE_READS_OUTPUTS | RP_RULE_READS_VJP;
+        if (f & RP_RULE_READS_INPUTS) {
+            /* A region's rule sees the region's input, and may look at its
+             * last node's own (the softmax rule reads the scores there). */
+            if (a->kind[i] == RP_KIND_REGION && a->region_input[i] >= 0)
+                keep[a->region_input[i]] = true;
+            for (int k = 0; k < n->n_in; k++)
+                if (n->in[k] >= 0)
+                    keep[n->in[k]] = true;
+        }
+        for (int k = 0; (f & RP_RULE_READS_OUTPUTS) && k < n->n_out; k++)
+            if (n->out[k] >= 0)
+                keep[n->out[k]] = true;
+        if (f & RP_RULE_READS_VJP)
+            rp_node_mark_gradient_reads(g, n, keep);
+    }
+}
+
 void rp_assignment_free(rp_assignment *a)
 {
     if (!a)

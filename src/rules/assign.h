@@ -52,6 +52,10 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_regis
                           rp_error *err);
 void rp_assignment_free(rp_assignment *a);
 
+/* Set keep[v] for the forward values the assigned rules read (rp_rule.flags;
+ * everything of the node for a rule that does not declare it). */
+void rp_assignment_mark_reads(const rp_graph *g, const rp_assignment *a, bool *keep);
+
 /* A short key identifying (rule_set, reg, the registry's plugins, the file's
  * size and mtime when rule_set is a file): equal keys give equal
  * assignments, so a model can keep one. */

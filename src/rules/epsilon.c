@@ -101,6 +101,7 @@ const rp_rule rp_rule_epsilon = {
     .name = "epsilon",
     .summary = "LRP-epsilon for any differentiable node: x * vjp(R / (z + eps sign z)), z with bias (eps 1e-6)",
     .params = "epsilon",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_OUTPUTS | RP_RULE_READS_VJP,
     .prepare = eps_prepare,
     .apply = eps_apply,
     .free_state = NULL,

@@ -57,6 +57,7 @@ static rp_status flat_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_flat = {
     .name = "flat",
     .summary = "flat: each output's relevance split equally over the inputs connected to it, bias ignored",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_VJP,
     .prepare = flat_prepare,
     .apply = flat_apply,
     .free_state = flat_free,

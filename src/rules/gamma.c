@@ -143,6 +143,7 @@ const rp_rule rp_rule_gamma = {
     .name = "gamma",
     .summary = "gamma rule: contributions with W + gamma W+ (z's sign favoured, sign-aware), bias ignored",
     .params = "gamma",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_VJP,
     .prepare = gamma_prepare,
     .apply = gamma_apply,
     .free_state = gamma_free,

@@ -97,6 +97,7 @@ static rp_status identity_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_identity = {
     .name = "identity",
     .summary = "relevance passes unchanged to the activation input (summed over broadcast axes)",
+    .flags = RP_RULE_READS_DECLARED,
     .prepare = identity_prepare,
     .apply = identity_apply,
     .free_state = free,

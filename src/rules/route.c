@@ -115,6 +115,7 @@ static rp_status route_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_route = {
     .name = "route",
     .summary = "data movement: R_x = x * vjp(sdiv(R, z)), relevance follows the values",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_OUTPUTS | RP_RULE_READS_VJP,
     .prepare = route_prepare,
     .apply = route_apply,
     .free_state = NULL,

@@ -93,6 +93,7 @@ static rp_status softmax_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_softmax = {
     .name = "softmax",
     .summary = "AttnLRP softmax rule: R_x = x * (R - s * sum(R)) over each softmax row (Taylor at x, with bias)",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_OUTPUTS,
     .prepare = softmax_prepare,
     .apply = softmax_apply,
     .free_state = free,

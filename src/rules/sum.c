@@ -147,6 +147,7 @@ static rp_status sum_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_sum = {
     .name = "sum",
     .summary = "Add/Sub: x * vjp(sdiv(R, z)) per operand, rescaled to shares proportional to |sum| (conserving)",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_OUTPUTS | RP_RULE_READS_VJP,
     .prepare = sum_prepare,
     .apply = sum_apply,
     .free_state = NULL,

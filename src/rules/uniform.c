@@ -106,6 +106,7 @@ const rp_rule rp_rule_uniform = {
     .name = "uniform",
     .summary = "AttnLRP uniform rule for products of activations: each operand gets half (Mul: R/2 each)",
     .params = "epsilon",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_OUTPUTS | RP_RULE_READS_VJP,
     .prepare = uniform_prepare,
     .apply = uniform_apply,
     .free_state = free,

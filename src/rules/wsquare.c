@@ -59,6 +59,7 @@ static rp_status wsquare_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_wsquare = {
     .name = "wsquare",
     .summary = "w^2: relevance split in proportion to the squared weights, inputs ignored, bias ignored",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_VJP,
     .prepare = wsquare_prepare,
     .apply = wsquare_apply,
     .free_state = wsquare_free,

@@ -151,6 +151,7 @@ static rp_status zb_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_zb = {
     .name = "zb",
     .summary = "z^B rule for the map on the pixels: bounded by min/max of the input, bias ignored",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_VJP,
     .prepare = zb_prepare,
     .apply = zb_apply,
     .params = "low high",

@@ -98,6 +98,7 @@ static rp_status zplus_apply(rp_rule_ctx *c)
 const rp_rule rp_rule_zplus = {
     .name = "zplus",
     .summary = "z+ (alpha 1, beta 0): positive contributions x+ W+ + x- W- share R, one division, bias ignored",
+    .flags = RP_RULE_READS_DECLARED | RP_RULE_READS_INPUTS | RP_RULE_READS_VJP,
     .prepare = zplus_prepare,
     .apply = zplus_apply,
     .free_state = zplus_free,

@@ -1,0 +1,233 @@
+/* The forward pass's memory plan. After prepare every activation has a
+ * buffer of its own, which is what a caller reading any intermediate needs.
+ * An explanation reads few of them after the forward pass: the logits, the
+ * attention maps, and what the gradient kernels and relevance rules read
+ * (a linear layer's input, a softmax's output, a sum's operands). The other
+ * values — a block's qkv before and after its bias, reshape and permute,
+ * its attention scores, the MLP's pre-activation — are dead as soon as
+ * their last consumer has run, so they share buffers: a value's slot is
+ * free for the outputs of any node after its last reader.
+ *
+ * Slots are given greedily in node order, best fit among the free ones,
+ * else the largest free one grows; one arena holds them all. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/graph.h"
+#include "ops/ops.h"
+
+#define SLOT_ALIGN 64
+
+typedef struct slot {
+    size_t bytes;
+    int busy_until; /* node index of the current occupant's last reader */
+} slot;
+
+static size_t value_bytes(const rp_value *v)
+{
+    size_t b = (size_t)v->t.count * rp_dtype_size(v->t.dtype);
+    return (b + SLOT_ALIGN - 1) / SLOT_ALIGN * SLOT_ALIGN;
+}
+
+/* An activation the plan places: computed by a node at run time. */
+static bool planned(const rp_graph *g, const rp_value *v)
+{
+    return v->kind == RP_VALUE_ACTIVATION && v->producer >= 0 && !g->nodes[v->producer].folded && v->shape_known &&
+           v->t.count > 0 && rp_dtype_size(v->t.dtype) > 0;
+}
+
+static bool same_plan(const rp_graph *g, const bool *keep)
+{
+    if (!g->plan_keep || !keep)
+        return !g->plan_keep && !keep;
+    return memcmp(g->plan_keep, keep, (size_t)g->n_values * sizeof *keep) == 0;
+}
+
+/* root[v]: the value whose buffer v uses (v itself unless v is a reshape's
+ * output sharing its input's bytes). */
+static void find_aliases(const rp_graph *g, int *root)
+{
+    for (int v = 0; v < g->n_values; v++)
+        root[v] = v;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *n = &g->nodes[i];
+        if (n->folded || !n->op || !(n->op->flags & RP_OPF_ALIAS) || n->n_in < 1 || n->n_out < 1 || n->in[0] < 0 ||
+            n->out[0] < 0)
+            continue;
+        const rp_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
+        if (planned(g, x) && planned(g, y) && x->t.dtype == y->t.dtype && x->t.count == y->t.count)
+            root[n->out[0]] = root[n->in[0]];
+    }
+}
+
+static rp_status own_buffer(rp_graph *g, rp_value *v, rp_error *err)
+{
+    if (!v->borrowed)
+        return RP_OK;
+    void *own = calloc((size_t)v->t.count, rp_dtype_size(v->t.dtype));
+    if (!own)
+        return rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for value '%s'", g->path ? g->path : "model", v->name);
+    v->t.data = own;
+    v->borrowed = false;
+    g->used_bytes += v->t.count * (int64_t)rp_dtype_size(v->t.dtype);
+    return RP_OK;
+}
+
+static void borrow(rp_graph *g, rp_value *v, void *data)
+{
+    if (!v->borrowed) {
+        g->used_bytes -= v->t.count * (int64_t)rp_dtype_size(v->t.dtype);
+        free(v->t.data);
+    }
+    v->t.data = data;
+    v->borrowed = true;
+}
+
+rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
+{
+    const char *path = g->path ? g->path : "model";
+    if (!g->prepared)
+        return rp_fail(err, RP_ERR_ARG, "%s: memory plan before prepare", path);
+    if (same_plan(g, keep))
+        return RP_OK;
+    rp_status st = RP_OK;
+    size_t nv = (size_t)g->n_values + 1;
+    int *root = malloc(sizeof *root * nv), *last_use = malloc(sizeof *last_use * nv);
+    int *slot_of = malloc(sizeof *slot_of * nv);
+    bool *kept = malloc(sizeof *kept * nv);
+    slot *slots = malloc(sizeof *slots * nv);
+    size_t *offset = malloc(sizeof *offset * nv);
+    bool *keep_copy = keep ? malloc(sizeof *keep_copy * nv) : NULL;
+    uint8_t *arena = NULL;
+    int n_slots = 0;
+    if (!root || !last_use || !slot_of || !kept || !slots || !offset || (keep && !keep_copy)) {
+        st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory planning activations", path);
+        goto done;
+    }
+    if (keep)
+        find_aliases(g, root);
+    else
+        for (int v = 0; v < g->n_values; v++)
+            root[v] = v;
+    /* A buffer lives from its root's producer to the last reader of any
+     * value in it, and is kept if any of them is. */
+    for (int v = 0; v < g->n_values; v++) {
+        last_use[v] = g->values[v].producer;
+        slot_of[v] = -1;
+        kept[v] = !keep;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *n = &g->nodes[i];
+        for (int k = 0; !n->folded && k < n->n_in; k++)
+            if (n->in[k] >= 0 && last_use[root[n->in[k]]] < i)
+                last_use[root[n->in[k]]] = i;
+    }
+    for (int v = 0; keep && v < g->n_values; v++)
+        kept[root[v]] |= keep[v] || g->values[v].is_graph_output || !planned(g, &g->values[v]);
+    for (int i = 0; keep && i < g->n_nodes; i++) {
+        const rp_node *n = &g->nodes[i];
+        for (int k = 0; !n->folded && k < n->n_out; k++) {
+            int v = n->out[k];
+            if (v < 0 || root[v] != v || kept[v])
+                continue;
+            size_t need = value_bytes(&g->values[v]);
+            int best = -1, largest = -1;
+            for (int s = 0; s < n_slots; s++) {
+                if (slots[s].busy_until >= i)
+                    continue;
+                if (slots[s].bytes >= need && (best < 0 || slots[s].bytes < slots[best].bytes))
+                    best = s;
+                if (largest < 0 || slots[s].bytes > slots[largest].bytes)
+                    largest = s;
+            }
+            int s = best >= 0 ? best : largest;
+            if (s < 0) {
+                s = n_slots++;
+                slots[s].bytes = 0;
+            }
+            if (slots[s].bytes < need)
+                slots[s].bytes = need;
+            slots[s].busy_until = last_use[v] > i ? last_use[v] : i;
+            slot_of[v] = s;
+        }
+    }
+    size_t arena_bytes = 0;
+    for (int s = 0; s < n_slots; s++) {
+        offset[s] = arena_bytes;
+        arena_bytes += slots[s].bytes;
+    }
+    if (arena_bytes && !(arena = aligned_alloc(SLOT_ALIGN, arena_bytes))) {
+        st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for %zu bytes of shared activations", path, arena_bytes);
+        goto done;
+    }
+    /* Kept roots get their own buffers first: a failure then leaves every
+     * value with a buffer (of the old plan or its own), never none. */
+    for (int v = 0; v < g->n_values; v++)
+        if (planned(g, &g->values[v]) && root[v] == v && slot_of[v] < 0 && (st = own_buffer(g, &g->values[v], err)))
+            goto done;
+    for (int v = 0; v < g->n_values; v++)
+        if (slot_of[v] >= 0)
+            borrow(g, &g->values[v], arena + offset[slot_of[v]]);
+    for (int v = 0; v < g->n_values; v++)
+        if (root[v] != v)
+            borrow(g, &g->values[v], g->values[root[v]].t.data);
+    g->used_bytes += (int64_t)arena_bytes - g->arena_bytes;
+    free(g->arena);
+    g->arena = arena;
+    g->arena_bytes = (int64_t)arena_bytes;
+    arena = NULL;
+    if (keep)
+        memcpy(keep_copy, keep, (size_t)g->n_values * sizeof *keep);
+    free(g->plan_keep);
+    g->plan_keep = keep_copy;
+    keep_copy = NULL;
+done:
+    free(arena);
+    free(keep_copy);
+    free(root);
+    free(last_use);
+    free(slot_of);
+    free(kept);
+    free(slots);
+    free(offset);
+    return st;
+}
+
+void rp_node_mark_gradient_reads(const rp_graph *g, const rp_node *n, bool *keep)
+{
+    if (n->folded || !n->op || !n->op->backward)
+        return;
+    uint32_t f = n->op->flags;
+    int differentiable = 0;
+    for (int k = 0; k < n->n_in; k++)
+        differentiable += n->in[k] >= 0 && g->values[n->in[k]].kind != RP_VALUE_CONSTANT &&
+                          !(k < 32 && (n->op->nondiff_inputs & (1u << k)));
+    for (int k = 0; k < n->n_in; k++) {
+        int v = n->in[k];
+        if (v < 0)
+            continue;
+        bool nondiff = k < 32 && (n->op->nondiff_inputs & (1u << k));
+        bool takes_grad = !nondiff && g->values[v].kind != RP_VALUE_CONSTANT;
+        bool read = true;
+        if (!nondiff && (f & RP_OPF_GRAD_NO_INPUTS))
+            read = false;
+        else if (!nondiff && (f & RP_OPF_GRAD_OTHER_INPUTS))
+            read = differentiable - (takes_grad ? 1 : 0) > 0;
+        keep[v] |= read;
+    }
+    for (int k = 0; !(f & RP_OPF_GRAD_NO_OUTPUTS) && k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            keep[n->out[k]] = true;
+}
+
+void rp_graph_mark_gradient_reads(const rp_graph *g, bool *keep)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        rp_node_mark_gradient_reads(g, &g->nodes[i], keep);
+}
+
+void rp_graph_poison_shared(rp_graph *g)
+{
+    if (g->arena)
+        memset(g->arena, 0xff, (size_t)g->arena_bytes); /* all-ones bits: a NaN in every float */
+}

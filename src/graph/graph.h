@@ -147,6 +147,9 @@ rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, r
  * run, and reshapes share their input's. NULL: every value its own buffer,
  * as after prepare. Cheap when the plan is unchanged. */
 rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err);
+/* root[v] (n_values entries): the value whose buffer a plan gives v — v,
+ * or for a reshape's output the value it shares bytes with. */
+void rp_graph_alias_roots(const rp_graph *g, int *root);
 /* Set keep[v] for the values the gradient kernels of g's nodes read. */
 void rp_graph_mark_gradient_reads(const rp_graph *g, bool *keep);
 /* The same for one node (what rp_graph_mark_gradient_reads does per node). */

@@ -45,7 +45,7 @@ static bool same_plan(const rp_graph *g, const bool *keep)
 
 /* root[v]: the value whose buffer v uses (v itself unless v is a reshape's
  * output sharing its input's bytes). */
-static void find_aliases(const rp_graph *g, int *root)
+void rp_graph_alias_roots(const rp_graph *g, int *root)
 {
     for (int v = 0; v < g->n_values; v++)
         root[v] = v;
@@ -105,7 +105,7 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
         goto done;
     }
     if (keep)
-        find_aliases(g, root);
+        rp_graph_alias_roots(g, root);
     else
         for (int v = 0; v < g->n_values; v++)
             root[v] = v;

@@ -189,31 +189,134 @@ static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *memb
     return true;
 }
 
-void rp_assignment_mark_reads(const rp_graph *g, const rp_assignment *a, bool *keep)
+/* Each input element goes to at most one output element, unchanged: both
+ * sides hold the same numbers (see rp_read_side). */
+static bool pure_move(const rp_graph *g, const rp_node *n)
 {
+    static const char *const moves[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity",
+                                        "Transpose", "Slice", "Split", "Concat"};
+    if (!n->op || n->domain[0])
+        return false;
+    for (size_t m = 0; m < sizeof moves / sizeof moves[0]; m++)
+        if (strcmp(n->op_type, moves[m]) == 0)
+            return true;
+    if (strcmp(n->op_type, "Gather") != 0 || n->n_in != 2 || n->in[1] < 0)
+        return false;
+    /* Distinct non-negative constant indices (a negative one may repeat a
+     * positive one); a long list is not worth checking. */
+    const rp_value *idx = &g->values[n->in[1]];
+    if (idx->kind != RP_VALUE_CONSTANT || !idx->t.data || idx->t.count > 256 ||
+        (idx->t.dtype != RP_INT64 && idx->t.dtype != RP_INT32))
+        return false;
+    for (int64_t i = 0; i < idx->t.count; i++) {
+        int64_t a = idx->t.dtype == RP_INT64 ? ((const int64_t *)idx->t.data)[i] : ((const int32_t *)idx->t.data)[i];
+        if (a < 0)
+            return false;
+        for (int64_t j = 0; j < i; j++) {
+            int64_t b = idx->t.dtype == RP_INT64 ? ((const int64_t *)idx->t.data)[j]
+                                                 : ((const int32_t *)idx->t.data)[j];
+            if (a == b)
+                return false;
+        }
+    }
+    return true;
+}
+
+static void mark_node(const rp_graph *g, const rp_assignment *a, int i, unsigned f, bool *keep)
+{
+    const rp_node *n = &g->nodes[i];
+    if (f & RP_RULE_READS_INPUTS) {
+        /* A region's rule sees the region's input, and may look at its
+         * last node's own (the softmax rule reads the scores there). */
+        if (a->kind[i] == RP_KIND_REGION && a->region_input[i] >= 0)
+            keep[a->region_input[i]] = true;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                keep[n->in[k]] = true;
+    }
+    for (int k = 0; (f & RP_RULE_READS_OUTPUTS) && k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            keep[n->out[k]] = true;
+    if (f & RP_RULE_READS_VJP)
+        rp_node_mark_gradient_reads(g, n, keep);
+}
+
+/* Whether every float value on one side of n is kept already (counting the
+ * values that share a buffer with it). */
+static bool side_kept(const rp_graph *g, const rp_node *n, bool outputs, const int *root, const bool *group)
+{
+    int count = outputs ? n->n_out : n->n_in;
+    const int *ids = outputs ? n->out : n->in;
+    for (int k = 0; k < count; k++) {
+        int v = ids[k];
+        if (v < 0 || g->values[v].t.dtype != RP_FLOAT || (!outputs && k < 32 && (n->op->nondiff_inputs & (1u << k))))
+            continue;
+        if (!group[root[v]])
+            return false;
+    }
+    return true;
+}
+
+static int64_t side_bytes(const rp_graph *g, const rp_node *n, bool outputs)
+{
+    int count = outputs ? n->n_out : n->n_in;
+    const int *ids = outputs ? n->out : n->in;
+    int64_t bytes = 0;
+    for (int k = 0; k < count; k++)
+        if (ids[k] >= 0 && g->values[ids[k]].t.dtype == RP_FLOAT &&
+            (outputs || k >= 32 || !(n->op->nondiff_inputs & (1u << k))))
+            bytes += g->values[ids[k]].t.count;
+    return bytes;
+}
+
+void rp_assignment_mark_reads(const rp_graph *g, rp_assignment *a, bool *keep)
+{
+    int *root = malloc(sizeof *root * ((size_t)g->n_values + 1));
+    bool *group = calloc((size_t)g->n_values + 1, sizeof *group);
     for (int i = 0; i < a->n_nodes && i < g->n_nodes; i++) {
         const rp_rule *r = a->rule[i];
+        if (a->side)
+            a->side[i] = RP_READ_BOTH;
         if (!r)
             continue;
-        const rp_node *n = &g->nodes[i];
+        bool movable = r == &rp_rule_route && a->side && root && group && pure_move(g, &g->nodes[i]);
+        if (movable) {
+            a->side[i] = RP_READ_INPUTS; /* decided below */
+            continue;
+        }
         unsigned f = r->flags & RP_RULE_READS_DECLARED
                          ? r->flags
                          : RP_RULE_READS_INPUTS | RP_RULE_READS_OUTPUTS | RP_RULE_READS_VJP;
-        if (f & RP_RULE_READS_INPUTS) {
-            /* A region's rule sees the region's input, and may look at its
-             * last node's own (the softmax rule reads the scores there). */
-            if (a->kind[i] == RP_KIND_REGION && a->region_input[i] >= 0)
-                keep[a->region_input[i]] = true;
-            for (int k = 0; k < n->n_in; k++)
-                if (n->in[k] >= 0)
-                    keep[n->in[k]] = true;
-        }
-        for (int k = 0; (f & RP_RULE_READS_OUTPUTS) && k < n->n_out; k++)
-            if (n->out[k] >= 0)
-                keep[n->out[k]] = true;
-        if (f & RP_RULE_READS_VJP)
-            rp_node_mark_gradient_reads(g, n, keep);
+        mark_node(g, a, i, f, keep);
     }
+    if (root && group) {
+        /* Consumers first, so a move sees what the moves after it read. */
+        rp_graph_alias_roots(g, root);
+        for (int v = 0; v < g->n_values; v++)
+            group[root[v]] |= keep[v];
+        for (int i = (a->n_nodes < g->n_nodes ? a->n_nodes : g->n_nodes) - 1; i >= 0; i--) {
+            if (!a->side || a->side[i] == RP_READ_BOTH)
+                continue;
+            const rp_node *n = &g->nodes[i];
+            /* The side others keep anyway; else the smaller one, inputs on
+             * a tie (a chain of moves then reads one value: its first input). */
+            bool outputs = side_kept(g, n, true, root, group);
+            if (!outputs && !side_kept(g, n, false, root, group))
+                outputs = side_bytes(g, n, true) < side_bytes(g, n, false);
+            a->side[i] = outputs ? RP_READ_OUTPUTS : RP_READ_INPUTS;
+            mark_node(g, a, i, outputs ? RP_RULE_READS_OUTPUTS : RP_RULE_READS_INPUTS, keep);
+            for (int k = 0; k < n->n_in; k++)
+                if (n->in[k] >= 0 && k < 32 && (n->op->nondiff_inputs & (1u << k)))
+                    keep[n->in[k]] = true;
+            for (int k = 0; k < (outputs ? n->n_out : n->n_in); k++) {
+                int v = outputs ? n->out[k] : n->in[k];
+                if (v >= 0)
+                    group[root[v]] = true;
+            }
+        }
+    }
+    free(root);
+    free(group);
 }
 
 void rp_assignment_free(rp_assignment *a)
@@ -231,6 +334,7 @@ void rp_assignment_free(rp_assignment *a)
     free(a->region_node);
     free(a->region_in_t);
     free(a->view);
+    free(a->side);
     /* Last: plugin rules' free_state above may live in a plugin this releases. */
     rp_rule_registry_free(a->registry);
     memset(a, 0, sizeof *a);
@@ -314,9 +418,10 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_regis
     a->region_node = calloc((size_t)n + 1, sizeof *a->region_node);
     a->region_in_t = calloc((size_t)n + 1, sizeof *a->region_in_t);
     a->view = calloc((size_t)n + 1, sizeof *a->view);
+    a->side = calloc((size_t)n + 1, sizeof *a->side);
     bool *member = calloc((size_t)n + 1, sizeof *member);
     const rp_rule **entry_rule = calloc((size_t)set.n + 1, sizeof *entry_rule);
-    if (!a->kind || !a->rule || !a->params || !a->region_input || !a->state || !a->region_node ||
+    if (!a->kind || !a->rule || !a->params || !a->region_input || !a->state || !a->region_node || !a->side ||
         !a->region_in_t || !a->view || !member || !entry_rule) {
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto done;

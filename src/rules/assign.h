@@ -42,6 +42,7 @@ typedef struct rp_assignment {
     rp_rule_node *view;       /* n_nodes entries: what prepare / apply see */
     rp_rule_registry *registry; /* retained while the assignment lives (plugin rules), or NULL */
     bool needs_gradient;      /* some assigned rule has RP_RULE_NEEDS_GRADIENT */
+    rp_read_side *side;       /* per node: for the route rule on a pure move, the side it reads */
 } rp_assignment;
 
 /* Classify every node and give it the rule of rule_set — a built-in set
@@ -53,8 +54,9 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_regis
 void rp_assignment_free(rp_assignment *a);
 
 /* Set keep[v] for the forward values the assigned rules read (rp_rule.flags;
- * everything of the node for a rule that does not declare it). */
-void rp_assignment_mark_reads(const rp_graph *g, const rp_assignment *a, bool *keep);
+ * everything of the node for a rule that does not declare it), choosing for
+ * the route rule on pure moves the side that keeps least (a->side). */
+void rp_assignment_mark_reads(const rp_graph *g, rp_assignment *a, bool *keep);
 
 /* A short key identifying (rule_set, reg, the registry's plugins, the file's
  * size and mtime when rule_set is a file): equal keys give equal

@@ -140,7 +140,8 @@ rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, c
         rp_rule_ctx rc = {.graph = g, .node = rn, .k = &k, .rel_out = rout, .rel_in = rin,
                           .params = &a->params[i], .state = a->state[i], .scratch = scratch,
                           .scratch_floats = a->scratch_floats, .err = err, .view = &a->view[i],
-                          .grad_out = grads ? gout : NULL, .grad_in = grads ? gin : NULL};
+                          .grad_out = grads ? gout : NULL, .grad_in = grads ? gin : NULL,
+                          .side = a->side ? a->side[i] : RP_READ_BOTH};
         rp_status st = a->rule[i]->apply(&rc);
         if (check && !st) {
             double out_sum = 0, dropped = 0;

@@ -7,7 +7,12 @@
  *
  * (the reference implementation's RelPropSimple). Relevance goes back to
  * where each value came from, zero where x == 0; for a pure permutation with
- * no zeros it is R itself, moved. Uses the node's own backward. */
+ * no zeros it is R itself, moved. Uses the node's own backward.
+ *
+ * On a pure move (c->side, rules/rule.h) x_i and z_k are the same number, so
+ * the rule reads one side only, whichever the memory plan keeps, in two
+ * forms that give the same bits as the one above:
+ *     outputs: R_xi += vjp_i(z * S)       inputs: R_xi += x_i * sdiv(vjp_i(R), x_i) */
 #include <stdint.h>
 #include <string.h>
 
@@ -79,8 +84,16 @@ static rp_status route_apply(rp_rule_ctx *c)
             return no_scratch(c);
         const float *rv = r->data, *zv = z->data;
         float *sv = s[o].data;
-        for (int64_t e = 0; e < z->count; e++)
-            sv[e] = (float)rp_sdiv(rv[e], zv[e]);
+        if (c->side == RP_READ_INPUTS)
+            memcpy(sv, rv, sizeof(float) * (size_t)z->count);
+        else if (c->side == RP_READ_OUTPUTS)
+            for (int64_t e = 0; e < z->count; e++) {
+                float share = (float)rp_sdiv(rv[e], zv[e]);
+                sv[e] = zv[e] * share;
+            }
+        else
+            for (int64_t e = 0; e < z->count; e++)
+                sv[e] = (float)rp_sdiv(rv[e], zv[e]);
         gout[o] = &s[o];
         any_out = true;
     }
@@ -106,8 +119,15 @@ static rp_status route_apply(rp_rule_ctx *c)
             continue;
         const float *xv = k->in[i]->data, *g = gx[i].data;
         float *dst = c->rel_in[i]->data;
-        for (int64_t e = 0; e < gx[i].count; e++)
-            dst[e] += xv[e] * g[e];
+        if (c->side == RP_READ_INPUTS)
+            for (int64_t e = 0; e < gx[i].count; e++)
+                dst[e] += xv[e] * (float)rp_sdiv(g[e], xv[e]);
+        else if (c->side == RP_READ_OUTPUTS)
+            for (int64_t e = 0; e < gx[i].count; e++)
+                dst[e] += g[e];
+        else
+            for (int64_t e = 0; e < gx[i].count; e++)
+                dst[e] += xv[e] * g[e];
     }
     return RP_OK;
 }

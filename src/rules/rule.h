@@ -34,6 +34,12 @@ struct rp_rule_node {
     const rp_node *exit;  /* region: the region's real last node (its inputs are inside the region) */
 };
 
+/* A node that only moves values, each input element to at most one output
+ * element unchanged (Reshape, Transpose, Gather of distinct indices, ...),
+ * has the same numbers on both sides: the route rule can read either. The
+ * memory plan picks the side other readers keep anyway. */
+typedef enum rp_read_side { RP_READ_BOTH = 0, RP_READ_INPUTS, RP_READ_OUTPUTS } rp_read_side;
+
 struct rp_rule_ctx {
     const rp_graph *graph;
     const rp_node *node;
@@ -48,6 +54,7 @@ struct rp_rule_ctx {
     const rp_rule_node *view;      /* may be NULL (tests); accessors then build it from graph/node */
     rp_tensor *const *grad_out;    /* n_out entries or NULL: gradients of this class, when computed */
     rp_tensor *const *grad_in;     /* n_in entries or NULL */
+    rp_read_side side;             /* route rule: which forward values it may read (rules/assign.h) */
 };
 
 /* A rule by name among the built-ins (NULL if none). */

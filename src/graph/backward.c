@@ -54,6 +54,26 @@ static void give_back(rp_valuebuf *b, int v)
     b->floats[v] = 0;
 }
 
+void rp_valuebuf_pass_pool(rp_valuebuf *from, rp_valuebuf *to)
+{
+    while (from->n_pool > 0) {
+        if (to->n_pool == to->cap_pool) {
+            int cap = to->cap_pool ? 2 * to->cap_pool : 16;
+            float **pool = realloc(to->pool, sizeof *pool * (size_t)cap);
+            if (pool)
+                to->pool = pool;
+            int64_t *sizes = pool ? realloc(to->pool_floats, sizeof *sizes * (size_t)cap) : NULL;
+            if (!sizes)
+                return; /* the rest stays where it is: still pooled, still freed */
+            to->pool_floats = sizes;
+            to->cap_pool = cap;
+        }
+        from->n_pool--;
+        to->pool[to->n_pool] = from->pool[from->n_pool];
+        to->pool_floats[to->n_pool++] = from->pool_floats[from->n_pool];
+    }
+}
+
 void rp_valuebuf_release(rp_valuebuf *b, int v)
 {
     if (b->transient && !b->keep[v])

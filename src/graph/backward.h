@@ -46,6 +46,9 @@ void rp_valuebuf_zero(rp_valuebuf *b);
 rp_status rp_valuebuf_acquire(rp_valuebuf *b, int v, rp_error *err);
 /* Transient mode: return v's buffer to the pool unless v is kept. */
 void rp_valuebuf_release(rp_valuebuf *b, int v);
+/* Move from's free buffers into to's pool: the gradient and the relevance
+ * walk run one after the other, and so can draw on one pool. */
+void rp_valuebuf_pass_pool(rp_valuebuf *from, rp_valuebuf *to);
 /* After a walk: zeroed buffers for kept values nobody wrote, so readers find data. */
 rp_status rp_valuebuf_finish(rp_valuebuf *b, rp_error *err);
 void rp_valuebuf_free(rp_valuebuf *b);

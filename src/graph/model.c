@@ -129,6 +129,17 @@ rp_status rp_model_run(rp_model *m, const rp_tensor *input, rp_tensor *out, rp_e
     if (m->g->n_inputs != 1)
         return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: the model has %d inputs; relprop runs models with one input",
                        m->g->path, m->g->n_inputs);
+    if (!m->g->plan_keep) {
+        /* Only the outputs are read after a plain run: unless an
+         * explanation's plan is in place, every other value shares. */
+        bool *outputs_only = calloc((size_t)m->g->n_values + 1, sizeof *outputs_only);
+        if (!outputs_only)
+            return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        st = rp_graph_plan_memory(m->g, outputs_only, err);
+        free(outputs_only);
+        if (st)
+            return st;
+    }
     st = rp_graph_forward(m->g, &input, 1, err);
     if (st)
         return st;

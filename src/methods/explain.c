@@ -507,10 +507,20 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         memset(seed.data, 0, sizeof(float) * (size_t)seed.count);
         for (int b = 0; b < batch; b++)
             ((float *)seed.data)[b * n_logits + e->classes[b * e->n_classes + ci]] = 1.0f;
+        /* The two walks run one after the other: one pool of free buffers
+         * serves both (the previous class's maps are made, its relevance
+         * buffers free). */
+        bool share_pool = want_grad && want_rel && m->grads.transient && m->rel.transient;
         if (want_grad) {
             rp_valuebuf_zero(&m->grads);
+            if (share_pool) {
+                rp_valuebuf_zero(&m->rel);
+                rp_valuebuf_pass_pool(&m->rel, &m->grads);
+            }
             if ((st = rp_graph_backward(g, out_value, &seed, &m->grads, err)))
                 goto fail;
+            if (share_pool)
+                rp_valuebuf_pass_pool(&m->grads, &m->rel);
         }
         if (want_rel) {
             rp_valuebuf_zero(&m->rel);

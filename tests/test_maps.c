@@ -48,6 +48,7 @@ static rp_map_input one_layer_input(rp_layer_view *v)
     v->A = h1_A;
     v->G = h1_G;
     v->R = h1_R;
+    v->GR = NULL;
     rp_map_input in = {.layers = v, .n_layers = 1, .heads = 1, .tokens = 3, .prefix = 1, .readout = e0_3};
     return in;
 }
@@ -71,6 +72,18 @@ START_TEST(test_hand_one_layer)
     expect_close(out, (const double[]){0, 1.5}, 2, 1e-6, "generic_attention");
     ck_assert_int_eq(rp_map_attn_gradcam(&in, out, &err), RP_OK);
     expect_close(out, (const double[]){0, 1}, 2, 1e-6, "attn_gradcam");
+
+    /* G * R handed over already multiplied (as an explanation fuses them):
+     * the same map, with G and R absent. */
+    float gr[9];
+    for (int k = 0; k < 9; k++)
+        gr[k] = h1_G[k] * h1_R[k];
+    rp_layer_view fused = {.A = h1_A, .GR = gr};
+    rp_map_input fin = in;
+    fin.layers = &fused;
+    ck_assert_int_eq(rp_map_transformer_attribution(&fin, 0, out, &err), RP_OK);
+    expect_close(out, (const double[]){0, 2}, 2, 1e-6, "transformer_attribution from G*R");
+    ck_assert_int_eq(rp_map_attn_gradcam(&fin, out, &err), RP_ERR_ARG); /* it needs G itself */
 }
 END_TEST
 
@@ -236,7 +249,7 @@ static void naive_init(naive_case *c, int L, int H, int N, int prefix)
             c->A[row * N + j] /= (float)s;
     }
     for (int l = 0; l < L; l++)
-        c->v[l] = (rp_layer_view){c->A + l * per, c->G + l * per, c->R + l * per};
+        c->v[l] = (rp_layer_view){c->A + l * per, c->G + l * per, c->R + l * per, NULL};
     c->in = (rp_map_input){.layers = c->v, .n_layers = L, .heads = H, .tokens = N, .prefix = prefix, .readout = c->r};
 }
 

@@ -365,6 +365,24 @@ START_TEST(test_memory_plan_same_bits)
         }
         rp_explanation_free(a);
         rp_explanation_free(b);
+        /* Transformer attribution without GradCAM, generic attention or
+         * partial LRP: each gradient is multiplied into the relevance as
+         * the walk finishes it. Two classes: the walks alternate twice. */
+        static const rp_method fused[2] = {RP_METHOD_TRANSFORMER_ATTRIBUTION, RP_METHOD_LRP_FULL};
+        rp_explain_options keep_all2 = {.keep_intermediates = true, .rules = rule_sets[r], .top_classes = 2};
+        rp_explain_options plan2 = {.rules = rule_sets[r], .top_classes = 2};
+        ck_assert(rp_explain(whole, &x, NULL, 0, fused, 2, &keep_all2, &a, &err) == RP_OK);
+        ck_assert_msg(rp_explain(planned, &x, NULL, 0, fused, 2, &plan2, &b, &err) == RP_OK, "%s", err.msg);
+        ck_assert_int_eq(rp_explanation_class_count(b), 2);
+        for (int ci = 0; ci < 2; ci++)
+            for (int mi = 0; mi < 2; mi++) {
+                const rp_tensor *ma = rp_explanation_map(a, ci, mi), *mb = rp_explanation_map(b, ci, mi);
+                ck_assert_msg(memcmp(ma->data, mb->data, sizeof(float) * (size_t)ma->count) == 0,
+                              "%s, rule set %s, class rank %d, %s: fused gradient and relevance changed the map",
+                              name, rule_sets[r], ci, rp_method_name(fused[mi]));
+            }
+        rp_explanation_free(a);
+        rp_explanation_free(b);
         rp_model_free(whole);
         rp_model_free(planned);
     }

@@ -272,9 +272,12 @@ rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, r
                 return rp_error_prefix(err, "%s (gradient)", path);
         }
         /* Every consumer of the outputs came later in the order: done with them. */
-        for (int k = 0; k < n->n_out; k++)
+        for (int k = 0; k < n->n_out; k++) {
+            if (gout[k] && grads->on_final)
+                grads->on_final(grads->on_final_ctx, n->out[k], gout[k]);
             if (gout[k])
                 rp_valuebuf_release(grads, n->out[k]);
+        }
     }
     return rp_valuebuf_finish(grads, err);
 }

@@ -32,6 +32,10 @@ typedef struct rp_valuebuf {
     float **pool;      /* free buffers and their sizes in floats */
     int64_t *pool_floats;
     int64_t *floats;   /* per value: size of the buffer it holds */
+    /* Optional, gradient walk: called with each value's gradient once it is
+     * final (its producer has read it; it is about to be released). */
+    void (*on_final)(void *ctx, int value, const rp_tensor *grad);
+    void *on_final_ctx;
 } rp_valuebuf;
 
 /* Mark the values on a path from any of targets[] (value ids) to out_value

@@ -39,7 +39,7 @@ static inline float term_value(head_term t, const rp_layer_view *v, size_t k)
     case TERM_A: return v->A[k];
     case TERM_A_POS: x = v->A[k]; break;
     case TERM_R_POS: x = v->R[k]; break;
-    case TERM_GR_POS: x = v->G[k] * v->R[k]; break; /* rounded to float, like torch */
+    case TERM_GR_POS: x = v->GR ? v->GR[k] : v->G[k] * v->R[k]; break; /* rounded to float, like torch */
     case TERM_GA_POS: x = v->G[k] * v->A[k]; break;
     default: return 0.0f;
     }
@@ -79,8 +79,9 @@ static rp_status check_input(const rp_map_input *in, const float *out, int first
         return rp_fail(err, RP_ERR_ARG, "%s: no readout weights", method);
     for (int l = first; l < in->n_layers; l++) {
         const rp_layer_view *v = &in->layers[l];
-        if (((term_needs_A(term) || also_A) && !v->A) || ((term_needs_G(term) || also_G) && !v->G) ||
-            (term_needs_R(term) && !v->R))
+        bool has_gr = term == TERM_GR_POS && v->GR;
+        if (((term_needs_A(term) || also_A) && !v->A) || ((term_needs_G(term) || also_G) && !v->G && !has_gr) ||
+            (term_needs_R(term) && !v->R && !has_gr))
             return rp_fail(err, RP_ERR_ARG, "%s: layer %d lacks %s", method, l,
                            also_A && also_G ? "A and G" : term_name(term));
     }

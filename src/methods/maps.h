@@ -13,6 +13,7 @@
 
 typedef struct rp_layer_view {
     const float *A, *G, *R; /* [H,N,N]; G or R may be NULL when the method does not need them */
+    const float *GR;        /* optional: G * R already multiplied (float), for transformer attribution */
 } rp_layer_view;
 
 typedef struct rp_map_input {

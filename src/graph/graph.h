@@ -148,8 +148,9 @@ rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, r
  * as after prepare. Cheap when the plan is unchanged. */
 rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err);
 /* root[v] (n_values entries): the value whose buffer a plan gives v — v,
- * or for a reshape's output the value it shares bytes with. */
-void rp_graph_alias_roots(const rp_graph *g, int *root);
+ * or for a reshape's output (or one slice of its input) the value it shares
+ * bytes with; offset[v] (may be NULL): where in the root's bytes it starts. */
+void rp_graph_alias_roots(const rp_graph *g, int *root, int64_t *offset);
 /* Set keep[v] for the values the gradient kernels of g's nodes read. */
 void rp_graph_mark_gradient_reads(const rp_graph *g, bool *keep);
 /* The same for one node (what rp_graph_mark_gradient_reads does per node). */

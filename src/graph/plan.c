@@ -43,20 +43,39 @@ static bool same_plan(const rp_graph *g, const bool *keep)
     return memcmp(g->plan_keep, keep, (size_t)g->n_values * sizeof *keep) == 0;
 }
 
-/* root[v]: the value whose buffer v uses (v itself unless v is a reshape's
- * output sharing its input's bytes). */
-void rp_graph_alias_roots(const rp_graph *g, int *root)
+/* root[v]: the value whose buffer v uses — v itself unless v is a reshape's
+ * output, or one slice of its input, sharing the input's bytes — and
+ * offset[v] (may be NULL): where in the root's bytes v starts. */
+void rp_graph_alias_roots(const rp_graph *g, int *root, int64_t *offset)
 {
-    for (int v = 0; v < g->n_values; v++)
+    for (int v = 0; v < g->n_values; v++) {
         root[v] = v;
+        if (offset)
+            offset[v] = 0;
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         const rp_node *n = &g->nodes[i];
         if (n->folded || !n->op || !(n->op->flags & RP_OPF_ALIAS) || n->n_in < 1 || n->n_out < 1 || n->in[0] < 0 ||
             n->out[0] < 0)
             continue;
         const rp_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
-        if (planned(g, x) && planned(g, y) && x->t.dtype == y->t.dtype && x->t.count == y->t.count)
-            root[n->out[0]] = root[n->in[0]];
+        if (!planned(g, x) || !planned(g, y) || x->t.dtype != y->t.dtype)
+            continue;
+        int64_t at = 0;
+        if (n->op->alias_offset) {
+            rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in, .out = n->out_t,
+                         .n_out = n->n_out, .params = n->params};
+            if (!n->op->alias_offset(&c, &at))
+                continue;
+        }
+        size_t es = rp_dtype_size(x->t.dtype);
+        if (at < 0 || at % (int64_t)es || at / (int64_t)es + y->t.count > x->t.count)
+            continue;
+        if (!n->op->alias_offset && x->t.count != y->t.count)
+            continue;
+        root[n->out[0]] = root[n->in[0]];
+        if (offset)
+            offset[n->out[0]] = offset[n->in[0]] + at;
     }
 }
 
@@ -93,6 +112,7 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
     rp_status st = RP_OK;
     size_t nv = (size_t)g->n_values + 1;
     int *root = malloc(sizeof *root * nv), *last_use = malloc(sizeof *last_use * nv);
+    int64_t *at = malloc(sizeof *at * nv);
     int *slot_of = malloc(sizeof *slot_of * nv);
     bool *kept = malloc(sizeof *kept * nv);
     slot *slots = malloc(sizeof *slots * nv);
@@ -100,15 +120,15 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
     bool *keep_copy = keep ? malloc(sizeof *keep_copy * nv) : NULL;
     uint8_t *arena = NULL;
     int n_slots = 0;
-    if (!root || !last_use || !slot_of || !kept || !slots || !offset || (keep && !keep_copy)) {
+    if (!root || !at || !last_use || !slot_of || !kept || !slots || !offset || (keep && !keep_copy)) {
         st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory planning activations", path);
         goto done;
     }
     if (keep)
-        rp_graph_alias_roots(g, root);
+        rp_graph_alias_roots(g, root, at);
     else
         for (int v = 0; v < g->n_values; v++)
-            root[v] = v;
+            root[v] = v, at[v] = 0;
     /* A buffer lives from its root's producer to the last reader of any
      * value in it, and is kept if any of them is. */
     for (int v = 0; v < g->n_values; v++) {
@@ -170,7 +190,7 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
             borrow(g, &g->values[v], arena + offset[slot_of[v]]);
     for (int v = 0; v < g->n_values; v++)
         if (root[v] != v)
-            borrow(g, &g->values[v], g->values[root[v]].t.data);
+            borrow(g, &g->values[v], (uint8_t *)g->values[root[v]].t.data + at[v]);
     g->used_bytes += (int64_t)arena_bytes - g->arena_bytes;
     free(g->arena);
     g->arena = arena;
@@ -185,6 +205,7 @@ done:
     free(arena);
     free(keep_copy);
     free(root);
+    free(at);
     free(last_use);
     free(slot_of);
     free(kept);

@@ -418,7 +418,7 @@ static rp_status conv_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *co
 }
 
 const rp_op rp_ops_conv[] = {
-    {"Conv", 1, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward},
-    {"Conv", 11, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward},
+    {"Conv", 1, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward, NULL},
+    {"Conv", 11, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward, NULL},
 };
 const size_t rp_ops_conv_count = sizeof rp_ops_conv / sizeof rp_ops_conv[0];

@@ -1217,7 +1217,7 @@ static rp_status bw_clip11(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const 
 
 #define VARIADIC INT32_MAX
 #define ROWF(name, since, min_in, max_in, nondiff, flags, prep, fw, bw) \
-    {name, since, min_in, max_in, 1, 1, 0, nondiff, flags, prep, fw, bw}
+    {name, since, min_in, max_in, 1, 1, 0, nondiff, flags, prep, fw, bw, NULL}
 #define ROW(name, since, min_in, max_in, nondiff, prep, fw, bw) ROWF(name, since, min_in, max_in, nondiff, 0, prep, fw, bw)
 #define PASS_GRAD (RP_OPF_GRAD_NO_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
 #define PRODUCT_GRAD (RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)

@@ -960,7 +960,7 @@ static rp_status einsum_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
 
 /* A product's gradient to one operand reads only the others. */
 #define ROW(name, since, min_in, max_in, prep, fwd, bwd) \
-    {name, since, min_in, max_in, 1, 1, 0, 0, RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS, prep, fwd, bwd}
+    {name, since, min_in, max_in, 1, 1, 0, 0, RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS, prep, fwd, bwd, NULL}
 
 const rp_op rp_ops_matmul[] = {
     ROW("MatMul", 1, 2, 2, matmul_prepare, matmul_forward, matmul_backward),

@@ -400,11 +400,11 @@ static rp_status layernorm_backward(rp_kctx *c, rp_tensor *const *gout, rp_tenso
 
 const rp_op rp_ops_normalize[] = {
     /* name, since, in min/max, out min/max, const, nondiff, flags, prepare, forward, backward */
-    {"Softmax", 1, 1, 1, 1, 1, 0, 0, RP_OPF_GRAD_NO_INPUTS, softmax_prepare_2d, softmax_forward, softmax_backward},
-    {"Softmax", 13, 1, 1, 1, 1, 0, 0, RP_OPF_GRAD_NO_INPUTS, softmax_prepare_axis, softmax_forward, softmax_backward},
-    {"LogSoftmax", 1, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_2d, softmax_forward, softmax_backward},
-    {"LogSoftmax", 13, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_axis, softmax_forward, softmax_backward},
+    {"Softmax", 1, 1, 1, 1, 1, 0, 0, RP_OPF_GRAD_NO_INPUTS, softmax_prepare_2d, softmax_forward, softmax_backward, NULL},
+    {"Softmax", 13, 1, 1, 1, 1, 0, 0, RP_OPF_GRAD_NO_INPUTS, softmax_prepare_axis, softmax_forward, softmax_backward, NULL},
+    {"LogSoftmax", 1, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_2d, softmax_forward, softmax_backward, NULL},
+    {"LogSoftmax", 13, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_axis, softmax_forward, softmax_backward, NULL},
     {"LayerNormalization", 17, 2, 3, 1, 3, 0, 0, RP_OPF_GRAD_NO_OUTPUTS, layernorm_prepare, layernorm_forward,
-     layernorm_backward},
+     layernorm_backward, NULL},
 };
 const size_t rp_ops_normalize_count = sizeof rp_ops_normalize / sizeof rp_ops_normalize[0];

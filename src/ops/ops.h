@@ -47,6 +47,9 @@ typedef struct rp_op {
     rp_status (*prepare)(rp_kctx *ctx);
     rp_status (*forward)(rp_kctx *ctx);
     rp_backward_fn backward; /* NULL until implemented */
+    /* With RP_OPF_ALIAS: whether this node's output 0 is input 0's bytes
+     * from *offset on (a Gather of one slice); NULL = always, from 0. */
+    bool (*alias_offset)(const rp_kctx *ctx, int64_t *offset);
 } rp_op;
 
 /* forward reads only its inputs' shapes (Shape, Size): its outputs are
@@ -58,8 +61,9 @@ typedef struct rp_op {
 #define RP_OPF_GRAD_NO_INPUTS 2u    /* reads no differentiable input */
 #define RP_OPF_GRAD_NO_OUTPUTS 4u   /* reads no output */
 #define RP_OPF_GRAD_OTHER_INPUTS 8u /* the gradient to one input reads only the others (products) */
-/* Output 0 holds input 0's bytes unchanged (reshapes): the plan may let it
- * share input 0's buffer, and forward then copies nothing. */
+/* Output 0 holds input 0's bytes unchanged (reshapes), or a contiguous part
+ * of them (see alias_offset): the plan may let it share input 0's buffer,
+ * and forward then copies nothing. */
 #define RP_OPF_ALIAS 16u
 
 /* Each family file defines its rows and their count. */

@@ -507,9 +507,9 @@ static rp_status reduce_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
     }
 }
 
-#define RED_ATTR(name, bw) {name, 1, 1, 1, 1, 1, 0, 0, 0, reduce_prepare_attr, reduce_forward, bw}
+#define RED_ATTR(name, bw) {name, 1, 1, 1, 1, 1, 0, 0, 0, reduce_prepare_attr, reduce_forward, bw, NULL}
 #define RED_INPUT(name, since, bw) \
-    {name, since, 1, 2, 1, 1, 1u << 1, 1u << 1, 0, reduce_prepare_input, reduce_forward, bw}
+    {name, since, 1, 2, 1, 1, 1u << 1, 1u << 1, 0, reduce_prepare_input, reduce_forward, bw, NULL}
 #define RED_ROWS(name, since, bw) RED_ATTR(name, bw), RED_INPUT(name, since, bw)
 
 const rp_op rp_ops_reduce[] = {

@@ -732,6 +732,24 @@ static int64_t index_at(const rp_tensor *ind, int64_t j)
     return ind->dtype == RP_INT64 ? ((const int64_t *)ind->data)[j] : ((const int32_t *)ind->data)[j];
 }
 
+/* One constant index with nothing before the axis (q, k or v out of a
+ * packed qkv; a CLS token of a batch of one): the output is one contiguous
+ * slice of the input. */
+static bool gather_alias(const rp_kctx *c, int64_t *offset)
+{
+    const gather_params *p = c->params;
+    const rp_tensor *ind = c->in[1];
+    if (!p || p->outer != 1 || !ind->data || ind->count != 1)
+        return false;
+    int64_t k = index_at(ind, 0);
+    if (k < 0)
+        k += p->axis_dim;
+    if (k < 0 || k >= p->axis_dim)
+        return false;
+    *offset = k * p->inner;
+    return true;
+}
+
 /* Checked once up front so a bad index never leaves a half-written output
  * (or, going back, never writes outside the gradient). */
 static rp_status gather_check(rp_kctx *c, const gather_params *p, const rp_tensor *ind)
@@ -764,7 +782,8 @@ static rp_status gather_forward(rp_kctx *c)
             int64_t k = index_at(ind, j);
             if (k < 0)
                 k += p->axis_dim;
-            memcpy(dst, base + k * p->inner, inner);
+            if (dst != base + k * p->inner) /* else the plan made it a view */
+                memcpy(dst, base + k * p->inner, inner);
             dst += inner;
         }
     }
@@ -1394,7 +1413,7 @@ static rp_status range_forward(rp_kctx *c)
 /* Shape, Size, ConstantOfShape, Constant and Range have no gradient (NULL):
  * their outputs are shapes or constants, folded when the model is loaded. */
 #define ROW(name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd) \
-    {name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd}
+    {name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd, NULL}
 /* Moving data around reads none of it to send gradients back. */
 #define MOVES (RP_OPF_GRAD_NO_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
 #define RESHAPES (MOVES | RP_OPF_ALIAS)
@@ -1406,7 +1425,8 @@ const rp_op rp_ops_shape[] = {
     /* axis defaults to 1 before opset 4, is required after; negative from 11 (accepted throughout). */
     ROW("Concat", 1, 1, VARIADIC, 1, 1, 0, 0, MOVES, concat_prepare, concat_forward, concat_backward),
     ROW("Concat", 4, 1, VARIADIC, 1, 1, 0, 0, MOVES, concat_prepare, concat_forward, concat_backward),
-    ROW("Gather", 1, 2, 2, 1, 1, 0, BIT(1), MOVES, gather_prepare, gather_forward, gather_backward),
+    {"Gather", 1, 2, 2, 1, 1, 0, BIT(1), MOVES | RP_OPF_ALIAS, gather_prepare, gather_forward, gather_backward,
+     .alias_offset = gather_alias},
     ROW("Slice", 1, 1, 1, 1, 1, 0, 0, MOVES, slice1_prepare, view_forward, view_backward),
     ROW("Slice", 10, 3, 5, 1, 1, BIT(1) | BIT(2) | BIT(3) | BIT(4), BIT(1) | BIT(2) | BIT(3) | BIT(4), MOVES,
         slice10_prepare, view_forward, view_backward),

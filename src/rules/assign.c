@@ -291,7 +291,7 @@ void rp_assignment_mark_reads(const rp_graph *g, rp_assignment *a, bool *keep)
     }
     if (root && group) {
         /* Consumers first, so a move sees what the moves after it read. */
-        rp_graph_alias_roots(g, root);
+        rp_graph_alias_roots(g, root, NULL);
         for (int v = 0; v < g->n_values; v++)
             group[root[v]] |= keep[v];
         for (int i = (a->n_nodes < g->n_nodes ? a->n_nodes : g->n_nodes) - 1; i >= 0; i--) {

@@ -246,6 +246,43 @@ static rp_status layernorm_prepare(rp_kctx *c)
     return RP_OK;
 }
 
+/* Mean and 1 / sqrt(var + eps) of one row, in double. Two passes (E[x^2] -
+ * E[x]^2 cancels badly when |mean| >> std), each with four partial sums so
+ * the loop has no serial chain. */
+RP_VECTOR_CLONES static void row_stats(const float *restrict x, int64_t n, double eps, double *mean_out,
+                                       double *inv_out)
+{
+    double s[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int q = 0; q < 4; q++)
+            s[q] += x[j + q];
+    for (; j < n; j++)
+        s[0] += x[j];
+    const double mean = ((s[0] + s[1]) + (s[2] + s[3])) / (double)n;
+    double ss[4] = {0, 0, 0, 0};
+    for (j = 0; j + 4 <= n; j += 4)
+        for (int q = 0; q < 4; q++) {
+            double d = x[j + q] - mean;
+            ss[q] += d * d;
+        }
+    for (; j < n; j++) {
+        double d = x[j] - mean;
+        ss[0] += d * d;
+    }
+    *mean_out = mean;
+    *inv_out = 1.0 / sqrt(((ss[0] + ss[1]) + (ss[2] + ss[3])) / (double)n + eps);
+}
+
+RP_VECTOR_CLONES static void normalize_row(const float *restrict x, float *restrict y, int64_t n, double mean,
+                                           double inv, const float *restrict scale, const float *restrict bias)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double v = (x[j] - mean) * inv * scale[j];
+        y[j] = (float)(bias ? v + bias[j] : v);
+    }
+}
+
 static rp_status layernorm_forward(rp_kctx *c)
 {
     const layernorm_params *p = c->params;
@@ -271,17 +308,17 @@ static rp_status layernorm_forward(rp_kctx *c)
     for (int64_t o = 0; o < p->outer; o++) {
         const float *xr = x + o * n;
         float *yr = y + o * n;
-        double sum = 0;
-        for (int64_t j = 0; j < n; j++)
-            sum += xr[j];
-        const double mean = sum / (double)n;
-        /* Two passes: E[x^2] - E[x]^2 cancels badly when |mean| >> std. */
-        double ss = 0;
-        for (int64_t j = 0; j < n; j++) {
-            double d = xr[j] - mean;
-            ss += d * d;
+        double mean, inv;
+        row_stats(xr, n, p->eps, &mean, &inv);
+        /* Scale and B per element of the row, the usual case: a loop that vectorises. */
+        if (p->scount == n && (!b || p->bcount == n)) {
+            normalize_row(xr, yr, n, mean, inv, scale, b);
+            if (mean_out)
+                mean_out[o] = (float)mean;
+            if (inv_out)
+                inv_out[o] = (float)inv;
+            continue;
         }
-        const double inv = 1.0 / sqrt(ss / (double)n + p->eps);
         /* Scale and B repeat every scount / bcount elements of the row. */
         int64_t ks = 0, kb = 0;
         for (int64_t j = 0; j < n; j++) {
@@ -343,16 +380,8 @@ static rp_status layernorm_backward(rp_kctx *c, rp_tensor *const *gout, rp_tenso
     for (int64_t o = 0; o < p->outer; o++) {
         const float *xr = x + o * n;
         const float *gyr = gy ? gy + o * n : NULL;
-        double sum = 0;
-        for (int64_t j = 0; j < n; j++)
-            sum += xr[j];
-        const double mean = sum / (double)n;
-        double ss = 0;
-        for (int64_t j = 0; j < n; j++) {
-            double d = xr[j] - mean;
-            ss += d * d;
-        }
-        const double inv = 1.0 / sqrt(ss / (double)n + p->eps);
+        double mean, inv;
+        row_stats(xr, n, p->eps, &mean, &inv);
         /* Sums of g and g * xhat over the row; dScale and dB on the way. */
         double sg = 0, sgx = 0;
         if (gyr) {

@@ -27,6 +27,23 @@ void rp_valuebuf_free(rp_valuebuf *b)
     memset(b, 0, sizeof *b);
 }
 
+/* Room for one more pool entry; false if the pool cannot grow. */
+static bool pool_room(rp_valuebuf *b)
+{
+    if (b->n_pool < b->cap_pool)
+        return true;
+    int cap = b->cap_pool ? 2 * b->cap_pool : 16;
+    float **pool = realloc(b->pool, sizeof *pool * (size_t)cap);
+    if (pool)
+        b->pool = pool;
+    int64_t *sizes = pool ? realloc(b->pool_floats, sizeof *sizes * (size_t)cap) : NULL;
+    if (!sizes)
+        return false;
+    b->pool_floats = sizes;
+    b->cap_pool = cap;
+    return true;
+}
+
 /* Move v's buffer to the pool; if the pool cannot grow, free it instead
  * (the next acquire allocates anew). */
 static void give_back(rp_valuebuf *b, int v)
@@ -35,19 +52,10 @@ static void give_back(rp_valuebuf *b, int v)
     if (!data)
         return;
     b->t[v].data = NULL;
-    if (b->n_pool == b->cap_pool) {
-        int cap = b->cap_pool ? 2 * b->cap_pool : 16;
-        float **pool = realloc(b->pool, sizeof *pool * (size_t)cap);
-        if (pool)
-            b->pool = pool;
-        int64_t *sizes = pool ? realloc(b->pool_floats, sizeof *sizes * (size_t)cap) : NULL;
-        if (!sizes) {
-            free(data);
-            b->floats[v] = 0;
-            return;
-        }
-        b->pool_floats = sizes;
-        b->cap_pool = cap;
+    if (!pool_room(b)) {
+        free(data);
+        b->floats[v] = 0;
+        return;
     }
     b->pool[b->n_pool] = data;
     b->pool_floats[b->n_pool++] = b->floats[v];
@@ -56,18 +64,8 @@ static void give_back(rp_valuebuf *b, int v)
 
 void rp_valuebuf_pass_pool(rp_valuebuf *from, rp_valuebuf *to)
 {
-    while (from->n_pool > 0) {
-        if (to->n_pool == to->cap_pool) {
-            int cap = to->cap_pool ? 2 * to->cap_pool : 16;
-            float **pool = realloc(to->pool, sizeof *pool * (size_t)cap);
-            if (pool)
-                to->pool = pool;
-            int64_t *sizes = pool ? realloc(to->pool_floats, sizeof *sizes * (size_t)cap) : NULL;
-            if (!sizes)
-                return; /* the rest stays where it is: still pooled, still freed */
-            to->pool_floats = sizes;
-            to->cap_pool = cap;
-        }
+    /* If `to` cannot grow, the rest stays where it is: still pooled, still freed. */
+    while (from->n_pool > 0 && pool_room(to)) {
         from->n_pool--;
         to->pool[to->n_pool] = from->pool[from->n_pool];
         to->pool_floats[to->n_pool++] = from->pool_floats[from->n_pool];

@@ -57,8 +57,21 @@ static rp_status softmax_prepare_axis(rp_kctx *c)
     return softmax_setup(c, 0, -1);
 }
 
-/* One contiguous row (the attention case), written so each loop vectorises.
- * Four double partial sums keep the sum's accuracy without a serial chain. */
+/* Sum in double with four partial sums: the accuracy of double without a
+ * serial chain of additions. */
+static inline double sum_f64x4(const float *restrict x, int64_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    int64_t r = 0;
+    for (; r + 4 <= n; r += 4)
+        for (int q = 0; q < 4; q++)
+            s[q] += x[r + q];
+    for (; r < n; r++)
+        s[0] += x[r];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* One contiguous row (the attention case), written so each loop vectorises. */
 RP_VECTOR_CLONES static void softmax_row(const float *restrict x, float *restrict y, int64_t n)
 {
     float m = x[0];
@@ -66,15 +79,8 @@ RP_VECTOR_CLONES static void softmax_row(const float *restrict x, float *restric
         m = x[r] > m ? x[r] : m;
     for (int64_t r = 0; r < n; r++)
         y[r] = rp_expf(x[r] - m);
-    double s[4] = {0, 0, 0, 0};
-    int64_t r = 0;
-    for (; r + 4 <= n; r += 4)
-        for (int q = 0; q < 4; q++)
-            s[q] += y[r + q];
-    for (; r < n; r++)
-        s[0] += y[r];
-    const float inv = (float)(1.0 / ((s[0] + s[1]) + (s[2] + s[3])));
-    for (r = 0; r < n; r++)
+    const float inv = (float)(1.0 / sum_f64x4(y, n));
+    for (int64_t r = 0; r < n; r++)
         y[r] *= inv;
 }
 
@@ -252,16 +258,10 @@ static rp_status layernorm_prepare(rp_kctx *c)
 RP_VECTOR_CLONES static void row_stats(const float *restrict x, int64_t n, double eps, double *mean_out,
                                        double *inv_out)
 {
-    double s[4] = {0, 0, 0, 0};
+    const double mean = sum_f64x4(x, n) / (double)n;
+    double ss[4] = {0, 0, 0, 0};
     int64_t j = 0;
     for (; j + 4 <= n; j += 4)
-        for (int q = 0; q < 4; q++)
-            s[q] += x[j + q];
-    for (; j < n; j++)
-        s[0] += x[j];
-    const double mean = ((s[0] + s[1]) + (s[2] + s[3])) / (double)n;
-    double ss[4] = {0, 0, 0, 0};
-    for (j = 0; j + 4 <= n; j += 4)
         for (int q = 0; q < 4; q++) {
             double d = x[j + q] - mean;
             ss[q] += d * d;

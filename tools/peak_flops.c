@@ -23,48 +23,35 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-__attribute__((target("avx512f"))) static void *fma512(void *out)
-{
-    /* Different starting values, or the compiler sees twelve equal chains and keeps one. */
-    __m512 a0 = _mm512_set1_ps(0.10f), a1 = _mm512_set1_ps(0.11f), a2 = _mm512_set1_ps(0.12f),
-           a3 = _mm512_set1_ps(0.13f), a4 = _mm512_set1_ps(0.14f), a5 = _mm512_set1_ps(0.15f),
-           a6 = _mm512_set1_ps(0.16f), a7 = _mm512_set1_ps(0.17f), a8 = _mm512_set1_ps(0.18f),
-           a9 = _mm512_set1_ps(0.19f), a10 = _mm512_set1_ps(0.20f), a11 = _mm512_set1_ps(0.21f);
-    const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);
-    for (long i = 0; i < ROUNDS; i++) {
-        a0 = _mm512_fmadd_ps(a0, b, c), a1 = _mm512_fmadd_ps(a1, b, c), a2 = _mm512_fmadd_ps(a2, b, c);
-        a3 = _mm512_fmadd_ps(a3, b, c), a4 = _mm512_fmadd_ps(a4, b, c), a5 = _mm512_fmadd_ps(a5, b, c);
-        a6 = _mm512_fmadd_ps(a6, b, c), a7 = _mm512_fmadd_ps(a7, b, c), a8 = _mm512_fmadd_ps(a8, b, c);
-        a9 = _mm512_fmadd_ps(a9, b, c), a10 = _mm512_fmadd_ps(a10, b, c), a11 = _mm512_fmadd_ps(a11, b, c);
+/* One kernel per vector width: TYPE, the intrinsics' prefix PFX, its
+ * lanes. The twelve chains start from different values, or the compiler
+ * sees twelve equal chains and keeps one. */
+#define FMA_KERNEL(NAME, TARGET, TYPE, PFX, LANES)                                                      \
+    __attribute__((target(TARGET))) static void *NAME(void *out)                                      \
+    {                                                                                                  \
+        TYPE a[CHAINS];                                                                                \
+        for (int k = 0; k < CHAINS; k++)                                                               \
+            a[k] = PFX##_set1_ps(0.1f + 0.01f * (float)k);                                             \
+        const TYPE b = PFX##_set1_ps(0.999f), c = PFX##_set1_ps(1e-4f);                                \
+        for (long i = 0; i < ROUNDS; i++) {                                                            \
+            a[0] = PFX##_fmadd_ps(a[0], b, c), a[1] = PFX##_fmadd_ps(a[1], b, c);                      \
+            a[2] = PFX##_fmadd_ps(a[2], b, c), a[3] = PFX##_fmadd_ps(a[3], b, c);                      \
+            a[4] = PFX##_fmadd_ps(a[4], b, c), a[5] = PFX##_fmadd_ps(a[5], b, c);                      \
+            a[6] = PFX##_fmadd_ps(a[6], b, c), a[7] = PFX##_fmadd_ps(a[7], b, c);                      \
+            a[8] = PFX##_fmadd_ps(a[8], b, c), a[9] = PFX##_fmadd_ps(a[9], b, c);                      \
+            a[10] = PFX##_fmadd_ps(a[10], b, c), a[11] = PFX##_fmadd_ps(a[11], b, c);                  \
+        }                                                                                              \
+        float lanes[LANES], sum = 0; /* used, so the loop is not optimised away */                     \
+        for (int k = 0; k < CHAINS; k++) {                                                             \
+            PFX##_storeu_ps(lanes, a[k]);                                                              \
+            sum += lanes[0];                                                                           \
+        }                                                                                              \
+        *(float *)out = sum;                                                                           \
+        return NULL;                                                                                   \
     }
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    *(float *)out = _mm512_reduce_add_ps(s); /* keeps the loop from being optimised away */
-    return NULL;
-}
 
-__attribute__((target("avx2,fma"))) static void *fma256(void *out)
-{
-    __m256 a0 = _mm256_set1_ps(0.10f), a1 = _mm256_set1_ps(0.11f), a2 = _mm256_set1_ps(0.12f),
-           a3 = _mm256_set1_ps(0.13f), a4 = _mm256_set1_ps(0.14f), a5 = _mm256_set1_ps(0.15f),
-           a6 = _mm256_set1_ps(0.16f), a7 = _mm256_set1_ps(0.17f), a8 = _mm256_set1_ps(0.18f),
-           a9 = _mm256_set1_ps(0.19f), a10 = _mm256_set1_ps(0.20f), a11 = _mm256_set1_ps(0.21f);
-    const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-4f);
-    for (long i = 0; i < ROUNDS; i++) {
-        a0 = _mm256_fmadd_ps(a0, b, c), a1 = _mm256_fmadd_ps(a1, b, c), a2 = _mm256_fmadd_ps(a2, b, c);
-        a3 = _mm256_fmadd_ps(a3, b, c), a4 = _mm256_fmadd_ps(a4, b, c), a5 = _mm256_fmadd_ps(a5, b, c);
-        a6 = _mm256_fmadd_ps(a6, b, c), a7 = _mm256_fmadd_ps(a7, b, c), a8 = _mm256_fmadd_ps(a8, b, c);
-        a9 = _mm256_fmadd_ps(a9, b, c), a10 = _mm256_fmadd_ps(a10, b, c), a11 = _mm256_fmadd_ps(a11, b, c);
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float lanes[8];
-    _mm256_storeu_ps(lanes, s);
-    *(float *)out = lanes[0] + lanes[7];
-    return NULL;
-}
+FMA_KERNEL(fma512, "avx512f", __m512, _mm512, 16)
+FMA_KERNEL(fma256, "avx2,fma", __m256, _mm256, 8)
 
 int main(int argc, char **argv)
 {

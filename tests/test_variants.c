@@ -390,6 +390,64 @@ START_TEST(test_memory_plan_same_bits)
 }
 END_TEST
 
+/* One model through every change of plan — transformer attribution alone
+ * (fused), all methods with intermediates (every value kept), a plain run
+ * (outputs only), all methods again — gives what fresh models give. */
+START_TEST(test_memory_plan_switches)
+{
+    const char *name = names[_i];
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", VARIANTS, name);
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    cJSON *meta = json_file_read(path);
+    ck_assert(meta != NULL);
+    bool supported = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(meta, "supported"));
+    cJSON_Delete(meta);
+    if (!supported)
+        return;
+    rp_error err = {0};
+    rp_tensor x = {0}, y_fresh = {0}, y = {0};
+    snprintf(path, sizeof path, "%s/input.npy", dir);
+    ck_assert_msg(rp_npy_read(path, &x, &err) == RP_OK, "%s", err.msg);
+    rp_method all[RP_METHOD_COUNT], ta = RP_METHOD_TRANSFORMER_ATTRIBUTION;
+    for (int i = 0; i < RP_METHOD_COUNT; i++)
+        all[i] = (rp_method)i;
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    rp_model *m = NULL, *fresh = NULL;
+    ck_assert_msg(rp_model_load(path, &m, &err) == RP_OK, "%s", err.msg);
+    rp_explain_options keep = {.keep_intermediates = true};
+    rp_explanation *e[4] = {NULL}, *want[2] = {NULL};
+    ck_assert(rp_explain(m, &x, NULL, 0, &ta, 1, NULL, &e[0], &err) == RP_OK);
+    ck_assert(rp_explain(m, &x, NULL, 0, all, RP_METHOD_COUNT, &keep, &e[1], &err) == RP_OK);
+    ck_assert(rp_model_run(m, &x, &y, &err) == RP_OK);
+    ck_assert(rp_explain(m, &x, NULL, 0, all, RP_METHOD_COUNT, NULL, &e[2], &err) == RP_OK);
+    ck_assert(rp_explain(m, &x, NULL, 0, &ta, 1, NULL, &e[3], &err) == RP_OK);
+    ck_assert_msg(rp_model_load(path, &fresh, &err) == RP_OK, "%s", err.msg);
+    ck_assert(rp_model_run(fresh, &x, &y_fresh, &err) == RP_OK);
+    ck_assert(rp_explain(fresh, &x, NULL, 0, all, RP_METHOD_COUNT, NULL, &want[0], &err) == RP_OK);
+    ck_assert(rp_explain(fresh, &x, NULL, 0, &ta, 1, NULL, &want[1], &err) == RP_OK);
+    ck_assert(y.count == y_fresh.count && memcmp(y.data, y_fresh.data, sizeof(float) * (size_t)y.count) == 0);
+    for (int k = 0; k < 4; k++) {
+        const rp_explanation *w = k == 0 || k == 3 ? want[1] : want[0];
+        for (int mi = 0; mi < rp_explanation_method_count(e[k]); mi++) {
+            const rp_tensor *got = rp_explanation_map(e[k], 0, mi), *exp = rp_explanation_map(w, 0, mi);
+            ck_assert_msg(got->count == exp->count &&
+                              memcmp(got->data, exp->data, sizeof(float) * (size_t)got->count) == 0,
+                          "%s: explanation %d, method %d differs from a fresh model's", name, k, mi);
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        rp_explanation_free(e[k]);
+    rp_explanation_free(want[0]);
+    rp_explanation_free(want[1]);
+    rp_tensor_release(&y);
+    rp_tensor_release(&y_fresh);
+    rp_tensor_release(&x);
+    rp_model_free(m);
+    rp_model_free(fresh);
+}
+END_TEST
+
 int main(void)
 {
     DIR *d = opendir(VARIANTS);
@@ -408,6 +466,7 @@ int main(void)
     tcase_add_loop_test(tc, test_variant, 0, n_names);
     tcase_add_loop_test(tc, test_batch, 0, 2);
     tcase_add_loop_test(tc, test_memory_plan_same_bits, 0, n_names);
+    tcase_add_loop_test(tc, test_memory_plan_switches, 0, n_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -310,27 +310,23 @@ static rp_status layernorm_forward(rp_kctx *c)
         float *yr = y + o * n;
         double mean, inv;
         row_stats(xr, n, p->eps, &mean, &inv);
-        /* Scale and B per element of the row, the usual case: a loop that vectorises. */
         if (p->scount == n && (!b || p->bcount == n)) {
+            /* Scale and B per element of the row, the usual case: a loop that vectorises. */
             normalize_row(xr, yr, n, mean, inv, scale, b);
-            if (mean_out)
-                mean_out[o] = (float)mean;
-            if (inv_out)
-                inv_out[o] = (float)inv;
-            continue;
-        }
-        /* Scale and B repeat every scount / bcount elements of the row. */
-        int64_t ks = 0, kb = 0;
-        for (int64_t j = 0; j < n; j++) {
-            double v = (xr[j] - mean) * inv * scale[ks];
-            if (b) {
-                v += b[kb];
-                if (++kb == p->bcount)
-                    kb = 0;
+        } else {
+            /* Scale and B repeat every scount / bcount elements of the row. */
+            int64_t ks = 0, kb = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double v = (xr[j] - mean) * inv * scale[ks];
+                if (b) {
+                    v += b[kb];
+                    if (++kb == p->bcount)
+                        kb = 0;
+                }
+                if (++ks == p->scount)
+                    ks = 0;
+                yr[j] = (float)v;
             }
-            if (++ks == p->scount)
-                ks = 0;
-            yr[j] = (float)v;
         }
         if (mean_out)
             mean_out[o] = (float)mean;

@@ -79,14 +79,17 @@ static rp_status route_apply(rp_rule_ctx *c)
         const rp_tensor *r = c->rel_out[o], *z = k->out[o];
         if (!r || !z || z->dtype != RP_FLOAT)
             continue;
+        any_out = true;
+        if (c->side == RP_READ_INPUTS) { /* the vjp routes R itself */
+            gout[o] = c->rel_out[o];
+            continue;
+        }
         s[o] = rp_rule_scratch(c, &off, z);
         if (!s[o].data && s[o].count)
             return no_scratch(c);
         const float *rv = r->data, *zv = z->data;
         float *sv = s[o].data;
-        if (c->side == RP_READ_INPUTS)
-            memcpy(sv, rv, sizeof(float) * (size_t)z->count);
-        else if (c->side == RP_READ_OUTPUTS)
+        if (c->side == RP_READ_OUTPUTS)
             for (int64_t e = 0; e < z->count; e++) {
                 float share = (float)rp_sdiv(rv[e], zv[e]);
                 sv[e] = zv[e] * share;
@@ -95,7 +98,6 @@ static rp_status route_apply(rp_rule_ctx *c)
             for (int64_t e = 0; e < z->count; e++)
                 sv[e] = (float)rp_sdiv(rv[e], zv[e]);
         gout[o] = &s[o];
-        any_out = true;
     }
     for (int i = 0; i < k->n_in; i++) {
         gin[i] = NULL;

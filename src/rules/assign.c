@@ -241,32 +241,33 @@ static void mark_node(const rp_graph *g, const rp_assignment *a, int i, unsigned
         rp_node_mark_gradient_reads(g, n, keep);
 }
 
-/* Whether every float value on one side of n is kept already (counting the
- * values that share a buffer with it). */
+/* The k-th value on one side of n that the route rule reads there (a float,
+ * not an index or shape input), or -1. */
+static int side_value(const rp_graph *g, const rp_node *n, bool outputs, int k)
+{
+    int v = outputs ? n->out[k] : n->in[k];
+    if (v < 0 || g->values[v].t.dtype != RP_FLOAT || (!outputs && k < 32 && (n->op->nondiff_inputs & (1u << k))))
+        return -1;
+    return v;
+}
+
+/* Whether every such value on one side is kept already (counting the values
+ * that share a buffer with it), and how many floats that side holds. */
 static bool side_kept(const rp_graph *g, const rp_node *n, bool outputs, const int *root, const bool *group)
 {
-    int count = outputs ? n->n_out : n->n_in;
-    const int *ids = outputs ? n->out : n->in;
-    for (int k = 0; k < count; k++) {
-        int v = ids[k];
-        if (v < 0 || g->values[v].t.dtype != RP_FLOAT || (!outputs && k < 32 && (n->op->nondiff_inputs & (1u << k))))
-            continue;
-        if (!group[root[v]])
+    for (int k = 0, v; k < (outputs ? n->n_out : n->n_in); k++)
+        if ((v = side_value(g, n, outputs, k)) >= 0 && !group[root[v]])
             return false;
-    }
     return true;
 }
 
-static int64_t side_bytes(const rp_graph *g, const rp_node *n, bool outputs)
+static int64_t side_floats(const rp_graph *g, const rp_node *n, bool outputs)
 {
-    int count = outputs ? n->n_out : n->n_in;
-    const int *ids = outputs ? n->out : n->in;
-    int64_t bytes = 0;
-    for (int k = 0; k < count; k++)
-        if (ids[k] >= 0 && g->values[ids[k]].t.dtype == RP_FLOAT &&
-            (outputs || k >= 32 || !(n->op->nondiff_inputs & (1u << k))))
-            bytes += g->values[ids[k]].t.count;
-    return bytes;
+    int64_t floats = 0;
+    for (int k = 0, v; k < (outputs ? n->n_out : n->n_in); k++)
+        if ((v = side_value(g, n, outputs, k)) >= 0)
+            floats += g->values[v].t.count;
+    return floats;
 }
 
 void rp_assignment_mark_reads(const rp_graph *g, rp_assignment *a, bool *keep)
@@ -302,7 +303,7 @@ void rp_assignment_mark_reads(const rp_graph *g, rp_assignment *a, bool *keep)
              * a tie (a chain of moves then reads one value: its first input). */
             bool outputs = side_kept(g, n, true, root, group);
             if (!outputs && !side_kept(g, n, false, root, group))
-                outputs = side_bytes(g, n, true) < side_bytes(g, n, false);
+                outputs = side_floats(g, n, true) < side_floats(g, n, false);
             a->side[i] = outputs ? RP_READ_OUTPUTS : RP_READ_INPUTS;
             mark_node(g, a, i, outputs ? RP_RULE_READS_OUTPUTS : RP_RULE_READS_INPUTS, keep);
             for (int k = 0; k < n->n_in; k++)

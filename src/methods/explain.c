@@ -91,14 +91,20 @@ int rp_explanation_method_count(const rp_explanation *e) { return e->n_methods; 
 rp_method rp_explanation_method(const rp_explanation *e, int mi) { return e->methods[mi]; }
 int rp_explanation_layer_count(const rp_explanation *e) { return e->n_layers; }
 
+/* The map of sample b, class rank ci, method mi. */
+static rp_tensor *map_slot(const rp_explanation *e, int b, int ci, int mi)
+{
+    return &e->maps[(b * e->n_classes + ci) * e->n_methods + mi];
+}
+
 const rp_tensor *rp_explanation_map(const rp_explanation *e, int ci, int mi)
 {
-    return &e->maps[ci * e->n_methods + mi];
+    return map_slot(e, 0, ci, mi);
 }
 
 const rp_tensor *rp_explanation_sample_map(const rp_explanation *e, int b, int ci, int mi)
 {
-    return &e->maps[(b * e->n_classes + ci) * e->n_methods + mi];
+    return map_slot(e, b, ci, mi);
 }
 
 void rp_explanation_layer(const rp_explanation *e, int ci, int l, const rp_tensor **attn,
@@ -607,7 +613,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
                                .tokens = n_tokens, .prefix = n_tokens - m->patches.grid_h * m->patches.grid_w,
                                .readout = readout};
             for (int mi = 0; mi < n_methods; mi++) {
-                rp_tensor *map = &e->maps[(b * e->n_classes + ci) * n_methods + mi];
+                rp_tensor *map = map_slot(e, b, ci, mi);
                 if (methods[mi] == RP_METHOD_LRP_FULL)
                     st = pixel_map(&m->rel.t[image_value], b, map, err);
                 else

@@ -475,8 +475,9 @@ static rp_status decode_tensor(Onnx__TensorProto *tp, const payload *pl, const c
     }
     if (nbytes && !data && tp->has_raw_data) {
         /* Take the bytes protobuf-c allocated (with malloc: its default
-         * allocator) instead of copying them: a model's weights then exist
-         * once, not twice, while it loads. */
+         * allocator) instead of copying them. Initializers' payloads were cut
+         * out before parsing and never get here; Constant nodes' tensors and
+         * .pb files do. */
         data = tp->raw_data.data;
         tp->raw_data.data = NULL;
         tp->raw_data.len = 0;
@@ -991,7 +992,7 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, const mode
     }
 
     for (size_t i = 0; i < gp->n_initializer; i++) {
-        Onnx__TensorProto *tp = gp->initializer[i]; /* its raw bytes move into the value */
+        Onnx__TensorProto *tp = gp->initializer[i]; /* not const: decode_tensor may take its bytes */
         const char *name = nz(tp->name);
         if (!name[0]) {
             st = rp_fail(err, RP_ERR_FORMAT, "initializer %zu has no name", i);
@@ -1320,9 +1321,9 @@ static bool cut_message(cut_buf *c, const uint8_t *base, const uint8_t *p, const
                 }
                 c->cut[c->n_cut++] = (payload){0, 0, false};
             }
-            /* The copy is never longer than the original, so the original's
-             * length prefix has room for the copy's; written after, moved. */
-            uint8_t hdr[20];
+            /* The body's length is known only once it is written: write the
+             * body, then move it up to make room for its length prefix. */
+            uint8_t hdr[10];
             size_t h = varint_encode(tag, hdr);
             if (!cut_put(c, hdr, h))
                 return false;

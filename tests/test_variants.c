@@ -321,6 +321,25 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* A fixture relprop explains: its model path and input (false, and nothing
+ * read, for the fixtures it refuses). */
+static bool supported_case(const char *name, char *model_path, size_t len, rp_tensor *x)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s/meta.json", VARIANTS, name);
+    cJSON *meta = json_file_read(path);
+    ck_assert_msg(meta != NULL, "cannot read %s", path);
+    bool supported = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(meta, "supported"));
+    cJSON_Delete(meta);
+    if (!supported)
+        return false;
+    rp_error err = {0};
+    snprintf(path, sizeof path, "%s/%s/input.npy", VARIANTS, name);
+    ck_assert_msg(rp_npy_read(path, x, &err) == RP_OK, "%s", err.msg);
+    snprintf(model_path, len, "%s/%s/model.onnx", VARIANTS, name);
+    return true;
+}
+
 /* The memory plan (values nothing reads after the forward pass share
  * buffers; the route rule reads one side of a pure move) changes no bit of
  * any map, under any rule set: against a model that keeps every value. */
@@ -328,23 +347,14 @@ START_TEST(test_memory_plan_same_bits)
 {
     static const char *const rule_sets[] = {"paper", "attnlrp", "epsilon", "zplus"};
     const char *name = names[_i];
-    char dir[1024], path[1200];
-    snprintf(dir, sizeof dir, "%s/%s", VARIANTS, name);
-    snprintf(path, sizeof path, "%s/meta.json", dir);
-    cJSON *meta = json_file_read(path);
-    ck_assert(meta != NULL);
-    bool supported = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(meta, "supported"));
-    cJSON_Delete(meta);
-    if (!supported)
+    char path[1200];
+    rp_tensor x = {0};
+    if (!supported_case(name, path, sizeof path, &x))
         return;
     rp_error err = {0};
-    rp_tensor x = {0};
-    snprintf(path, sizeof path, "%s/input.npy", dir);
-    ck_assert_msg(rp_npy_read(path, &x, &err) == RP_OK, "%s", err.msg);
     rp_method methods[RP_METHOD_COUNT];
     for (int i = 0; i < RP_METHOD_COUNT; i++)
         methods[i] = (rp_method)i;
-    snprintf(path, sizeof path, "%s/model.onnx", dir);
     for (size_t r = 0; r < sizeof rule_sets / sizeof rule_sets[0]; r++) {
         rp_model *whole = NULL, *planned = NULL;
         ck_assert_msg(rp_model_load(path, &whole, &err) == RP_OK, "%s", err.msg);
@@ -396,23 +406,14 @@ END_TEST
 START_TEST(test_memory_plan_switches)
 {
     const char *name = names[_i];
-    char dir[1024], path[1200];
-    snprintf(dir, sizeof dir, "%s/%s", VARIANTS, name);
-    snprintf(path, sizeof path, "%s/meta.json", dir);
-    cJSON *meta = json_file_read(path);
-    ck_assert(meta != NULL);
-    bool supported = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(meta, "supported"));
-    cJSON_Delete(meta);
-    if (!supported)
+    char path[1200];
+    rp_tensor x = {0}, y_fresh = {0}, y = {0};
+    if (!supported_case(name, path, sizeof path, &x))
         return;
     rp_error err = {0};
-    rp_tensor x = {0}, y_fresh = {0}, y = {0};
-    snprintf(path, sizeof path, "%s/input.npy", dir);
-    ck_assert_msg(rp_npy_read(path, &x, &err) == RP_OK, "%s", err.msg);
     rp_method all[RP_METHOD_COUNT], ta = RP_METHOD_TRANSFORMER_ATTRIBUTION;
     for (int i = 0; i < RP_METHOD_COUNT; i++)
         all[i] = (rp_method)i;
-    snprintf(path, sizeof path, "%s/model.onnx", dir);
     rp_model *m = NULL, *fresh = NULL;
     ck_assert_msg(rp_model_load(path, &m, &err) == RP_OK, "%s", err.msg);
     rp_explain_options keep = {.keep_intermediates = true};

@@ -135,7 +135,9 @@ typedef struct rp_rule_ctx rp_rule_ctx;
 const rp_rule_node *rp_rule_ctx_node(const rp_rule_ctx *c);
 const rp_rule_params *rp_rule_ctx_params(const rp_rule_ctx *c);
 void *rp_rule_ctx_state(const rp_rule_ctx *c);
-/* Forward values of this run: input i, output k (NULL where omitted). */
+/* Forward values of this run: input i, output k (NULL where omitted). A rule
+ * that declares what it reads (RP_RULE_READS_*, below) may read only those:
+ * the others' buffers are shared with other values after the forward pass. */
 const rp_tensor *rp_rule_input(const rp_rule_ctx *c, int i);
 const rp_tensor *rp_rule_output(const rp_rule_ctx *c, int k);
 /* Relevance arriving at output k; NULL when none arrives there. */

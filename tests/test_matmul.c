@@ -200,6 +200,13 @@ static void check_matmul(int ra, const int64_t *ad, int rb, const int64_t *bd)
     assert_shape(&k.out[0], ry, y5 + 5 - ry);
     ck_assert_int_le(k.out[0].count, 4096);
     assert_close_f(k.out[0].data, ref, k.out[0].count);
+    /* Accumulating (a fused bias Add, graph/plan.c) adds the product to
+     * what the output holds: here the product itself. */
+    k.ctx.accumulate = true;
+    ck_assert_int_eq(rp_op_lookup("MatMul", 13)->forward(&k.ctx), RP_OK);
+    for (int64_t i = 0; i < k.out[0].count; i++)
+        ref[i] *= 2;
+    assert_close_f(k.out[0].data, ref, k.out[0].count);
     kc_free(&k);
     free(a);
     free(b);
@@ -298,6 +305,13 @@ START_TEST(matmul_empty_k)
     assert_shape(&k.out[0], 3, (int64_t[]){2, 3, 4});
     for (int i = 0; i < 24; i++)
         ck_assert(((double *)k.out[0].data)[i] == 0.0);
+    /* Accumulating the empty sum leaves the output as it was. */
+    for (int i = 0; i < 24; i++)
+        ((double *)k.out[0].data)[i] = i;
+    k.ctx.accumulate = true;
+    ck_assert_int_eq(rp_op_lookup("MatMul", 13)->forward(&k.ctx), RP_OK);
+    for (int i = 0; i < 24; i++)
+        ck_assert(((double *)k.out[0].data)[i] == i);
     kc_free(&k);
 
     /* Einsum's GEMM path too. */

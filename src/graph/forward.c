@@ -30,16 +30,32 @@ static int64_t first_bad(const rp_tensor *t, bool inf_too)
     return -1;
 }
 
+/* Before a product that does the bias Add after it (graph/plan.c): its
+ * output, which is the Add's, starts as the bias in every row. */
+static void fill_bias_rows(const rp_graph *g, const rp_node *add, int product_out)
+{
+    const rp_tensor *bias = &g->values[add->in[0] == product_out ? add->in[1] : add->in[0]].t;
+    const rp_tensor *y = &g->values[product_out].t;
+    size_t row = (size_t)bias->count * rp_dtype_size(bias->dtype);
+    for (int64_t r = 0; r < y->count / bias->count; r++)
+        memcpy((char *)y->data + (size_t)r * row, bias->data, row);
+}
+
 /* Run the non-folded nodes; with `check`, refuse the first non-finite value. */
 static rp_status run_nodes(rp_graph *g, bool check, rp_error *err)
 {
     const char *path = g->path ? g->path : "model";
     for (int i = 0; i < g->n_nodes; i++) {
         rp_node *n = &g->nodes[i];
-        if (n->folded)
+        int fused = g->plan_fused ? g->plan_fused[i] : -1;
+        if (n->folded || (fused >= 0 && fused < i)) /* a bias Add its product did */
             continue;
         rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in,
                      .out = n->out_t, .n_out = n->n_out, .params = n->params, .err = err};
+        if (fused > i) {
+            fill_bias_rows(g, &g->nodes[fused], n->out[0]);
+            c.accumulate = true;
+        }
         rp_status st = n->op->forward(&c);
         if (st)
             return rp_error_prefix(err, "%s", path);

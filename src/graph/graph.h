@@ -104,6 +104,10 @@ typedef struct rp_graph {
     /* The activation memory plan (rp_graph_plan_memory); NULL: every value
      * has its own buffer. */
     bool *plan_keep;
+    /* Per node, from the plan (NULL: none): a product that also does the
+     * bias Add after it holds that Add's index; the Add holds the product's
+     * (smaller) index and is not run. -1 elsewhere. */
+    int *plan_fused;
     uint8_t *arena;
     int64_t arena_bytes;
 } rp_graph;
@@ -145,8 +149,10 @@ rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, r
  * read after the forward pass (besides graph inputs, outputs and constants,
  * which always are); the others share buffers once their last consumer has
  * run, and reshapes share their input's. NULL: every value its own buffer,
- * as after prepare. Cheap when the plan is unchanged. */
-rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err);
+ * as after prepare. fuse_bias (with keep): a product whose output only a
+ * bias Add reads does the Add (see plan.c; last-bit differences, so for plain
+ * forward passes only). Cheap when the plan is unchanged. */
+rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse_bias, rp_error *err);
 /* root[v] (n_values entries): the value whose buffer a plan gives v — v,
  * or for a reshape's output (or one slice of its input) the value it shares
  * bytes with; offset[v] (may be NULL): where in the root's bytes it starts. */

@@ -135,7 +135,7 @@ rp_status rp_model_run(rp_model *m, const rp_tensor *input, rp_tensor *out, rp_e
         bool *outputs_only = calloc((size_t)m->g->n_values + 1, sizeof *outputs_only);
         if (!outputs_only)
             return rp_fail(err, RP_ERR_NOMEM, "out of memory");
-        st = rp_graph_plan_memory(m->g, outputs_only, err);
+        st = rp_graph_plan_memory(m->g, outputs_only, true, err);
         free(outputs_only);
         if (st)
             return st;

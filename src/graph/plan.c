@@ -9,7 +9,15 @@
  * free for the outputs of any node after its last reader.
  *
  * Slots are given greedily in node order, best fit among the free ones,
- * else the largest free one grows; one arena holds them all. */
+ * else the largest free one grows; one arena holds them all.
+ *
+ * A product whose output only a bias Add reads (and nothing after the
+ * forward pass) does that Add itself: it writes into a buffer prefilled with
+ * the bias (BLAS's beta = 1), which saves the Add's pass over the output and
+ * BLAS's zero fill. The sum rounds as BLAS accumulates (the bias joins the
+ * first block of the inner dimension), so it may differ from the unfused sum
+ * in the last bit: only a plain forward pass asks for it (fuse_bias), so
+ * that an explanation's numbers never depend on what else it keeps. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,8 +44,10 @@ static bool planned(const rp_graph *g, const rp_value *v)
            v->t.count > 0 && rp_dtype_size(v->t.dtype) > 0;
 }
 
-static bool same_plan(const rp_graph *g, const bool *keep)
+static bool same_plan(const rp_graph *g, const bool *keep, bool fuse_bias)
 {
+    if ((g->plan_fused != NULL) != (keep && fuse_bias))
+        return false;
     if (!g->plan_keep || !keep)
         return !g->plan_keep && !keep;
     return memcmp(g->plan_keep, keep, (size_t)g->n_values * sizeof *keep) == 0;
@@ -79,6 +89,37 @@ void rp_graph_alias_roots(const rp_graph *g, int *root, int64_t *offset)
     }
 }
 
+/* The bias Add node i's output can be computed with (-1: none): its only
+ * reader, an Add of a constant that varies along the last axis alone and
+ * keeps the output's shape. */
+static int fusable_bias_add(const rp_graph *g, int i, const bool *keep, const int *readers, const int *only_reader)
+{
+    const rp_node *n = &g->nodes[i];
+    if (n->folded || !n->op || !(n->op->flags & RP_OPF_ACCUMULATES) || n->n_out != 1 || n->out[0] < 0)
+        return -1;
+    int y = n->out[0];
+    const rp_value *yv = &g->values[y];
+    if (keep[y] || yv->is_graph_output || !planned(g, yv) || readers[y] != 1 || yv->t.rank < 1)
+        return -1;
+    int a = only_reader[y];
+    const rp_node *add = &g->nodes[a];
+    /* Before opset 7, Add broadcast only under its `broadcast` attribute. */
+    if (add->folded || strcmp(add->op_type, "Add") != 0 || add->domain[0] || add->opset < 7 || add->n_in != 2 ||
+        add->n_out != 1 || add->out[0] < 0)
+        return -1;
+    int b = add->in[0] == y ? add->in[1] : add->in[0];
+    if (b < 0 || b == y)
+        return -1;
+    const rp_value *bv = &g->values[b], *zv = &g->values[add->out[0]];
+    int64_t row = yv->t.dims[yv->t.rank - 1];
+    if (bv->kind != RP_VALUE_CONSTANT || !bv->t.data || bv->t.dtype != yv->t.dtype || bv->t.count != row ||
+        bv->t.rank > yv->t.rank || (bv->t.rank && bv->t.dims[bv->t.rank - 1] != row))
+        return -1;
+    if (!planned(g, zv) || zv->t.dtype != yv->t.dtype || !rp_shape_equal(&zv->t, &yv->t))
+        return -1;
+    return a;
+}
+
 static rp_status own_buffer(rp_graph *g, rp_value *v, rp_error *err)
 {
     if (!v->borrowed)
@@ -102,12 +143,12 @@ static void borrow(rp_graph *g, rp_value *v, void *data)
     v->borrowed = true;
 }
 
-rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
+rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse_bias, rp_error *err)
 {
     const char *path = g->path ? g->path : "model";
     if (!g->prepared)
         return rp_fail(err, RP_ERR_ARG, "%s: memory plan before prepare", path);
-    if (same_plan(g, keep))
+    if (same_plan(g, keep, fuse_bias))
         return RP_OK;
     rp_status st = RP_OK;
     size_t nv = (size_t)g->n_values + 1;
@@ -118,9 +159,14 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
     slot *slots = malloc(sizeof *slots * nv);
     size_t *offset = malloc(sizeof *offset * nv);
     bool *keep_copy = keep ? malloc(sizeof *keep_copy * nv) : NULL;
+    fuse_bias = fuse_bias && keep;
+    int *fused = fuse_bias ? malloc(sizeof *fused * ((size_t)g->n_nodes + 1)) : NULL;
+    int *readers = fuse_bias ? calloc(nv, sizeof *readers) : NULL;
+    int *only_reader = fuse_bias ? malloc(sizeof *only_reader * nv) : NULL;
     uint8_t *arena = NULL;
     int n_slots = 0;
-    if (!root || !at || !last_use || !slot_of || !kept || !slots || !offset || (keep && !keep_copy)) {
+    if (!root || !at || !last_use || !slot_of || !kept || !slots || !offset ||
+        (keep && !keep_copy) || (fuse_bias && (!fused || !readers || !only_reader))) {
         st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory planning activations", path);
         goto done;
     }
@@ -129,6 +175,29 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
     else
         for (int v = 0; v < g->n_values; v++)
             root[v] = v, at[v] = 0;
+    if (fuse_bias) {
+        for (int i = 0; i < g->n_nodes; i++) {
+            const rp_node *n = &g->nodes[i];
+            fused[i] = -1;
+            for (int k = 0; !n->folded && k < n->n_in; k++)
+                if (n->in[k] >= 0) {
+                    readers[n->in[k]]++;
+                    only_reader[n->in[k]] = i;
+                }
+        }
+        /* The Add's output lives in the product's buffer, as a reshape's
+         * lives in its input's. */
+        for (int i = 0; i < g->n_nodes; i++) {
+            int a = fusable_bias_add(g, i, keep, readers, only_reader);
+            if (a < 0)
+                continue;
+            fused[i] = a;
+            fused[a] = i;
+            root[g->nodes[a].out[0]] = g->nodes[i].out[0];
+        }
+        for (int v = 0; v < g->n_values; v++)
+            root[v] = root[root[v]];
+    }
     /* A buffer lives from its root's producer to the last reader of any
      * value in it, and is kept if any of them is. */
     for (int v = 0; v < g->n_values; v++) {
@@ -201,9 +270,15 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, rp_error *err)
     free(g->plan_keep);
     g->plan_keep = keep_copy;
     keep_copy = NULL;
+    free(g->plan_fused);
+    g->plan_fused = fused;
+    fused = NULL;
 done:
     free(arena);
     free(keep_copy);
+    free(fused);
+    free(readers);
+    free(only_reader);
     free(root);
     free(at);
     free(last_use);

@@ -843,7 +843,7 @@ rp_status rp_image_to_tensor(const rp_image *im, const rp_preprocess *p, int cha
         src = &gray;
     }
 
-    int rh, rw;
+    int rh = 0, rw = 0;
     st = resized_size(p, src->height, src->width, &rh, &rw, err);
     if (st)
         goto fail;

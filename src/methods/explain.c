@@ -350,7 +350,7 @@ static rp_status plan_memory(rp_model *m, bool gradients, bool relevance, bool e
 {
     rp_graph *g = m->g;
     if (everything)
-        return rp_graph_plan_memory(g, NULL, err);
+        return rp_graph_plan_memory(g, NULL, false, err);
     bool *keep = calloc((size_t)g->n_values + 1, sizeof *keep);
     if (!keep)
         return rp_fail(err, RP_ERR_NOMEM, "out of memory");
@@ -360,7 +360,7 @@ static rp_status plan_memory(rp_model *m, bool gradients, bool relevance, bool e
         rp_graph_mark_gradient_reads(g, keep);
     if (relevance)
         rp_assignment_mark_reads(g, &m->rules, keep);
-    rp_status st = rp_graph_plan_memory(g, keep, err);
+    rp_status st = rp_graph_plan_memory(g, keep, false, err);
     free(keep);
     return st;
 }

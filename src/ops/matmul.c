@@ -175,7 +175,8 @@ static rp_status matmul_forward(rp_kctx *c)
     /* K == 0: A and B are empty (their data may be NULL, and NULL + 0 is
      * undefined in C) and every product is the empty sum. */
     if (p->k == 0) {
-        memset(Y->data, 0, (size_t)Y->count * es);
+        if (!c->accumulate)
+            memset(Y->data, 0, (size_t)Y->count * es);
         return RP_OK;
     }
     const char *a = c->in[0]->data, *b = c->in[1]->data;
@@ -186,7 +187,7 @@ static rp_status matmul_forward(rp_kctx *c)
     int64_t ao = 0, bo = 0;
     for (int64_t t = 0; t < p->batches; t++) {
         gemm(p->dt, 0, 0, p->m, p->n, p->k, 1.0, a + (size_t)ao * es, lda, b + (size_t)bo * es, ldb,
-             0.0, y + (size_t)(t * ystep) * es, ldy);
+             c->accumulate ? 1.0 : 0.0, y + (size_t)(t * ystep) * es, ldy);
         for (int d = p->nb - 1; d >= 0; d--) {
             ao += p->astr[d];
             bo += p->bstr[d];
@@ -959,12 +960,13 @@ static rp_status einsum_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
 /* ---- table ---- */
 
 /* A product's gradient to one operand reads only the others. */
-#define ROW(name, since, min_in, max_in, prep, fwd, bwd) \
-    {name, since, min_in, max_in, 1, 1, 0, 0, RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS, prep, fwd, bwd, NULL}
+#define ROW_FLAGS(name, since, min_in, max_in, flags, prep, fwd, bwd) \
+    {name, since, min_in, max_in, 1, 1, 0, 0, RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS | (flags), prep, fwd, bwd, NULL}
+#define ROW(name, since, min_in, max_in, prep, fwd, bwd) ROW_FLAGS(name, since, min_in, max_in, 0, prep, fwd, bwd)
 
 const rp_op rp_ops_matmul[] = {
-    ROW("MatMul", 1, 2, 2, matmul_prepare, matmul_forward, matmul_backward),
-    ROW("MatMul", 13, 2, 2, matmul_prepare, matmul_forward, matmul_backward),
+    ROW_FLAGS("MatMul", 1, 2, 2, RP_OPF_ACCUMULATES, matmul_prepare, matmul_forward, matmul_backward),
+    ROW_FLAGS("MatMul", 13, 2, 2, RP_OPF_ACCUMULATES, matmul_prepare, matmul_forward, matmul_backward),
     /* Before opset 11 C is required. Opsets 1 and 6 gate C's broadcasting by
      * a `broadcast` attribute; broadcasting whenever shapes allow is a
      * superset, so they share the later kernel. */

@@ -8,7 +8,9 @@
  * Sums and variances accumulate in double: attention rows of a few hundred
  * tiny exponentials, and relevance propagation divides by these later. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/fastmath.h"
 #include "ops/ops.h"
@@ -57,29 +59,52 @@ static rp_status softmax_prepare_axis(rp_kctx *c)
     return softmax_setup(c, 0, -1);
 }
 
-/* Sum in double with four partial sums: the accuracy of double without a
- * serial chain of additions. */
-static inline double sum_f64x4(const float *restrict x, int64_t n)
+/* Sum in double with sixteen partial sums: the accuracy of double without a
+ * serial chain of additions, and enough independent chains to fill the
+ * adders (a row of a few hundred is otherwise latency-bound). */
+#define SUM_LANES 16
+static inline double sum_f64_lanes(const float *restrict x, int64_t n)
 {
-    double s[4] = {0, 0, 0, 0};
+    double s[SUM_LANES] = {0};
     int64_t r = 0;
-    for (; r + 4 <= n; r += 4)
-        for (int q = 0; q < 4; q++)
+    for (; r + SUM_LANES <= n; r += SUM_LANES)
+        for (int q = 0; q < SUM_LANES; q++)
             s[q] += x[r + q];
     for (; r < n; r++)
         s[0] += x[r];
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    for (int w = SUM_LANES / 2; w > 0; w /= 2)
+        for (int q = 0; q < w; q++)
+            s[q] += s[q + w];
+    return s[0];
+}
+
+/* The row's max. A running float max is a serial chain the compiler will
+ * not reorder (NaN and signed zeros), so compare integers instead: flipping
+ * the magnitude bits of negative floats makes signed-integer order the
+ * float order, and an integer max vectorises. A NaN row turns NaN in exp
+ * whatever max it gives. */
+static inline float max_of_row(const float *restrict x, int64_t n)
+{
+    int32_t m = INT32_MIN;
+    for (int64_t r = 0; r < n; r++) {
+        int32_t v;
+        memcpy(&v, &x[r], sizeof v);
+        v ^= (v >> 31) & 0x7fffffff;
+        m = v > m ? v : m;
+    }
+    m ^= (m >> 31) & 0x7fffffff;
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
 }
 
 /* One contiguous row (the attention case), written so each loop vectorises. */
 RP_VECTOR_CLONES static void softmax_row(const float *restrict x, float *restrict y, int64_t n)
 {
-    float m = x[0];
-    for (int64_t r = 1; r < n; r++)
-        m = x[r] > m ? x[r] : m;
+    const float m = max_of_row(x, n);
     for (int64_t r = 0; r < n; r++)
         y[r] = rp_expf(x[r] - m);
-    const float inv = (float)(1.0 / sum_f64x4(y, n));
+    const float inv = (float)(1.0 / sum_f64_lanes(y, n));
     for (int64_t r = 0; r < n; r++)
         y[r] *= inv;
 }
@@ -258,7 +283,7 @@ static rp_status layernorm_prepare(rp_kctx *c)
 RP_VECTOR_CLONES static void row_stats(const float *restrict x, int64_t n, double eps, double *mean_out,
                                        double *inv_out)
 {
-    const double mean = sum_f64x4(x, n) / (double)n;
+    const double mean = sum_f64_lanes(x, n) / (double)n;
     double ss[4] = {0, 0, 0, 0};
     int64_t j = 0;
     for (; j + 4 <= n; j += 4)

@@ -29,6 +29,7 @@ typedef struct rp_kctx {
     int n_out;
     void *params;            /* set by prepare */
     rp_error *err;
+    bool accumulate;         /* forward (ops with RP_OPF_ACCUMULATES): add the result to what out[0] holds */
 } rp_kctx;
 
 /* Vector-Jacobian product (filled by the gradient issue): given the forward
@@ -65,6 +66,9 @@ typedef struct rp_op {
  * of them (see alias_offset): the plan may let it share input 0's buffer,
  * and forward then copies nothing. */
 #define RP_OPF_ALIAS 16u
+/* forward can add its result to out[0]'s contents (rp_kctx.accumulate): the
+ * plan then lets a product do the bias Add after it (graph/plan.c). */
+#define RP_OPF_ACCUMULATES 32u
 
 /* Each family file defines its rows and their count. */
 #define RP_OP_FAMILY(family) \

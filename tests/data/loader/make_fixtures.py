@@ -167,7 +167,6 @@ with_location("absolute", lambda e: e.key == "location" and setattr(e, "value", 
 with_location("missing", lambda e: e.key == "location" and setattr(e, "value", "nope.bin"))
 with_location("short", lambda e: e.key == "offset" and setattr(e, "value", "4096"))
 # For the symlink test (the test makes weights.bin a link out of a temp dir).
-print("fixtures written to", HERE, "and", EXT)
 
 # .npy files as numpy writes them: test_loader reads each and checks that
 # rp_npy_write reproduces it byte for byte.
@@ -178,3 +177,38 @@ np.save(os.path.join(HERE, "np_u8_empty.npy"), np.zeros((0, 3), dtype=np.uint8))
 np.save(os.path.join(HERE, "np_f64_rank8.npy"), np.arange(2 ** 8, dtype=np.float64).reshape([2] * 8))
 with open(os.path.join(HERE, "np_v2.npy"), "wb") as f:
     np.lib.format.write_array(f, np.arange(6, dtype=np.int16).reshape(3, 2), version=(2, 0))
+
+# bias_fusion.onnx: products followed by bias Adds, for the memory plan's
+# fusion (graph/plan.c): m1+a1 and m2+a2 (bias first, through reshapes) and
+# m5+a5 (the graph output) fuse; m3's bias varies along rows and m4's
+# output has a second reader, so those two stay apart.
+rng = np.random.default_rng(7)
+
+
+def init(name, *shape):
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+
+fusion_inits = [init("W1", 6, 4), init("b1", 4), init("W2", 4, 3), init("b2", 1, 3), init("W3", 3, 3),
+                init("b3", 5, 1), init("W4", 3, 3), init("b4", 3), init("W5", 3, 2), init("b5", 2),
+                numpy_helper.from_array(np.array([10, 4], dtype=np.int64), "flat"),
+                numpy_helper.from_array(np.array([2, 5, 3], dtype=np.int64), "unflat")]
+nodes = [
+    helper.make_node("MatMul", ["x", "W1"], ["y1"], name="m1"),
+    helper.make_node("Add", ["y1", "b1"], ["z1"], name="a1"),
+    helper.make_node("Reshape", ["z1", "flat"], ["z1_flat"], name="r1"),
+    helper.make_node("MatMul", ["z1_flat", "W2"], ["y2"], name="m2"),
+    helper.make_node("Add", ["b2", "y2"], ["z2_flat"], name="a2"),
+    helper.make_node("Reshape", ["z2_flat", "unflat"], ["z2"], name="r2"),
+    helper.make_node("MatMul", ["z2", "W3"], ["y3"], name="m3"),
+    helper.make_node("Add", ["y3", "b3"], ["z3"], name="a3"),
+    helper.make_node("MatMul", ["z3", "W4"], ["y4"], name="m4"),
+    helper.make_node("Add", ["y4", "b4"], ["z4"], name="a4"),
+    helper.make_node("Relu", ["y4"], ["r4"], name="relu4"),
+    helper.make_node("Add", ["z4", "r4"], ["s4"], name="sum4"),
+    helper.make_node("MatMul", ["s4", "W5"], ["y5"], name="m5"),
+    helper.make_node("Add", ["y5", "b5"], ["out"], name="a5"),
+]
+save(model(nodes, [vi("x", shape=(2, 5, 6))], [vi("out", shape=(2, 5, 2))], inits=fusion_inits), "bias_fusion.onnx")
+
+print("fixtures written to", HERE, "and", EXT)

@@ -200,13 +200,38 @@ static void check_matmul(int ra, const int64_t *ad, int rb, const int64_t *bd)
     assert_shape(&k.out[0], ry, y5 + 5 - ry);
     ck_assert_int_le(k.out[0].count, 4096);
     assert_close_f(k.out[0].data, ref, k.out[0].count);
-    /* Accumulating (a fused bias Add, graph/plan.c) adds the product to
-     * what the output holds: here the product itself. */
-    k.ctx.accumulate = true;
-    ck_assert_int_eq(rp_op_lookup("MatMul", 13)->forward(&k.ctx), RP_OK);
+    /* Fused by the memory plan (graph/plan.c): scaled and added to what
+     * the output holds (here the product itself), then with B given as
+     * its transpose. */
+    const rp_op *op = rp_op_lookup("MatMul", 13);
+    rp_product_fusion f = {.scale = 0.5, .accumulate = true};
+    k.ctx.fusion = &f;
+    ck_assert_int_eq(op->forward(&k.ctx), RP_OK);
     for (int64_t i = 0; i < k.out[0].count; i++)
-        ref[i] *= 2;
+        ref[i] *= 1.5;
     assert_close_f(k.out[0].data, ref, k.out[0].count);
+    if (rb >= 2) {
+        int64_t kk = bd[rb - 2], nn = bd[rb - 1], tdims[RP_MAX_RANK];
+        float *bt = malloc(sizeof(float) * (size_t)nb);
+        for (int64_t o = 0; o < nb / (kk * nn); o++)
+            for (int64_t r = 0; r < kk; r++)
+                for (int64_t c = 0; c < nn; c++)
+                    bt[o * kk * nn + c * kk + r] = b[o * kk * nn + r * nn + c];
+        memcpy(tdims, bd, sizeof(int64_t) * (size_t)rb);
+        tdims[rb - 2] = nn;
+        tdims[rb - 1] = kk;
+        rp_tensor bt_t = {0};
+        ck_assert(rp_tensor_set_shape(&bt_t, RP_FLOAT, rb, tdims));
+        bt_t.data = bt;
+        k.inp[1] = &bt_t;
+        f = (rp_product_fusion){.scale = 1.0, .b_transposed = true};
+        ck_assert_int_eq(op->forward(&k.ctx), RP_OK);
+        for (int64_t i = 0; i < k.out[0].count; i++)
+            ref[i] /= 1.5;
+        assert_close_f(k.out[0].data, ref, k.out[0].count);
+        k.inp[1] = &k.in[1];
+        free(bt);
+    }
     kc_free(&k);
     free(a);
     free(b);
@@ -308,7 +333,8 @@ START_TEST(matmul_empty_k)
     /* Accumulating the empty sum leaves the output as it was. */
     for (int i = 0; i < 24; i++)
         ((double *)k.out[0].data)[i] = i;
-    k.ctx.accumulate = true;
+    rp_product_fusion f = {.scale = 1.0, .accumulate = true};
+    k.ctx.fusion = &f;
     ck_assert_int_eq(rp_op_lookup("MatMul", 13)->forward(&k.ctx), RP_OK);
     for (int i = 0; i < 24; i++)
         ck_assert(((double *)k.out[0].data)[i] == i);

@@ -1,9 +1,11 @@
 /* The forward pass's memory plan (src/graph/plan.c) at graph level: which
- * products take over the bias Add after them (fuse_bias), that the fused
- * pass computes what the graph says, and that nothing else is fused.
+ * products take over the Transpose before B and the scalar Mul or bias Add
+ * after them (fuse), that the fused pass computes what the graph says, and
+ * that nothing else is fused.
  *
- * Fixture: tests/data/loader/bias_fusion.onnx (tests/data/loader/
- * make_fixtures.py), five products with their bias Adds, three fusable. */
+ * Fixture: tests/data/loader/product_fusion.onnx (tests/data/loader/
+ * make_fixtures.py): seven products and their neighbours; its comment there
+ * says which fuse. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@
 #ifndef RELPROP_SOURCE_DIR
 #define RELPROP_SOURCE_DIR "."
 #endif
-#define FUSION_MODEL RELPROP_SOURCE_DIR "/tests/data/loader/bias_fusion.onnx"
+#define FUSION_MODEL RELPROP_SOURCE_DIR "/tests/data/loader/product_fusion.onnx"
 
 static rp_graph *load_prepared(void)
 {
@@ -65,12 +67,13 @@ static float *run(rp_graph *g, const rp_tensor *x, bool strict)
     return copy;
 }
 
-static int fused_pairs(const rp_graph *g)
+/* Nodes the plan lets a product do. */
+static int absorbed(const rp_graph *g)
 {
-    int pairs = 0;
-    for (int i = 0; g->plan_fused && i < g->n_nodes; i++)
-        pairs += g->plan_fused[i] > i;
-    return pairs;
+    int count = 0;
+    for (int i = 0; g->plan_fusion && i < g->n_nodes; i++)
+        count += g->plan_fusion[i].done_by >= 0;
+    return count;
 }
 
 static void assert_close(const float *got, const float *want, int64_t n)
@@ -87,27 +90,34 @@ START_TEST(test_fuses_what_it_may)
     make_input(&x);
     float *want = run(g, &x, false); /* after prepare: every value its own buffer, nothing fused */
     int64_t n = g->values[g->outputs[0]].t.count;
-    ck_assert_ptr_null(g->plan_fused);
+    ck_assert_ptr_null(g->plan_fusion);
 
     bool *outputs_only = calloc((size_t)g->n_values, sizeof *outputs_only);
     rp_error err = {0};
     ck_assert_msg(rp_graph_plan_memory(g, outputs_only, true, &err) == RP_OK, "%s", err.msg);
-    ck_assert_ptr_nonnull(g->plan_fused);
-    int m1 = node_index(g, "m1"), m2 = node_index(g, "m2"), m5 = node_index(g, "m5");
-    ck_assert_int_eq(g->plan_fused[m1], node_index(g, "a1"));
-    ck_assert_int_eq(g->plan_fused[node_index(g, "a1")], m1);
+    const rp_fusion *f = g->plan_fusion;
+    ck_assert_ptr_nonnull(f);
+    int m1 = node_index(g, "m1"), m2 = node_index(g, "m2"), m5 = node_index(g, "m5"), mq = node_index(g, "mq");
+    ck_assert_int_eq(f[m1].epilogue, node_index(g, "a1"));
+    ck_assert_int_eq(f[node_index(g, "a1")].done_by, m1);
     /* The bias first, and a product fed and read through reshapes. */
-    ck_assert_int_eq(g->plan_fused[m2], node_index(g, "a2"));
+    ck_assert_int_eq(f[m2].epilogue, node_index(g, "a2"));
     /* The graph output. */
-    ck_assert_int_eq(g->plan_fused[m5], node_index(g, "a5"));
-    /* A bias that varies along rows; a product output read twice; a sum
-     * of two activations. */
-    ck_assert_int_eq(g->plan_fused[node_index(g, "m3")], -1);
-    ck_assert_int_eq(g->plan_fused[node_index(g, "a3")], -1);
-    ck_assert_int_eq(g->plan_fused[node_index(g, "m4")], -1);
-    ck_assert_int_eq(g->plan_fused[node_index(g, "a4")], -1);
-    ck_assert_int_eq(g->plan_fused[node_index(g, "sum4")], -1);
-    ck_assert_int_eq(fused_pairs(g), 3);
+    ck_assert_int_eq(f[m5].epilogue, node_index(g, "a5"));
+    /* Attention's scores: B through k's transpose, then the scale. */
+    ck_assert_int_eq(f[mq].b_transpose, node_index(g, "tk"));
+    ck_assert_int_eq(f[mq].epilogue, node_index(g, "sq"));
+    ck_assert_int_eq(f[node_index(g, "tk")].done_by, mq);
+    ck_assert_int_eq(f[node_index(g, "sq")].done_by, mq);
+    /* A bias that varies along rows; a product output read twice; a sum of
+     * two activations; a Transpose of more than the last two axes; a Mul by
+     * a row. */
+    static const char *const apart[] = {"m3", "a3", "m4", "a4", "sum4", "tall", "tback", "mt", "rowmul"};
+    for (size_t k = 0; k < sizeof apart / sizeof apart[0]; k++) {
+        int i = node_index(g, apart[k]);
+        ck_assert_msg(f[i].done_by < 0 && f[i].epilogue < 0 && f[i].b_transpose < 0, "%s was fused", apart[k]);
+    }
+    ck_assert_int_eq(absorbed(g), 5);
     /* The sum lives in the product's buffer, and so do reshapes of it. */
     int y1 = value_index(g, "y1");
     ck_assert_ptr_eq(g->values[value_index(g, "z1")].t.data, g->values[y1].t.data);
@@ -123,24 +133,27 @@ START_TEST(test_fuses_what_it_may)
     assert_close(got, want, n);
     free(got);
 
-    /* A product output someone reads later is computed as the graph says. */
+    /* Values someone reads later are computed as the graph says. */
     outputs_only[value_index(g, "y2")] = true;
+    outputs_only[value_index(g, "z3_t")] = true;
     ck_assert(rp_graph_plan_memory(g, outputs_only, true, &err) == RP_OK);
-    ck_assert_int_eq(g->plan_fused[m2], -1);
-    ck_assert_int_eq(fused_pairs(g), 2);
+    ck_assert_int_eq(g->plan_fusion[m2].epilogue, -1);
+    ck_assert_int_eq(g->plan_fusion[mq].b_transpose, -1);
+    ck_assert_int_eq(g->plan_fusion[mq].epilogue, node_index(g, "sq"));
+    ck_assert_int_eq(absorbed(g), 3);
     got = run(g, &x, false);
     assert_close(got, want, n);
     free(got);
 
     /* Without fuse_bias the plan fuses nothing and changes no bit. */
     ck_assert(rp_graph_plan_memory(g, outputs_only, false, &err) == RP_OK);
-    ck_assert_ptr_null(g->plan_fused);
+    ck_assert_ptr_null(g->plan_fusion);
     got = run(g, &x, false);
     ck_assert(memcmp(got, want, sizeof(float) * (size_t)n) == 0);
     free(got);
     /* Back to every value its own: nothing fused either. */
     ck_assert(rp_graph_plan_memory(g, NULL, true, &err) == RP_OK);
-    ck_assert_ptr_null(g->plan_fused);
+    ck_assert_ptr_null(g->plan_fusion);
     got = run(g, &x, false);
     ck_assert(memcmp(got, want, sizeof(float) * (size_t)n) == 0);
     free(got);

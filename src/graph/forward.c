@@ -30,15 +30,34 @@ static int64_t first_bad(const rp_tensor *t, bool inf_too)
     return -1;
 }
 
-/* Before a product that does the bias Add after it (graph/plan.c): its
- * output, which is the Add's, starts as the bias in every row. */
-static void fill_bias_rows(const rp_graph *g, const rp_node *add, int product_out)
+/* What product i does besides A·B (graph/plan.c): its in[] with B read
+ * through the fused Transpose, and its output prefilled with a fused bias. */
+static void prepare_fused(const rp_graph *g, int i, rp_kctx *c, rp_tensor **ins, rp_product_fusion *pf)
 {
-    const rp_tensor *bias = &g->values[add->in[0] == product_out ? add->in[1] : add->in[0]].t;
-    const rp_tensor *y = &g->values[product_out].t;
-    size_t row = (size_t)bias->count * rp_dtype_size(bias->dtype);
-    for (int64_t r = 0; r < y->count / bias->count; r++)
-        memcpy((char *)y->data + (size_t)r * row, bias->data, row);
+    const rp_fusion *f = &g->plan_fusion[i];
+    const rp_node *n = &g->nodes[i];
+    *pf = (rp_product_fusion){.scale = 1.0};
+    if (f->b_transpose >= 0) {
+        ins[0] = n->in_t[0];
+        ins[1] = g->nodes[f->b_transpose].in_t[0];
+        c->in = ins;
+        pf->b_transposed = true;
+    }
+    if (f->epilogue >= 0) {
+        const rp_node *e = &g->nodes[f->epilogue];
+        const rp_tensor *operand = &g->values[e->in[0] == n->out[0] ? e->in[1] : e->in[0]].t;
+        if (e->op_type[0] == 'M') {
+            pf->scale = rp_fusion_scalar(operand);
+        } else {
+            /* The product's output (the Add's) starts as the bias in every row. */
+            const rp_tensor *y = &g->values[n->out[0]].t;
+            size_t row = (size_t)operand->count * rp_dtype_size(operand->dtype);
+            for (int64_t r = 0; r < y->count / operand->count; r++)
+                memcpy((char *)y->data + (size_t)r * row, operand->data, row);
+            pf->accumulate = true;
+        }
+    }
+    c->fusion = pf;
 }
 
 /* Run the non-folded nodes; with `check`, refuse the first non-finite value. */
@@ -47,15 +66,14 @@ static rp_status run_nodes(rp_graph *g, bool check, rp_error *err)
     const char *path = g->path ? g->path : "model";
     for (int i = 0; i < g->n_nodes; i++) {
         rp_node *n = &g->nodes[i];
-        int fused = g->plan_fused ? g->plan_fused[i] : -1;
-        if (n->folded || (fused >= 0 && fused < i)) /* a bias Add its product did */
+        if (n->folded || (g->plan_fusion && g->plan_fusion[i].done_by >= 0))
             continue;
         rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in,
                      .out = n->out_t, .n_out = n->n_out, .params = n->params, .err = err};
-        if (fused > i) {
-            fill_bias_rows(g, &g->nodes[fused], n->out[0]);
-            c.accumulate = true;
-        }
+        rp_tensor *fused_in[2];
+        rp_product_fusion pf;
+        if (g->plan_fusion && (g->plan_fusion[i].epilogue >= 0 || g->plan_fusion[i].b_transpose >= 0))
+            prepare_fused(g, i, &c, fused_in, &pf);
         rp_status st = n->op->forward(&c);
         if (st)
             return rp_error_prefix(err, "%s", path);

@@ -51,7 +51,7 @@ void rp_graph_free(rp_graph *g)
     free(g->values);
     free(g->arena);
     free(g->plan_keep);
-    free(g->plan_fused);
+    free(g->plan_fusion);
     free(g->inputs);
     free(g->outputs);
     for (int i = 0; i < g->n_opsets; i++)

@@ -76,6 +76,13 @@ typedef struct rp_node {
     rp_tensor **out_t;
 } rp_node;
 
+/* A node's part in a product fusion of the memory plan (graph/plan.c). */
+typedef struct rp_fusion {
+    int done_by;     /* -1, or the product that does this node's work (the node is not run) */
+    int epilogue;    /* a product: the bias Add or scalar Mul after it that it does, or -1 */
+    int b_transpose; /* a product: the Transpose before its B that it reads through, or -1 */
+} rp_fusion;
+
 typedef struct rp_opset_import {
     char *domain;
     int64_t version;
@@ -104,10 +111,7 @@ typedef struct rp_graph {
     /* The activation memory plan (rp_graph_plan_memory); NULL: every value
      * has its own buffer. */
     bool *plan_keep;
-    /* Per node, from the plan (NULL: none): a product that also does the
-     * bias Add after it holds that Add's index; the Add holds the product's
-     * (smaller) index and is not run. -1 elsewhere. */
-    int *plan_fused;
+    rp_fusion *plan_fusion; /* per node, from the plan; NULL: nothing fused */
     uint8_t *arena;
     int64_t arena_bytes;
 } rp_graph;
@@ -149,10 +153,13 @@ rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, r
  * read after the forward pass (besides graph inputs, outputs and constants,
  * which always are); the others share buffers once their last consumer has
  * run, and reshapes share their input's. NULL: every value its own buffer,
- * as after prepare. fuse_bias (with keep): a product whose output only a
- * bias Add reads does the Add (see plan.c; last-bit differences, so for plain
- * forward passes only). Cheap when the plan is unchanged. */
-rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse_bias, rp_error *err);
+ * as after prepare. fuse (with keep): products take over the Transpose
+ * before B and the scalar Mul or bias Add after them where only they read
+ * what those compute (see plan.c; last-bit differences, so for plain forward
+ * passes only). Cheap when the plan is unchanged. */
+rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse, rp_error *err);
+/* The value of a fused Mul's scalar (float32 or float64, one element). */
+double rp_fusion_scalar(const rp_tensor *t);
 /* root[v] (n_values entries): the value whose buffer a plan gives v — v,
  * or for a reshape's output (or one slice of its input) the value it shares
  * bytes with; offset[v] (may be NULL): where in the root's bytes it starts. */

@@ -11,13 +11,16 @@
  * Slots are given greedily in node order, best fit among the free ones,
  * else the largest free one grows; one arena holds them all.
  *
- * A product whose output only a bias Add reads (and nothing after the
- * forward pass) does that Add itself: it writes into a buffer prefilled with
- * the bias (BLAS's beta = 1), which saves the Add's pass over the output and
- * BLAS's zero fill. The sum rounds as BLAS accumulates (the bias joins the
- * first block of the inner dimension), so it may differ from the unfused sum
- * in the last bit: only a plain forward pass asks for it (fuse_bias), so
- * that an explanation's numbers never depend on what else it keeps. */
+ * A product (MatMul) also does the neighbours whose only work is a pass
+ * over its operand or result, where nothing else reads what they compute:
+ *  - a Transpose of B's last two axes: BLAS reads B transposed;
+ *  - a Mul by a scalar after it: BLAS's alpha (attention's 1/sqrt(d));
+ *  - an Add of a bias row after it: BLAS adds into the output prefilled
+ *    with the bias (beta = 1), which also saves BLAS's zero fill.
+ * Each saves a pass over memory. The result rounds as BLAS accumulates (a
+ * bias joins the first block of the inner dimension), so it may differ from
+ * the unfused one in the last bit: only a plain forward pass asks for fusion,
+ * so that an explanation's numbers never depend on what else it keeps. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,9 +47,9 @@ static bool planned(const rp_graph *g, const rp_value *v)
            v->t.count > 0 && rp_dtype_size(v->t.dtype) > 0;
 }
 
-static bool same_plan(const rp_graph *g, const bool *keep, bool fuse_bias)
+static bool same_plan(const rp_graph *g, const bool *keep, bool fuse)
 {
-    if ((g->plan_fused != NULL) != (keep && fuse_bias))
+    if ((g->plan_fusion != NULL) != (keep && fuse))
         return false;
     if (!g->plan_keep || !keep)
         return !g->plan_keep && !keep;
@@ -89,35 +92,120 @@ void rp_graph_alias_roots(const rp_graph *g, int *root, int64_t *offset)
     }
 }
 
-/* The bias Add node i's output can be computed with (-1: none): its only
- * reader, an Add of a constant that varies along the last axis alone and
- * keeps the output's shape. */
-static int fusable_bias_add(const rp_graph *g, int i, const bool *keep, const int *readers, const int *only_reader)
+/* Who reads each value: how many nodes, and (when one) which. */
+typedef struct readers {
+    int *count, *only;
+} readers;
+
+/* A value only its one reader needs, and nothing after the forward pass. */
+static bool passing(const rp_graph *g, int v, const bool *keep, const readers *r)
+{
+    const rp_value *x = &g->values[v];
+    return !keep[v] && !x->is_graph_output && planned(g, x) && r->count[v] == 1;
+}
+
+static bool default_op(const rp_node *n, const char *op_type, int n_in)
+{
+    return !n->folded && !n->domain[0] && strcmp(n->op_type, op_type) == 0 && n->n_in == n_in && n->n_out == 1 &&
+           n->out[0] >= 0;
+}
+
+/* The Transpose that gives product i its B, if it swaps just the last two
+ * axes and only i reads it (-1: none). */
+static int fusable_b_transpose(const rp_graph *g, int i, const bool *keep, const readers *r)
 {
     const rp_node *n = &g->nodes[i];
-    if (n->folded || !n->op || !(n->op->flags & RP_OPF_ACCUMULATES) || n->n_out != 1 || n->out[0] < 0)
+    int b = n->in[1];
+    if (b < 0 || !passing(g, b, keep, r) || g->values[b].producer < 0)
         return -1;
-    int y = n->out[0];
+    int t = g->values[b].producer;
+    const rp_node *tn = &g->nodes[t];
+    if (!default_op(tn, "Transpose", 1) || tn->in[0] < 0)
+        return -1;
+    const rp_value *x = &g->values[tn->in[0]];
+    int rank = x->t.rank;
+    if (rank < 2 || x->t.dtype != g->values[b].t.dtype)
+        return -1;
+    const rp_attr *perm = rp_node_attr(tn, "perm");
+    /* Without perm, Transpose reverses the axes: a swap only at rank 2. */
+    if (!perm)
+        return rank == 2 ? t : -1;
+    if (perm->type != RP_ATTR_INTS || perm->n != rank)
+        return -1;
+    for (int d = 0; d < rank; d++)
+        if (perm->ints[d] != (d < rank - 2 ? d : d == rank - 2 ? rank - 1 : rank - 2))
+            return -1;
+    return t;
+}
+
+/* The Add of a bias row or Mul by a finite nonzero scalar that product i's
+ * result goes through, if only it reads that result and its other operand
+ * is such a constant (-1: none). */
+static int fusable_epilogue(const rp_graph *g, int i, const bool *keep, const readers *r)
+{
+    int y = g->nodes[i].out[0];
     const rp_value *yv = &g->values[y];
-    if (keep[y] || yv->is_graph_output || !planned(g, yv) || readers[y] != 1 || yv->t.rank < 1)
+    if (y < 0 || !passing(g, y, keep, r) || yv->t.rank < 1)
         return -1;
-    int a = only_reader[y];
-    const rp_node *add = &g->nodes[a];
-    /* Before opset 7, Add broadcast only under its `broadcast` attribute. */
-    if (add->folded || strcmp(add->op_type, "Add") != 0 || add->domain[0] || add->opset < 7 || add->n_in != 2 ||
-        add->n_out != 1 || add->out[0] < 0)
+    int e = r->only[y];
+    const rp_node *en = &g->nodes[e];
+    bool add = default_op(en, "Add", 2), mul = default_op(en, "Mul", 2);
+    /* Before opset 7, Add and Mul broadcast only under a `broadcast` attribute. */
+    if ((!add && !mul) || en->opset < 7)
         return -1;
-    int b = add->in[0] == y ? add->in[1] : add->in[0];
-    if (b < 0 || b == y)
+    int c = en->in[0] == y ? en->in[1] : en->in[0];
+    if (c < 0 || c == y)
         return -1;
-    const rp_value *bv = &g->values[b], *zv = &g->values[add->out[0]];
+    const rp_value *cv = &g->values[c], *zv = &g->values[en->out[0]];
+    if (cv->kind != RP_VALUE_CONSTANT || !cv->t.data || cv->t.dtype != yv->t.dtype || cv->t.rank > yv->t.rank ||
+        !planned(g, zv) || zv->t.dtype != yv->t.dtype || !rp_shape_equal(&zv->t, &yv->t))
+        return -1;
+    if (mul) {
+        if (cv->t.count != 1 || (cv->t.dtype != RP_FLOAT && cv->t.dtype != RP_DOUBLE))
+            return -1;
+        double scale = rp_fusion_scalar(&cv->t);
+        return scale != 0 && scale - scale == 0 ? e : -1; /* 0 * inf is NaN, not 0 */
+    }
     int64_t row = yv->t.dims[yv->t.rank - 1];
-    if (bv->kind != RP_VALUE_CONSTANT || !bv->t.data || bv->t.dtype != yv->t.dtype || bv->t.count != row ||
-        bv->t.rank > yv->t.rank || (bv->t.rank && bv->t.dims[bv->t.rank - 1] != row))
+    if (cv->t.count != row || (cv->t.rank && cv->t.dims[cv->t.rank - 1] != row))
         return -1;
-    if (!planned(g, zv) || zv->t.dtype != yv->t.dtype || !rp_shape_equal(&zv->t, &yv->t))
-        return -1;
-    return a;
+    return e;
+}
+
+/* Plan the product fusions; a fused neighbour's output lives where the
+ * product's does (its input's, for a Transpose), as a reshape's lives in its
+ * input's. */
+static void plan_fusions(const rp_graph *g, const bool *keep, const readers *r, rp_fusion *fusion, int *root,
+                         int64_t *at)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        fusion[i] = (rp_fusion){.done_by = -1, .epilogue = -1, .b_transpose = -1};
+    for (int i = 0; i < g->n_nodes; i++) {
+        const rp_node *n = &g->nodes[i];
+        if (n->folded || !n->op || !(n->op->flags & RP_OPF_FUSES) || n->n_in != 2 || n->n_out != 1)
+            continue;
+        int t = fusable_b_transpose(g, i, keep, r);
+        if (t >= 0) {
+            fusion[i].b_transpose = t;
+            fusion[t].done_by = i;
+            root[g->nodes[t].out[0]] = g->nodes[t].in[0];
+            at[g->nodes[t].out[0]] = at[g->nodes[t].in[0]];
+        }
+        int e = fusable_epilogue(g, i, keep, r);
+        if (e >= 0) {
+            fusion[i].epilogue = e;
+            fusion[e].done_by = i;
+            root[g->nodes[e].out[0]] = n->out[0];
+        }
+    }
+    for (int v = 0; v < g->n_values; v++)
+        while (root[root[v]] != root[v])
+            root[v] = root[root[v]];
+}
+
+double rp_fusion_scalar(const rp_tensor *t)
+{
+    return t->dtype == RP_FLOAT ? *(const float *)t->data : *(const double *)t->data;
 }
 
 static rp_status own_buffer(rp_graph *g, rp_value *v, rp_error *err)
@@ -143,12 +231,12 @@ static void borrow(rp_graph *g, rp_value *v, void *data)
     v->borrowed = true;
 }
 
-rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse_bias, rp_error *err)
+rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse, rp_error *err)
 {
     const char *path = g->path ? g->path : "model";
     if (!g->prepared)
         return rp_fail(err, RP_ERR_ARG, "%s: memory plan before prepare", path);
-    if (same_plan(g, keep, fuse_bias))
+    if (same_plan(g, keep, fuse))
         return RP_OK;
     rp_status st = RP_OK;
     size_t nv = (size_t)g->n_values + 1;
@@ -159,14 +247,13 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse_bias, rp
     slot *slots = malloc(sizeof *slots * nv);
     size_t *offset = malloc(sizeof *offset * nv);
     bool *keep_copy = keep ? malloc(sizeof *keep_copy * nv) : NULL;
-    fuse_bias = fuse_bias && keep;
-    int *fused = fuse_bias ? malloc(sizeof *fused * ((size_t)g->n_nodes + 1)) : NULL;
-    int *readers = fuse_bias ? calloc(nv, sizeof *readers) : NULL;
-    int *only_reader = fuse_bias ? malloc(sizeof *only_reader * nv) : NULL;
+    fuse = fuse && keep;
+    rp_fusion *fusion = fuse ? malloc(sizeof *fusion * ((size_t)g->n_nodes + 1)) : NULL;
+    readers r = {fuse ? calloc(nv, sizeof *r.count) : NULL, fuse ? malloc(sizeof *r.only * nv) : NULL};
     uint8_t *arena = NULL;
     int n_slots = 0;
     if (!root || !at || !last_use || !slot_of || !kept || !slots || !offset ||
-        (keep && !keep_copy) || (fuse_bias && (!fused || !readers || !only_reader))) {
+        (keep && !keep_copy) || (fuse && (!fusion || !r.count || !r.only))) {
         st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory planning activations", path);
         goto done;
     }
@@ -175,28 +262,16 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse_bias, rp
     else
         for (int v = 0; v < g->n_values; v++)
             root[v] = v, at[v] = 0;
-    if (fuse_bias) {
+    if (fuse) {
         for (int i = 0; i < g->n_nodes; i++) {
             const rp_node *n = &g->nodes[i];
-            fused[i] = -1;
             for (int k = 0; !n->folded && k < n->n_in; k++)
                 if (n->in[k] >= 0) {
-                    readers[n->in[k]]++;
-                    only_reader[n->in[k]] = i;
+                    r.count[n->in[k]]++;
+                    r.only[n->in[k]] = i;
                 }
         }
-        /* The Add's output lives in the product's buffer, as a reshape's
-         * lives in its input's. */
-        for (int i = 0; i < g->n_nodes; i++) {
-            int a = fusable_bias_add(g, i, keep, readers, only_reader);
-            if (a < 0)
-                continue;
-            fused[i] = a;
-            fused[a] = i;
-            root[g->nodes[a].out[0]] = g->nodes[i].out[0];
-        }
-        for (int v = 0; v < g->n_values; v++)
-            root[v] = root[root[v]];
+        plan_fusions(g, keep, &r, fusion, root, at);
     }
     /* A buffer lives from its root's producer to the last reader of any
      * value in it, and is kept if any of them is. */
@@ -270,15 +345,15 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse_bias, rp
     free(g->plan_keep);
     g->plan_keep = keep_copy;
     keep_copy = NULL;
-    free(g->plan_fused);
-    g->plan_fused = fused;
-    fused = NULL;
+    free(g->plan_fusion);
+    g->plan_fusion = fusion;
+    fusion = NULL;
 done:
     free(arena);
     free(keep_copy);
-    free(fused);
-    free(readers);
-    free(only_reader);
+    free(fusion);
+    free(r.count);
+    free(r.only);
     free(root);
     free(at);
     free(last_use);

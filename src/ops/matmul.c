@@ -168,26 +168,30 @@ static rp_status matmul_prepare(rp_kctx *c)
 static rp_status matmul_forward(rp_kctx *c)
 {
     const mm_params *p = c->params;
+    const rp_product_fusion *f = c->fusion;
     rp_tensor *Y = c->out[0];
     if (Y->count == 0)
         return RP_OK;
     size_t es = rp_dtype_size(p->dt);
+    bool accumulate = f && f->accumulate, tb = f && f->b_transposed;
     /* K == 0: A and B are empty (their data may be NULL, and NULL + 0 is
      * undefined in C) and every product is the empty sum. */
     if (p->k == 0) {
-        if (!c->accumulate)
+        if (!accumulate)
             memset(Y->data, 0, (size_t)Y->count * es);
         return RP_OK;
     }
     const char *a = c->in[0]->data, *b = c->in[1]->data;
     char *y = Y->data;
     int64_t lda = p->k > 1 ? p->k : 1, ldb = p->n > 1 ? p->n : 1, ldy = ldb;
+    if (tb)
+        ldb = lda; /* B stored [N, K] */
     int64_t ystep = p->m * p->n;
     int64_t idx[RP_MAX_RANK] = {0};
     int64_t ao = 0, bo = 0;
     for (int64_t t = 0; t < p->batches; t++) {
-        gemm(p->dt, 0, 0, p->m, p->n, p->k, 1.0, a + (size_t)ao * es, lda, b + (size_t)bo * es, ldb,
-             c->accumulate ? 1.0 : 0.0, y + (size_t)(t * ystep) * es, ldy);
+        gemm(p->dt, 0, tb, p->m, p->n, p->k, f ? f->scale : 1.0, a + (size_t)ao * es, lda, b + (size_t)bo * es,
+             ldb, accumulate ? 1.0 : 0.0, y + (size_t)(t * ystep) * es, ldy);
         for (int d = p->nb - 1; d >= 0; d--) {
             ao += p->astr[d];
             bo += p->bstr[d];
@@ -965,8 +969,8 @@ static rp_status einsum_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
 #define ROW(name, since, min_in, max_in, prep, fwd, bwd) ROW_FLAGS(name, since, min_in, max_in, 0, prep, fwd, bwd)
 
 const rp_op rp_ops_matmul[] = {
-    ROW_FLAGS("MatMul", 1, 2, 2, RP_OPF_ACCUMULATES, matmul_prepare, matmul_forward, matmul_backward),
-    ROW_FLAGS("MatMul", 13, 2, 2, RP_OPF_ACCUMULATES, matmul_prepare, matmul_forward, matmul_backward),
+    ROW_FLAGS("MatMul", 1, 2, 2, RP_OPF_FUSES, matmul_prepare, matmul_forward, matmul_backward),
+    ROW_FLAGS("MatMul", 13, 2, 2, RP_OPF_FUSES, matmul_prepare, matmul_forward, matmul_backward),
     /* Before opset 11 C is required. Opsets 1 and 6 gate C's broadcasting by
      * a `broadcast` attribute; broadcasting whenever shapes allow is a
      * superset, so they share the later kernel. */

@@ -278,16 +278,16 @@ static rp_status layernorm_prepare(rp_kctx *c)
 }
 
 /* Mean and 1 / sqrt(var + eps) of one row, in double. Two passes (E[x^2] -
- * E[x]^2 cancels badly when |mean| >> std), each with four partial sums so
- * the loop has no serial chain. */
+ * E[x]^2 cancels badly when |mean| >> std), each with SUM_LANES partial
+ * sums so the loop has no serial chain. */
 RP_VECTOR_CLONES static void row_stats(const float *restrict x, int64_t n, double eps, double *mean_out,
                                        double *inv_out)
 {
     const double mean = sum_f64_lanes(x, n) / (double)n;
-    double ss[4] = {0, 0, 0, 0};
+    double ss[SUM_LANES] = {0};
     int64_t j = 0;
-    for (; j + 4 <= n; j += 4)
-        for (int q = 0; q < 4; q++) {
+    for (; j + SUM_LANES <= n; j += SUM_LANES)
+        for (int q = 0; q < SUM_LANES; q++) {
             double d = x[j + q] - mean;
             ss[q] += d * d;
         }
@@ -295,8 +295,11 @@ RP_VECTOR_CLONES static void row_stats(const float *restrict x, int64_t n, doubl
         double d = x[j] - mean;
         ss[0] += d * d;
     }
+    for (int w = SUM_LANES / 2; w > 0; w /= 2)
+        for (int q = 0; q < w; q++)
+            ss[q] += ss[q + w];
     *mean_out = mean;
-    *inv_out = 1.0 / sqrt(((ss[0] + ss[1]) + (ss[2] + ss[3])) / (double)n + eps);
+    *inv_out = 1.0 / sqrt(ss[0] / (double)n + eps);
 }
 
 RP_VECTOR_CLONES static void normalize_row(const float *restrict x, float *restrict y, int64_t n, double mean,

@@ -20,6 +20,14 @@
 #include "core/tensor.h"
 #include "graph/graph.h"
 
+/* What a product does besides A·B when the memory plan fuses it with its
+ * neighbours (graph/plan.c); kernels with RP_OPF_FUSES honour it. */
+typedef struct rp_product_fusion {
+    bool b_transposed; /* in[1] holds B with its last two axes swapped */
+    double scale;      /* the product times this */
+    bool accumulate;   /* added to what out[0] holds (a bias, prefilled) */
+} rp_product_fusion;
+
 typedef struct rp_kctx {
     const rp_node *node;     /* for attributes (prepare only) and messages */
     int opset;               /* the node's domain opset */
@@ -29,7 +37,7 @@ typedef struct rp_kctx {
     int n_out;
     void *params;            /* set by prepare */
     rp_error *err;
-    bool accumulate;         /* forward (ops with RP_OPF_ACCUMULATES): add the result to what out[0] holds */
+    const rp_product_fusion *fusion; /* forward: NULL, or how the plan fused this product */
 } rp_kctx;
 
 /* Vector-Jacobian product (filled by the gradient issue): given the forward
@@ -66,9 +74,9 @@ typedef struct rp_op {
  * of them (see alias_offset): the plan may let it share input 0's buffer,
  * and forward then copies nothing. */
 #define RP_OPF_ALIAS 16u
-/* forward can add its result to out[0]'s contents (rp_kctx.accumulate): the
- * plan then lets a product do the bias Add after it (graph/plan.c). */
-#define RP_OPF_ACCUMULATES 32u
+/* forward honours rp_kctx.fusion: the plan may let this product read B
+ * through the Transpose before it and do the Mul or bias Add after it. */
+#define RP_OPF_FUSES 32u
 
 /* Each family file defines its rows and their count. */
 #define RP_OP_FAMILY(family) \

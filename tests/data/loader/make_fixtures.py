@@ -178,10 +178,12 @@ np.save(os.path.join(HERE, "np_f64_rank8.npy"), np.arange(2 ** 8, dtype=np.float
 with open(os.path.join(HERE, "np_v2.npy"), "wb") as f:
     np.lib.format.write_array(f, np.arange(6, dtype=np.int16).reshape(3, 2), version=(2, 0))
 
-# bias_fusion.onnx: products followed by bias Adds, for the memory plan's
-# fusion (graph/plan.c): m1+a1 and m2+a2 (bias first, through reshapes) and
-# m5+a5 (the graph output) fuse; m3's bias varies along rows and m4's
-# output has a second reader, so those two stay apart.
+# product_fusion.onnx: products and their neighbours, for the memory plan's
+# fusions (graph/plan.c). Fuse: m1 + bias a1; m2 + bias a2 (bias first,
+# through reshapes); m5 + bias a5 (the graph output); attention's
+# q·Transpose(k) * scale (mq, tk, sq). Stay apart: m3 (bias varies along
+# rows), m4 (output read twice), sum4 (two activations), mt (its B is a
+# Transpose of all three axes; its result goes through a Mul by a row).
 rng = np.random.default_rng(7)
 
 
@@ -191,6 +193,7 @@ def init(name, *shape):
 
 fusion_inits = [init("W1", 6, 4), init("b1", 4), init("W2", 4, 3), init("b2", 1, 3), init("W3", 3, 3),
                 init("b3", 5, 1), init("W4", 3, 3), init("b4", 3), init("W5", 3, 2), init("b5", 2),
+                numpy_helper.from_array(np.array(0.125, dtype=np.float32), "scale"),
                 numpy_helper.from_array(np.array([10, 4], dtype=np.int64), "flat"),
                 numpy_helper.from_array(np.array([2, 5, 3], dtype=np.int64), "unflat")]
 nodes = [
@@ -202,13 +205,22 @@ nodes = [
     helper.make_node("Reshape", ["z2_flat", "unflat"], ["z2"], name="r2"),
     helper.make_node("MatMul", ["z2", "W3"], ["y3"], name="m3"),
     helper.make_node("Add", ["y3", "b3"], ["z3"], name="a3"),
-    helper.make_node("MatMul", ["z3", "W4"], ["y4"], name="m4"),
+    # attention scores of z3 with itself: [2, 5, 5]
+    helper.make_node("Transpose", ["z3"], ["z3_t"], name="tk", perm=[0, 2, 1]),
+    helper.make_node("MatMul", ["z3", "z3_t"], ["qk"], name="mq"),
+    helper.make_node("Mul", ["qk", "scale"], ["scores"], name="sq"),
+    helper.make_node("Transpose", ["z3"], ["z3_rev"], name="tall", perm=[2, 1, 0]),
+    helper.make_node("Transpose", ["z3_rev"], ["z3_back"], name="tback", perm=[2, 1, 0]),
+    helper.make_node("MatMul", ["scores", "z3_back"], ["sv"], name="mt"),
+    helper.make_node("Mul", ["sv", "b4"], ["svr"], name="rowmul"),
+    helper.make_node("MatMul", ["svr", "W4"], ["y4"], name="m4"),
     helper.make_node("Add", ["y4", "b4"], ["z4"], name="a4"),
     helper.make_node("Relu", ["y4"], ["r4"], name="relu4"),
     helper.make_node("Add", ["z4", "r4"], ["s4"], name="sum4"),
     helper.make_node("MatMul", ["s4", "W5"], ["y5"], name="m5"),
     helper.make_node("Add", ["y5", "b5"], ["out"], name="a5"),
 ]
-save(model(nodes, [vi("x", shape=(2, 5, 6))], [vi("out", shape=(2, 5, 2))], inits=fusion_inits), "bias_fusion.onnx")
+save(model(nodes, [vi("x", shape=(2, 5, 6))], [vi("out", shape=(2, 5, 2))], inits=fusion_inits),
+     "product_fusion.onnx")
 
 print("fixtures written to", HERE, "and", EXT)

@@ -144,9 +144,9 @@ static int fusable_b_transpose(const rp_graph *g, int i, const bool *keep, const
 static int fusable_epilogue(const rp_graph *g, int i, const bool *keep, const readers *r)
 {
     int y = g->nodes[i].out[0];
-    const rp_value *yv = &g->values[y];
-    if (y < 0 || !passing(g, y, keep, r) || yv->t.rank < 1)
+    if (y < 0 || !passing(g, y, keep, r) || g->values[y].t.rank < 1)
         return -1;
+    const rp_value *yv = &g->values[y];
     int e = r->only[y];
     const rp_node *en = &g->nodes[e];
     bool add = default_op(en, "Add", 2), mul = default_op(en, "Mul", 2);

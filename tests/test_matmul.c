@@ -210,7 +210,7 @@ static void check_matmul(int ra, const int64_t *ad, int rb, const int64_t *bd)
     for (int64_t i = 0; i < k.out[0].count; i++)
         ref[i] *= 1.5;
     assert_close_f(k.out[0].data, ref, k.out[0].count);
-    if (rb >= 2) {
+    { /* B given as its transpose (check_matmul's B has rank >= 2) */
         int64_t kk = bd[rb - 2], nn = bd[rb - 1], tdims[RP_MAX_RANK];
         float *bt = malloc(sizeof(float) * (size_t)nb);
         for (int64_t o = 0; o < nb / (kk * nn); o++)

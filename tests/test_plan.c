@@ -4,9 +4,10 @@
  * that nothing else is fused.
  *
  * Fixture: tests/data/loader/product_fusion.onnx (tests/data/loader/
- * make_fixtures.py): seven products and their neighbours; its comment there
- * says which fuse. */
+ * make_fixtures.py): eleven products and their neighbours; its comment
+ * there says which fuse. */
 #include <check.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,15 @@ START_TEST(test_fuses_what_it_may)
     ck_assert_int_eq(f[m2].epilogue, node_index(g, "a2"));
     /* The graph output. */
     ck_assert_int_eq(f[m5].epilogue, node_index(g, "a5"));
+    /* Projections and their scores: k's buffer outlives its skipped
+     * Transpose while q's projection runs. */
+    int mqk = node_index(g, "mqk");
+    ck_assert_int_eq(f[node_index(g, "mk")].epilogue, node_index(g, "ak"));
+    ck_assert_int_eq(f[node_index(g, "mqq")].epilogue, node_index(g, "aqq"));
+    ck_assert_int_eq(f[mqk].b_transpose, node_index(g, "tkk"));
+    ck_assert_int_eq(f[mqk].epilogue, -1);
+    ck_assert_ptr_eq(g->values[value_index(g, "kt")].t.data, g->values[value_index(g, "yk")].t.data);
+    ck_assert_ptr_ne(g->values[value_index(g, "yq")].t.data, g->values[value_index(g, "yk")].t.data);
     /* Attention's scores: B through k's transpose, then the scale. */
     ck_assert_int_eq(f[mq].b_transpose, node_index(g, "tk"));
     ck_assert_int_eq(f[mq].epilogue, node_index(g, "sq"));
@@ -112,12 +122,12 @@ START_TEST(test_fuses_what_it_may)
     /* A bias that varies along rows; a product output read twice; a sum of
      * two activations; a Transpose of more than the last two axes; a Mul by
      * a row. */
-    static const char *const apart[] = {"m3", "a3", "m4", "a4", "sum4", "tall", "tback", "mt", "rowmul"};
+    static const char *const apart[] = {"mix", "m3", "a3", "m4", "a4", "sum4", "tall", "tback", "mt", "rowmul"};
     for (size_t k = 0; k < sizeof apart / sizeof apart[0]; k++) {
         int i = node_index(g, apart[k]);
         ck_assert_msg(f[i].done_by < 0 && f[i].epilogue < 0 && f[i].b_transpose < 0, "%s was fused", apart[k]);
     }
-    ck_assert_int_eq(absorbed(g), 5);
+    ck_assert_int_eq(absorbed(g), 8);
     /* The sum lives in the product's buffer, and so do reshapes of it. */
     int y1 = value_index(g, "y1");
     ck_assert_ptr_eq(g->values[value_index(g, "z1")].t.data, g->values[y1].t.data);
@@ -140,12 +150,12 @@ START_TEST(test_fuses_what_it_may)
     ck_assert_int_eq(g->plan_fusion[m2].epilogue, -1);
     ck_assert_int_eq(g->plan_fusion[mq].b_transpose, -1);
     ck_assert_int_eq(g->plan_fusion[mq].epilogue, node_index(g, "sq"));
-    ck_assert_int_eq(absorbed(g), 3);
+    ck_assert_int_eq(absorbed(g), 6);
     got = run(g, &x, false);
     assert_close(got, want, n);
     free(got);
 
-    /* Without fuse_bias the plan fuses nothing and changes no bit. */
+    /* Without fusion the plan fuses nothing and changes no bit. */
     ck_assert(rp_graph_plan_memory(g, outputs_only, false, &err) == RP_OK);
     ck_assert_ptr_null(g->plan_fusion);
     got = run(g, &x, false);
@@ -165,11 +175,38 @@ START_TEST(test_fuses_what_it_may)
 }
 END_TEST
 
+/* A fused product that makes a graph output non-finite fails the pass and
+ * is named by the node whose output it computed. */
+START_TEST(test_fused_output_checked)
+{
+    rp_graph *g = load_prepared();
+    g->check_finite = true;
+    rp_tensor x = {0};
+    make_input(&x);
+    rp_tensor *b5 = &g->values[value_index(g, "b5")].t, *w5 = &g->values[value_index(g, "W5")].t;
+    for (int64_t i = 0; i < b5->count; i++)
+        ((float *)b5->data)[i] = FLT_MAX;
+    for (int64_t i = 0; i < w5->count; i++)
+        ((float *)w5->data)[i] = 1e37f;
+    bool *outputs_only = calloc((size_t)g->n_values, sizeof *outputs_only);
+    rp_error err = {0};
+    ck_assert(rp_graph_plan_memory(g, outputs_only, true, &err) == RP_OK);
+    ck_assert_int_eq(g->plan_fusion[node_index(g, "m5")].epilogue, node_index(g, "a5"));
+    const rp_tensor *in = &x;
+    ck_assert_int_eq(rp_graph_forward(g, &in, 1, &err), RP_ERR_VALUE);
+    ck_assert_msg(strstr(err.msg, "node 'a5'") && strstr(err.msg, "of 'out'"), "%s", err.msg);
+    free(outputs_only);
+    rp_tensor_release(&x);
+    rp_graph_free(g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plan");
     TCase *tc = tcase_create("plan");
     tcase_add_test(tc, test_fuses_what_it_may);
+    tcase_add_test(tc, test_fused_output_checked);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

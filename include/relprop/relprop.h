@@ -159,7 +159,10 @@ int rp_model_fused_gelu_count(const rp_model *m);
 
 /* Run the model on one input (the first graph input), returning the first
  * graph output in *out, which the caller owns. The input must have the
- * prepared shape and dtype. */
+ * prepared shape and dtype. On a model that has not explained yet, products
+ * do the transposes, scalings and bias additions around them (README, Speed),
+ * which may change the outputs' last bit; after an explanation the run reuses
+ * its memory plan, which does not. */
 rp_status rp_model_run(rp_model *m, const rp_tensor *input, rp_tensor *out, rp_error *err);
 
 /* ---- structure found in the graph (after prepare) ---- */

@@ -77,17 +77,22 @@ static rp_status run_nodes(rp_graph *g, bool check, rp_error *err)
         rp_status st = n->op->forward(&c);
         if (st)
             return rp_error_prefix(err, "%s", path);
-        for (int k = 0; check && k < n->n_out; k++) {
-            if (n->out[k] < 0)
+        /* A product that did the Mul or Add after it computed that node's
+         * output (a graph output, maybe): check and name that one. */
+        const rp_node *made = n;
+        if (g->plan_fusion && g->plan_fusion[i].epilogue >= 0)
+            made = &g->nodes[g->plan_fusion[i].epilogue];
+        for (int k = 0; check && k < made->n_out; k++) {
+            if (made->out[k] < 0)
                 continue;
-            const rp_value *o = &g->values[n->out[k]];
+            const rp_value *o = &g->values[made->out[k]];
             /* -inf is how some exporters mask attention scores; NaN never is. */
             int64_t bad = first_bad(&o->t, o->is_graph_output);
             if (bad >= 0)
                 return rp_fail(err, RP_ERR_VALUE,
                                "%s: node '%s' (%s, opset %d) produced %g at element %lld of '%s' from finite inputs "
                                "(the first non-finite value of the forward pass)",
-                               path, n->name, n->op_type, n->opset, (double)((const float *)o->t.data)[bad],
+                               path, made->name, made->op_type, made->opset, (double)((const float *)o->t.data)[bad],
                                (long long)bad, o->name);
         }
     }

@@ -106,8 +106,8 @@ static bool passing(const rp_graph *g, int v, const bool *keep, const readers *r
 
 static bool default_op(const rp_node *n, const char *op_type, int n_in)
 {
-    return !n->folded && !n->domain[0] && strcmp(n->op_type, op_type) == 0 && n->n_in == n_in && n->n_out == 1 &&
-           n->out[0] >= 0;
+    return !n->folded && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) && strcmp(n->op_type, op_type) == 0 &&
+           n->n_in == n_in && n->n_out == 1 && n->out[0] >= 0;
 }
 
 /* The Transpose that gives product i its B, if it swaps just the last two
@@ -116,7 +116,7 @@ static int fusable_b_transpose(const rp_graph *g, int i, const bool *keep, const
 {
     const rp_node *n = &g->nodes[i];
     int b = n->in[1];
-    if (b < 0 || !passing(g, b, keep, r) || g->values[b].producer < 0)
+    if (b < 0 || !passing(g, b, keep, r)) /* passing: planned, so it has a producer */
         return -1;
     int t = g->values[b].producer;
     const rp_node *tn = &g->nodes[t];
@@ -208,19 +208,6 @@ double rp_fusion_scalar(const rp_tensor *t)
     return t->dtype == RP_FLOAT ? *(const float *)t->data : *(const double *)t->data;
 }
 
-static rp_status own_buffer(rp_graph *g, rp_value *v, rp_error *err)
-{
-    if (!v->borrowed)
-        return RP_OK;
-    void *own = calloc((size_t)v->t.count, rp_dtype_size(v->t.dtype));
-    if (!own)
-        return rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for value '%s'", g->path ? g->path : "model", v->name);
-    v->t.data = own;
-    v->borrowed = false;
-    g->used_bytes += v->t.count * (int64_t)rp_dtype_size(v->t.dtype);
-    return RP_OK;
-}
-
 static void borrow(rp_graph *g, rp_value *v, void *data)
 {
     if (!v->borrowed) {
@@ -246,13 +233,14 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse, rp_erro
     bool *kept = malloc(sizeof *kept * nv);
     slot *slots = malloc(sizeof *slots * nv);
     size_t *offset = malloc(sizeof *offset * nv);
+    void **fresh = malloc(sizeof *fresh * nv);
     bool *keep_copy = keep ? malloc(sizeof *keep_copy * nv) : NULL;
     fuse = fuse && keep;
     rp_fusion *fusion = fuse ? malloc(sizeof *fusion * ((size_t)g->n_nodes + 1)) : NULL;
     readers r = {fuse ? calloc(nv, sizeof *r.count) : NULL, fuse ? malloc(sizeof *r.only * nv) : NULL};
     uint8_t *arena = NULL;
     int n_slots = 0;
-    if (!root || !at || !last_use || !slot_of || !kept || !slots || !offset ||
+    if (!root || !at || !last_use || !slot_of || !kept || !slots || !offset || !fresh ||
         (keep && !keep_copy) || (fuse && (!fusion || !r.count || !r.only))) {
         st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory planning activations", path);
         goto done;
@@ -324,11 +312,28 @@ rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse, rp_erro
         st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for %zu bytes of shared activations", path, arena_bytes);
         goto done;
     }
-    /* Kept roots get their own buffers first: a failure then leaves every
-     * value with a buffer (of the old plan or its own), never none. */
-    for (int v = 0; v < g->n_values; v++)
-        if (planned(g, &g->values[v]) && root[v] == v && slot_of[v] < 0 && (st = own_buffer(g, &g->values[v], err)))
+    /* Kept roots that share now get their own buffers: all of them are
+     * allocated before any value changes, so that a failure leaves the old
+     * plan whole (its fusions included: they skip nodes whose outputs the
+     * old buffers hold). */
+    for (int v = 0; v < g->n_values; v++) {
+        const rp_value *x = &g->values[v];
+        fresh[v] = NULL;
+        if (planned(g, x) && root[v] == v && slot_of[v] < 0 && x->borrowed &&
+            !(fresh[v] = calloc((size_t)x->t.count, rp_dtype_size(x->t.dtype)))) {
+            st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory for value '%s'", path, x->name);
+            for (int u = 0; u < v; u++)
+                free(fresh[u]);
             goto done;
+        }
+    }
+    for (int v = 0; v < g->n_values; v++)
+        if (fresh[v]) {
+            rp_value *x = &g->values[v];
+            x->t.data = fresh[v];
+            x->borrowed = false;
+            g->used_bytes += x->t.count * (int64_t)rp_dtype_size(x->t.dtype);
+        }
     for (int v = 0; v < g->n_values; v++)
         if (slot_of[v] >= 0)
             borrow(g, &g->values[v], arena + offset[slot_of[v]]);
@@ -361,6 +366,7 @@ done:
     free(kept);
     free(slots);
     free(offset);
+    free(fresh);
     return st;
 }
 

@@ -83,16 +83,21 @@ static inline double sum_f64_lanes(const float *restrict x, int64_t n)
  * the magnitude bits of negative floats makes signed-integer order the
  * float order, and an integer max vectorises. A NaN row turns NaN in exp
  * whatever max it gives. */
+static inline int32_t order_key(int32_t bits) /* its own inverse */
+{
+    return bits ^ (-(int32_t)((uint32_t)bits >> 31) & 0x7fffffff);
+}
+
 static inline float max_of_row(const float *restrict x, int64_t n)
 {
     int32_t m = INT32_MIN;
     for (int64_t r = 0; r < n; r++) {
         int32_t v;
         memcpy(&v, &x[r], sizeof v);
-        v ^= (v >> 31) & 0x7fffffff;
+        v = order_key(v);
         m = v > m ? v : m;
     }
-    m ^= (m >> 31) & 0x7fffffff;
+    m = order_key(m);
     float f;
     memcpy(&f, &m, sizeof f);
     return f;

@@ -179,7 +179,9 @@ with open(os.path.join(HERE, "np_v2.npy"), "wb") as f:
     np.lib.format.write_array(f, np.arange(6, dtype=np.int16).reshape(3, 2), version=(2, 0))
 
 # product_fusion.onnx: products and their neighbours, for the memory plan's
-# fusions (graph/plan.c). Fuse: m1 + bias a1; m2 + bias a2 (bias first,
+# fusions (graph/plan.c). Fuse: projections mk + ak, mqq + aqq and their
+# scores mqk through Transpose tkk (k's buffer must outlive the skipped
+# Transpose while q's is made); m1 + bias a1; m2 + bias a2 (bias first,
 # through reshapes); m5 + bias a5 (the graph output); attention's
 # q·Transpose(k) * scale (mq, tk, sq). Stay apart: m3 (bias varies along
 # rows), m4 (output read twice), sum4 (two activations), mt (its B is a
@@ -191,13 +193,20 @@ def init(name, *shape):
     return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
 
 
-fusion_inits = [init("W1", 6, 4), init("b1", 4), init("W2", 4, 3), init("b2", 1, 3), init("W3", 3, 3),
+fusion_inits = [init("Wk", 6, 4), init("bk", 4), init("Wq", 6, 4), init("bq", 4), init("W1", 6, 4), init("b1", 4), init("W2", 4, 3), init("b2", 1, 3), init("W3", 3, 3),
                 init("b3", 5, 1), init("W4", 3, 3), init("b4", 3), init("W5", 3, 2), init("b5", 2),
                 numpy_helper.from_array(np.array(0.125, dtype=np.float32), "scale"),
                 numpy_helper.from_array(np.array([10, 4], dtype=np.int64), "flat"),
                 numpy_helper.from_array(np.array([2, 5, 3], dtype=np.int64), "unflat")]
 nodes = [
-    helper.make_node("MatMul", ["x", "W1"], ["y1"], name="m1"),
+    helper.make_node("MatMul", ["x", "Wk"], ["yk"], name="mk"),
+    helper.make_node("Add", ["yk", "bk"], ["kk"], name="ak"),
+    helper.make_node("Transpose", ["kk"], ["kt"], name="tkk", perm=[0, 2, 1]),
+    helper.make_node("MatMul", ["x", "Wq"], ["yq"], name="mqq"),
+    helper.make_node("Add", ["yq", "bq"], ["qq"], name="aqq"),
+    helper.make_node("MatMul", ["qq", "kt"], ["att"], name="mqk"),
+    helper.make_node("MatMul", ["att", "x"], ["xm"], name="mix"),
+    helper.make_node("MatMul", ["xm", "W1"], ["y1"], name="m1"),
     helper.make_node("Add", ["y1", "b1"], ["z1"], name="a1"),
     helper.make_node("Reshape", ["z1", "flat"], ["z1_flat"], name="r1"),
     helper.make_node("MatMul", ["z1_flat", "W2"], ["y2"], name="m2"),

@@ -98,8 +98,11 @@ rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err);
  * so a failure never leaves a partial file at path. */
 rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err);
 
-/* Threads for the matrix products (OpenBLAS), the only parallel work; n <= 0
- * means one per online core. Returns the count set. Process-wide. */
+/* Threads for all of relprop's work: its pool splits matrix products into
+ * single-threaded OpenBLAS calls and runs its own loops (OpenBLAS's own
+ * threads are turned off). n <= 0 means one per online core, also the
+ * default when this is never called. Returns the count set. Process-wide;
+ * results do not depend on it. */
 int rp_set_threads(int n);
 
 /* ---- models ---- */

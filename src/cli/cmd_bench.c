@@ -28,7 +28,7 @@ static const char *usage_bench =
     "  --runs N          timed runs per mode (default 5)\n"
     "  --warmup N        untimed runs per mode first (default 1)\n"
     "  --class C         class explained (default: the top-1 prediction)\n"
-    "  --threads N       threads for the matrix products (default: one per core)\n"
+    "  --threads N       threads (default: one per core)\n"
     "  --csv FILE        also write the results as CSV (model,mode,threads,runs,median_s,min_s,max_s,\n"
     "                    peak_rss_mib)\n"
     "  --force           overwrite FILE if it exists\n";

@@ -68,7 +68,7 @@ static const char *usage_explain =
     "  --max-memory N            refuse models needing more than N bytes of tensors (e.g. 2G;\n"
     "                            default: the larger of 1G and 64x the model's size, at most 16G)\n"
     "  --no-check-finite         do not check inputs, weights and values for NaN/Inf\n"
-    "  --threads N               threads for the matrix products (default: one per core)\n";
+    "  --threads N               threads (default: one per core)\n";
 
 typedef struct explain_args {
     const char *onnx, *outdir, *labels_path, *dump, *rules, *shard;

@@ -20,7 +20,7 @@ static const char *usage_run =
     "  --max-memory N   refuse models needing more than N bytes of tensors (e.g. 2G;\n"
     "                   default: the larger of 1G and 64x the model's size, at most 16G)\n"
     "  --no-check-finite  do not check inputs, weights and values for NaN/Inf\n"
-    "  --threads N      threads for the matrix products (default: one per core)\n";
+    "  --threads N      threads (default: one per core)\n";
 
 int cmd_run(int argc, char **argv)
 {

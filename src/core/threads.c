@@ -1,8 +1,8 @@
-/* One place sets the thread count: OpenBLAS's GEMMs are the only parallel
- * code, so there is nothing of ours to oversubscribe against it. */
-#include <cblas.h>
+/* One place sets the thread count: relprop's pool (core/pool.h) runs its
+ * own loops and its matrix products alike; OpenBLAS's threads stay off. */
 #include <unistd.h>
 
+#include "core/pool.h"
 #include "relprop/relprop.h"
 
 int rp_set_threads(int n)
@@ -11,6 +11,6 @@ int rp_set_threads(int n)
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = cores > 0 ? (int)cores : 1;
     }
-    openblas_set_num_threads(n);
+    rp_pool_set_threads(n);
     return n;
 }

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/blas.h"
+
 /* What is averaged over heads, per element. */
 typedef enum head_term {
     TERM_A,        /* A                    (rollout) */
@@ -166,7 +168,7 @@ static rp_status product_chain(const rp_map_input *in, int start_layer, head_ter
         head_mean(in, &in->layers[l], t, 1, B);
         if (normalise)
             normalise_rows(N, B);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, B, N, C, N, 0.0f, T, N);
+        rp_sgemm(CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, B, N, C, N, 0.0f, T, N);
         float *tmp = C; C = T; T = tmp;
     }
     readout_rows(in, C, out);
@@ -314,7 +316,7 @@ rp_status rp_map_generic_attention(const rp_map_input *in, float *out, rp_error 
         Rm[(size_t)i * N + i] = 1.0f;
     for (int l = 0; l < in->n_layers; l++) {
         head_mean(in, &in->layers[l], TERM_GA_POS, 0, B);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, B, N, Rm, N, 0.0f, T, N);
+        rp_sgemm(CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, B, N, Rm, N, 0.0f, T, N);
         for (size_t k = 0; k < nn; k++)
             Rm[k] += T[k];
     }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "ops/ops.h"
 
 enum { CONV_DIRECT, CONV_PATCH, CONV_COLS };
@@ -279,17 +280,17 @@ static rp_status conv_forward(rp_kctx *c)
                 continue;
             switch (p->path) {
             case CONV_DIRECT:
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
+                rp_sgemm(CblasNoTrans, CblasNoTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
                             w, (int)p->ckk, x, (int)P, beta, yg, (int)P);
                 break;
             case CONV_PATCH:
                 im2row(p, x, p->scratch);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
+                rp_sgemm(CblasNoTrans, CblasTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
                             w, (int)p->ckk, p->scratch, (int)p->ckk, beta, yg, (int)P);
                 break;
             default:
                 im2col(p, x, p->scratch);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
+                rp_sgemm(CblasNoTrans, CblasNoTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
                             w, (int)p->ckk, p->scratch, (int)P, beta, yg, (int)P);
                 break;
             }
@@ -382,20 +383,20 @@ static rp_status conv_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *co
             switch (p->path) {
             case CONV_DIRECT: /* col = x [ckk, P] */
                 if (dw)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, x, iP, 1.0f,
+                    rp_sgemm(CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, x, iP, 1.0f,
                                 dw, ckk);
                 if (dx)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 1.0f,
+                    rp_sgemm(CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 1.0f,
                                 dx, iP);
                 break;
             case CONV_PATCH: /* rows [P, ckk] */
                 if (dw) {
                     im2row(p, x, p->scratch);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch,
+                    rp_sgemm(CblasNoTrans, CblasNoTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch,
                                 ckk, 1.0f, dw, ckk);
                 }
                 if (dx) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iP, ckk, mg, 1.0f, dyg, iP, w, ckk, 0.0f,
+                    rp_sgemm(CblasTrans, CblasNoTrans, iP, ckk, mg, 1.0f, dyg, iP, w, ckk, 0.0f,
                                 p->scratch, ckk);
                     row2im_add(p, p->scratch, dx);
                 }
@@ -403,11 +404,11 @@ static rp_status conv_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *co
             default: /* col [ckk, P] */
                 if (dw) {
                     im2col(p, x, p->scratch);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch, iP,
+                    rp_sgemm(CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch, iP,
                                 1.0f, dw, ckk);
                 }
                 if (dx) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 0.0f,
+                    rp_sgemm(CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 0.0f,
                                 p->scratch, iP);
                     col2im_add(p, p->scratch, dx);
                 }

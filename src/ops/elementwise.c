@@ -21,6 +21,7 @@
 
 #include "core/convert.h"
 #include "core/fastmath.h"
+#include "core/pool.h"
 #include "ops/ops.h"
 
 #define N_DT 14 /* rp_dtype values run 0..13 */
@@ -616,11 +617,25 @@ static rp_status prep_map(rp_kctx *c, const map_fn *table)
     return prep_map_to(c, table, c->n_in >= 1 && c->in[0] ? c->in[0]->dtype : RP_UNDEFINED);
 }
 
+typedef struct map_job {
+    const ew *p;
+    char *y;
+    const char *x;
+    size_t ys, xs;
+} map_job;
+
+static void map_range(void *ctx, int64_t begin, int64_t end)
+{
+    const map_job *job = ctx;
+    job->p->map(job->y + (size_t)begin * job->ys, job->x + (size_t)begin * job->xs, end - begin, job->p);
+}
+
 static rp_status fw_map(rp_kctx *c)
 {
     const ew *p = c->params;
-    if (c->out[0]->count)
-        p->map(c->out[0]->data, c->in[0]->data, c->out[0]->count, p);
+    map_job job = {p, c->out[0]->data, c->in[0]->data, rp_dtype_size(c->out[0]->dtype),
+                   rp_dtype_size(c->in[0]->dtype)};
+    rp_parallel_for(c->out[0]->count, RP_RANGE_ELEMENTS, map_range, &job);
     return RP_OK;
 }
 

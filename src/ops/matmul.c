@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/blas.h"
+#include "core/pool.h"
 #include "ops/ops.h"
 
 /* ---- shared ---- */
@@ -55,8 +57,7 @@ static void gemm(rp_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, d
     enum CBLAS_TRANSPOSE tA = ta ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tB = tb ? CblasTrans : CblasNoTrans;
     if (dt == RP_FLOAT)
-        cblas_sgemm(CblasRowMajor, tA, tB, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b,
-                    (int)ldb, (float)beta, c, (int)ldc);
+        rp_sgemm(tA, tB, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
     else
         cblas_dgemm(CblasRowMajor, tA, tB, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
                     (int)ldb, beta, c, (int)ldc);
@@ -165,6 +166,34 @@ static rp_status matmul_prepare(rp_kctx *c)
     return RP_OK;
 }
 
+typedef struct mm_batch_job {
+    const mm_params *p;
+    const char *a, *b;
+    char *y;
+    int64_t lda, ldb, ldy;
+    bool tb;
+    double alpha, beta;
+} mm_batch_job;
+
+/* Products [begin, end) of the forward's batch walk. */
+static void mm_batches(void *ctx, int64_t begin, int64_t end)
+{
+    const mm_batch_job *j = ctx;
+    const mm_params *p = j->p;
+    size_t es = rp_dtype_size(p->dt);
+    for (int64_t t = begin; t < end; t++) {
+        int64_t ao = 0, bo = 0, rest = t;
+        for (int d = p->nb - 1; d >= 0; d--) {
+            int64_t i = rest % p->bdim[d];
+            rest /= p->bdim[d];
+            ao += i * p->astr[d];
+            bo += i * p->bstr[d];
+        }
+        gemm(p->dt, 0, j->tb, p->m, p->n, p->k, j->alpha, j->a + (size_t)ao * es, j->lda, j->b + (size_t)bo * es,
+             j->ldb, j->beta, j->y + (size_t)(t * p->m * p->n) * es, j->ldy);
+    }
+}
+
 static rp_status matmul_forward(rp_kctx *c)
 {
     const mm_params *p = c->params;
@@ -186,22 +215,13 @@ static rp_status matmul_forward(rp_kctx *c)
     int64_t lda = p->k > 1 ? p->k : 1, ldb = p->n > 1 ? p->n : 1, ldy = ldb;
     if (tb)
         ldb = lda; /* B stored [N, K] */
-    int64_t ystep = p->m * p->n;
-    int64_t idx[RP_MAX_RANK] = {0};
-    int64_t ao = 0, bo = 0;
-    for (int64_t t = 0; t < p->batches; t++) {
-        gemm(p->dt, 0, tb, p->m, p->n, p->k, f ? f->scale : 1.0, a + (size_t)ao * es, lda, b + (size_t)bo * es,
-             ldb, accumulate ? 1.0 : 0.0, y + (size_t)(t * ystep) * es, ldy);
-        for (int d = p->nb - 1; d >= 0; d--) {
-            ao += p->astr[d];
-            bo += p->bstr[d];
-            if (++idx[d] < p->bdim[d])
-                break;
-            ao -= p->astr[d] * p->bdim[d];
-            bo -= p->bstr[d] * p->bdim[d];
-            idx[d] = 0;
-        }
-    }
+    mm_batch_job job = {p, a, b, y, lda, ldb, ldy, tb, f ? f->scale : 1.0, accumulate ? 1.0 : 0.0};
+    /* Attention's heads: at least one product per thread, each on one
+     * thread; else each product is split over the threads (core/blas.c). */
+    if (p->batches > 1 && p->batches >= rp_pool_threads())
+        rp_parallel_for(p->batches, 1, mm_batches, &job);
+    else
+        mm_batches(&job, 0, p->batches);
     return RP_OK;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/fastmath.h"
+#include "core/pool.h"
 #include "ops/ops.h"
 
 /* ---- Softmax / LogSoftmax ---- */
@@ -114,47 +115,57 @@ RP_VECTOR_CLONES static void softmax_row(const float *restrict x, float *restric
         y[r] *= inv;
 }
 
+typedef struct softmax_job {
+    const softmax_params *p;
+    const float *x;
+    float *y;
+} softmax_job;
+
+static void softmax_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const softmax_job *job = ctx;
+    const softmax_params *p = job->p;
+    const int64_t n = p->n, inner = p->inner;
+    for (int64_t row = begin; row < end; row++) {
+        const int64_t o = row / inner, i = row % inner;
+        const int64_t base = o * n * inner + i;
+        const float *xr = job->x + base;
+        float *yr = job->y + base;
+        if (!p->log && inner == 1) {
+            softmax_row(xr, yr, n);
+            continue;
+        }
+        float m = xr[0];
+        for (int64_t r = 1; r < n; r++)
+            if (xr[r * inner] > m)
+                m = xr[r * inner];
+        double sum = 0;
+        if (p->log) {
+            for (int64_t r = 0; r < n; r++)
+                sum += exp((double)xr[r * inner] - m);
+            const double lse = log(sum);
+            for (int64_t r = 0; r < n; r++)
+                yr[r * inner] = (float)((double)xr[r * inner] - m - lse);
+        } else {
+            for (int64_t r = 0; r < n; r++) {
+                float e = rp_expf(xr[r * inner] - m);
+                yr[r * inner] = e;
+                sum += e;
+            }
+            const float inv = (float)(1.0 / sum);
+            for (int64_t r = 0; r < n; r++)
+                yr[r * inner] *= inv;
+        }
+    }
+}
+
 static rp_status softmax_forward(rp_kctx *c)
 {
     const softmax_params *p = c->params;
-    const float *x = c->in[0]->data;
-    float *y = c->out[0]->data;
-    const int64_t n = p->n, inner = p->inner;
-    if (n == 0)
+    if (p->n == 0)
         return RP_OK;
-    for (int64_t o = 0; o < p->outer; o++)
-        for (int64_t i = 0; i < inner; i++) {
-            const int64_t base = o * n * inner + i;
-            const float *xr = x + base;
-            float *yr = y + base;
-            /* Shift by the row's max so exp never overflows; the result is
-             * mathematically unchanged. */
-            if (!p->log && inner == 1) {
-                softmax_row(xr, yr, n);
-                continue;
-            }
-            float m = xr[0];
-            for (int64_t r = 1; r < n; r++)
-                if (xr[r * inner] > m)
-                    m = xr[r * inner];
-            double sum = 0;
-            if (p->log) {
-                for (int64_t r = 0; r < n; r++)
-                    sum += exp((double)xr[r * inner] - m);
-                const double lse = log(sum);
-                for (int64_t r = 0; r < n; r++)
-                    yr[r * inner] = (float)((double)xr[r * inner] - m - lse);
-            } else {
-                for (int64_t r = 0; r < n; r++) {
-                    float e = rp_expf(xr[r * inner] - m);
-                    yr[r * inner] = e;
-                    sum += e;
-                }
-                const float inv = (float)(1.0 / sum);
-                for (int64_t r = 0; r < n; r++)
-                    yr[r * inner] *= inv;
-            }
-        }
+    softmax_job job = {p, c->in[0]->data, c->out[0]->data};
+    rp_parallel_for(p->outer * p->inner, rp_rows_per_range(p->n), softmax_rows, &job);
     return RP_OK;
 }
 
@@ -316,6 +327,46 @@ RP_VECTOR_CLONES static void normalize_row(const float *restrict x, float *restr
     }
 }
 
+typedef struct layernorm_job {
+    const layernorm_params *p;
+    const float *x, *scale, *b;
+    float *y, *mean_out, *inv_out;
+} layernorm_job;
+
+static void layernorm_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const layernorm_job *job = ctx;
+    const layernorm_params *p = job->p;
+    const int64_t n = p->n;
+    const float *scale = job->scale, *b = job->b;
+    for (int64_t o = begin; o < end; o++) {
+        const float *xr = job->x + o * n;
+        float *yr = job->y + o * n;
+        double mean, inv;
+        row_stats(xr, n, p->eps, &mean, &inv);
+        if (p->scount == n && (!b || p->bcount == n)) {
+            normalize_row(xr, yr, n, mean, inv, scale, b);
+        } else {
+            int64_t ks = 0, kb = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double v = (xr[j] - mean) * inv * scale[ks];
+                if (b) {
+                    v += b[kb];
+                    if (++kb == p->bcount)
+                        kb = 0;
+                }
+                if (++ks == p->scount)
+                    ks = 0;
+                yr[j] = (float)v;
+            }
+        }
+        if (job->mean_out)
+            job->mean_out[o] = (float)mean;
+        if (job->inv_out)
+            job->inv_out[o] = (float)inv;
+    }
+}
+
 static rp_status layernorm_forward(rp_kctx *c)
 {
     const layernorm_params *p = c->params;
@@ -338,34 +389,8 @@ static rp_status layernorm_forward(rp_kctx *c)
         }
         return RP_OK;
     }
-    for (int64_t o = 0; o < p->outer; o++) {
-        const float *xr = x + o * n;
-        float *yr = y + o * n;
-        double mean, inv;
-        row_stats(xr, n, p->eps, &mean, &inv);
-        if (p->scount == n && (!b || p->bcount == n)) {
-            /* Scale and B per element of the row, the usual case: a loop that vectorises. */
-            normalize_row(xr, yr, n, mean, inv, scale, b);
-        } else {
-            /* Scale and B repeat every scount / bcount elements of the row. */
-            int64_t ks = 0, kb = 0;
-            for (int64_t j = 0; j < n; j++) {
-                double v = (xr[j] - mean) * inv * scale[ks];
-                if (b) {
-                    v += b[kb];
-                    if (++kb == p->bcount)
-                        kb = 0;
-                }
-                if (++ks == p->scount)
-                    ks = 0;
-                yr[j] = (float)v;
-            }
-        }
-        if (mean_out)
-            mean_out[o] = (float)mean;
-        if (inv_out)
-            inv_out[o] = (float)inv;
-    }
+    layernorm_job job = {p, x, scale, b, y, mean_out, inv_out};
+    rp_parallel_for(p->outer, rp_rows_per_range(n), layernorm_rows, &job);
     return RP_OK;
 }
 

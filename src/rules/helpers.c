@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "rules/rule.h"
 
 /* ---- parameters ---- */
@@ -399,6 +400,6 @@ rp_status rp_rule_add_reduced(rp_rule_ctx *c, rp_tensor *dst, const rp_tensor *s
 void rp_rule_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *cm, int ldc)
 {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+    rp_sgemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, cm, ldc);
 }

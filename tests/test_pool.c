@@ -75,6 +75,20 @@ START_TEST(test_every_range_once)
 }
 END_TEST
 
+/* Fewer threads, then more again: the helpers left out wait aside and come
+ * back; every job still runs each range once. */
+START_TEST(test_resize)
+{
+    static const int counts[] = {4, 2, 1, 3, 4};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        ck_assert_int_eq(rp_set_threads(counts[c]), counts[c]);
+        ck_assert_int_eq(rp_pool_threads(), counts[c]);
+        for (int rep = 0; rep < 100; rep++)
+            check_once(5000, 13, 0);
+    }
+}
+END_TEST
+
 static void *other_caller(void *arg)
 {
     for (int rep = 0; rep < 200; rep++)
@@ -188,6 +202,7 @@ int main(void)
     TCase *tc = tcase_create("pool");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_every_range_once, 0, 3);
+    tcase_add_test(tc, test_resize);
     tcase_add_test(tc, test_concurrent_callers);
     tcase_add_test(tc, test_split_products);
     tcase_add_test(tc, test_threads_and_determinism);

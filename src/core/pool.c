@@ -19,11 +19,20 @@
 #define POLL_NS 200000
 #define PAUSES_BEFORE_YIELD 256
 
+/* The protocol relies on sequentially consistent atomics (C11's default)
+ * for two pairs: a helper adds itself to `sleeping` and then reads `gen`
+ * while a caller bumps `gen` and then reads `sleeping` (no lost wake-up),
+ * and a helper adds itself to `active` and then reads `open` while a caller
+ * clears `open` and then waits for `active` to drop to 0 (no helper left in
+ * a job its caller has returned from). Acquire/release would not do.
+ *
+ * Not fork-safe: a child forked while a job runs must not start one. */
 typedef struct pool {
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;     /* a new job */
+    pthread_cond_t resized;  /* `wanted` changed */
     int started;             /* helpers running */
-    int wanted;              /* helpers jobs use; -1: not set yet */
+    _Atomic int wanted;      /* helpers jobs use; -1: not set yet */
     _Atomic int sleeping;    /* helpers waiting on `wake` */
     _Atomic unsigned long gen; /* the current job's number */
     _Atomic int busy;        /* a caller owns the pool */
@@ -37,7 +46,10 @@ typedef struct pool {
     _Atomic int64_t next; /* first element not yet claimed */
 } pool;
 
-static pool the_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .wanted = -1};
+static pool the_pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                        .wake = PTHREAD_COND_INITIALIZER,
+                        .resized = PTHREAD_COND_INITIALIZER,
+                        .wanted = -1};
 
 static void relax(unsigned *spins)
 {
@@ -73,6 +85,15 @@ static void *helper_main(void *arg)
     const int index = (int)(intptr_t)arg;
     unsigned long seen = atomic_load(&p->gen);
     for (;;) {
+        if (index >= atomic_load(&p->wanted)) {
+            /* Fewer threads asked for: wait, out of the jobs' way, until
+             * more are. */
+            pthread_mutex_lock(&p->lock);
+            while (index >= atomic_load(&p->wanted))
+                pthread_cond_wait(&p->resized, &p->lock);
+            pthread_mutex_unlock(&p->lock);
+            seen = atomic_load(&p->gen);
+        }
         uint64_t idle_since = now_ns();
         unsigned spins = 0;
         while (atomic_load(&p->gen) == seen) {
@@ -88,7 +109,7 @@ static void *helper_main(void *arg)
             pthread_mutex_unlock(&p->lock);
         }
         seen = atomic_load(&p->gen);
-        if (index >= p->wanted)
+        if (index >= atomic_load(&p->wanted))
             continue;
         atomic_fetch_add(&p->active, 1);
         /* Only the job that woke us, and only while it is open: a caller
@@ -108,38 +129,46 @@ static void blas_single_threaded(void)
     openblas_set_num_threads(1);
 }
 
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void set_wanted(pool *p, int threads)
+{
+    int want = threads - 1;
+    atomic_store(&p->wanted, want < 0 ? 0 : want > MAX_HELPERS ? MAX_HELPERS : want);
+    pthread_cond_broadcast(&p->resized);
+}
+
 void rp_pool_set_threads(int threads)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, blas_single_threaded);
+    pthread_once(&blas_once, blas_single_threaded);
     pthread_mutex_lock(&the_pool.lock);
-    int want = threads - 1;
-    the_pool.wanted = want < 0 ? 0 : want > MAX_HELPERS ? MAX_HELPERS : want;
+    set_wanted(&the_pool, threads);
     pthread_mutex_unlock(&the_pool.lock);
 }
 
 int rp_pool_threads(void)
 {
     pool *p = &the_pool;
+    pthread_once(&blas_once, blas_single_threaded);
     pthread_mutex_lock(&p->lock);
-    if (p->wanted < 0) {
-        pthread_mutex_unlock(&p->lock);
+    if (atomic_load(&p->wanted) < 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        rp_pool_set_threads(cores > 0 ? (int)cores : 1);
-        pthread_mutex_lock(&p->lock);
+        set_wanted(p, cores > 0 ? (int)cores : 1);
     }
-    while (p->started < p->wanted) {
+    while (p->started < atomic_load(&p->wanted)) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         int failed = pthread_create(&t, &attr, helper_main, (void *)(intptr_t)p->started);
         pthread_attr_destroy(&attr);
-        if (failed)
-            break; /* fewer helpers: the work runs on those there are */
+        if (failed) {
+            atomic_store(&p->wanted, p->started); /* work with those there are; do not retry */
+            break;
+        }
         p->started++;
     }
-    int n = 1 + (p->started < p->wanted ? p->started : p->wanted);
+    int n = 1 + atomic_load(&p->wanted);
     pthread_mutex_unlock(&p->lock);
     return n;
 }
@@ -158,9 +187,6 @@ void rp_parallel_for(int64_t n, int64_t grain, rp_range_fn fn, void *ctx)
         fn(ctx, 0, n);
         return;
     }
-    unsigned spins = 0;
-    while (atomic_load(&p->active) > 0) /* a helper late for the previous job */
-        relax(&spins);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
@@ -177,7 +203,7 @@ void rp_parallel_for(int64_t n, int64_t grain, rp_range_fn fn, void *ctx)
     }
     run_claims(p);
     atomic_store(&p->open, 0);
-    spins = 0;
+    unsigned spins = 0;
     while (atomic_load(&p->active) > 0) /* ranges helpers are still on */
         relax(&spins);
     atomic_store(&p->busy, 0);

@@ -7,7 +7,7 @@
  * The caller works through each job too, taking ranges from a shared
  * counter, so a helper that starts late only means the caller does more.
  * Idle helpers poll for a short while (yielding their core on a busy
- * machine) and then sleep. */
+ * machine) and then sleep. Not fork-safe while a job runs. */
 #ifndef RELPROP_CORE_POOL_H
 #define RELPROP_CORE_POOL_H
 
@@ -19,7 +19,7 @@ typedef void (*rp_range_fn)(void *ctx, int64_t begin, int64_t end);
 
 /* Run fn over [0, n) in ranges of grain elements (the last one shorter) on
  * the caller and the pool. Each range must compute what it would alone (no
- * sums across ranges), so results do not depend on the threads. A job
+ * sums across ranges), so results do not depend on which thread runs it. A job
  * started inside another (from a range, or from another thread of the
  * program while one runs) runs on its caller alone. */
 void rp_parallel_for(int64_t n, int64_t grain, rp_range_fn fn, void *ctx);

@@ -12,5 +12,5 @@ int rp_set_threads(int n)
         n = cores > 0 ? (int)cores : 1;
     }
     rp_pool_set_threads(n);
-    return n;
+    return rp_pool_threads(); /* capped, or fewer if threads could not start */
 }

@@ -58,9 +58,11 @@ static void gemm(rp_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, d
     enum CBLAS_TRANSPOSE tB = tb ? CblasTrans : CblasNoTrans;
     if (dt == RP_FLOAT)
         rp_sgemm(tA, tB, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
-    else
+    else {
+        rp_pool_threads(); /* float64 is not split (core/blas.h), but OpenBLAS's threads stay off */
         cblas_dgemm(CblasRowMajor, tA, tB, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
                     (int)ldb, beta, c, (int)ldc);
+    }
 }
 
 static rp_status need_blas_dtypes(rp_kctx *c, const rp_tensor *a, const rp_tensor *b)

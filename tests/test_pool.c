@@ -63,7 +63,7 @@ START_TEST(test_every_range_once)
     static const int threads[] = {1, 2, 4};
     rp_set_threads(threads[_i]);
     ck_assert_int_eq(rp_pool_threads(), threads[_i]);
-    for (int rep = 0; rep < 200; rep++) {
+    for (int rep = 0; rep < 20; rep++) {
         check_once(0, 4, 0);
         check_once(1, 4, 0);
         check_once(1000, 7, 0);
@@ -83,7 +83,7 @@ START_TEST(test_resize)
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         ck_assert_int_eq(rp_set_threads(counts[c]), counts[c]);
         ck_assert_int_eq(rp_pool_threads(), counts[c]);
-        for (int rep = 0; rep < 100; rep++)
+        for (int rep = 0; rep < 10; rep++)
             check_once(5000, 13, 0);
     }
 }
@@ -91,7 +91,7 @@ END_TEST
 
 static void *other_caller(void *arg)
 {
-    for (int rep = 0; rep < 200; rep++)
+    for (int rep = 0; rep < 20; rep++)
         check_once(3000, 11, 0);
     return arg;
 }
@@ -103,7 +103,7 @@ START_TEST(test_concurrent_callers)
     rp_set_threads(3);
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, other_caller, NULL), 0);
-    for (int rep = 0; rep < 200; rep++)
+    for (int rep = 0; rep < 20; rep++)
         check_once(2000, 9, 0);
     pthread_join(t, NULL);
 }

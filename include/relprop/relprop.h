@@ -101,8 +101,10 @@ rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err);
 /* Threads for all of relprop's work: its pool splits matrix products into
  * single-threaded OpenBLAS calls and runs its own loops (OpenBLAS's own
  * threads are turned off). n <= 0 means one per online core, also the
- * default when this is never called. Returns the count set. Process-wide;
- * results do not depend on it. */
+ * default when this is never called. Returns the count in use. Process-wide.
+ * The same count gives the same bits every time; another count may move the
+ * last bit on CPUs whose OpenBLAS kernels sum a panel's edges differently
+ * (README, Speed). */
 int rp_set_threads(int n);
 
 /* ---- models ---- */

@@ -158,8 +158,6 @@ rp_status rp_tensor_load_pb(const char *path, rp_tensor *out, char **name_out, r
  * what those compute (see plan.c; last-bit differences, so for plain forward
  * passes only). Cheap when the plan is unchanged. */
 rp_status rp_graph_plan_memory(rp_graph *g, const bool *keep, bool fuse, rp_error *err);
-/* The value of a fused Mul's scalar (float32 or float64, one element). */
-double rp_fusion_scalar(const rp_tensor *t);
 /* root[v] (n_values entries): the value whose buffer a plan gives v — v,
  * or for a reshape's output (or one slice of its input) the value it shares
  * bytes with; offset[v] (may be NULL): where in the root's bytes it starts. */

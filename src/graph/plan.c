@@ -163,7 +163,7 @@ static int fusable_epilogue(const rp_graph *g, int i, const bool *keep, const re
     if (mul) {
         if (cv->t.count != 1 || (cv->t.dtype != RP_FLOAT && cv->t.dtype != RP_DOUBLE))
             return -1;
-        double scale = rp_fusion_scalar(&cv->t);
+        double scale = rp_tensor_get_f64(&cv->t, 0);
         return scale != 0 && scale - scale == 0 ? e : -1; /* 0 * inf is NaN, not 0 */
     }
     int64_t row = yv->t.dims[yv->t.rank - 1];
@@ -201,11 +201,6 @@ static void plan_fusions(const rp_graph *g, const bool *keep, const readers *r, 
     for (int v = 0; v < g->n_values; v++)
         while (root[root[v]] != root[v])
             root[v] = root[root[v]];
-}
-
-double rp_fusion_scalar(const rp_tensor *t)
-{
-    return t->dtype == RP_FLOAT ? *(const float *)t->data : *(const double *)t->data;
 }
 
 static void borrow(rp_graph *g, rp_value *v, void *data)

@@ -281,17 +281,17 @@ static rp_status conv_forward(rp_kctx *c)
             switch (p->path) {
             case CONV_DIRECT:
                 rp_sgemm(CblasNoTrans, CblasNoTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
-                            w, (int)p->ckk, x, (int)P, beta, yg, (int)P);
+                         w, (int)p->ckk, x, (int)P, beta, yg, (int)P);
                 break;
             case CONV_PATCH:
                 im2row(p, x, p->scratch);
                 rp_sgemm(CblasNoTrans, CblasTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
-                            w, (int)p->ckk, p->scratch, (int)p->ckk, beta, yg, (int)P);
+                         w, (int)p->ckk, p->scratch, (int)p->ckk, beta, yg, (int)P);
                 break;
             default:
                 im2col(p, x, p->scratch);
                 rp_sgemm(CblasNoTrans, CblasNoTrans, (int)p->mg, (int)P, (int)p->ckk, 1.0f,
-                            w, (int)p->ckk, p->scratch, (int)P, beta, yg, (int)P);
+                         w, (int)p->ckk, p->scratch, (int)P, beta, yg, (int)P);
                 break;
             }
         }
@@ -384,20 +384,20 @@ static rp_status conv_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *co
             case CONV_DIRECT: /* col = x [ckk, P] */
                 if (dw)
                     rp_sgemm(CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, x, iP, 1.0f,
-                                dw, ckk);
+                             dw, ckk);
                 if (dx)
                     rp_sgemm(CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 1.0f,
-                                dx, iP);
+                             dx, iP);
                 break;
             case CONV_PATCH: /* rows [P, ckk] */
                 if (dw) {
                     im2row(p, x, p->scratch);
                     rp_sgemm(CblasNoTrans, CblasNoTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch,
-                                ckk, 1.0f, dw, ckk);
+                             ckk, 1.0f, dw, ckk);
                 }
                 if (dx) {
                     rp_sgemm(CblasTrans, CblasNoTrans, iP, ckk, mg, 1.0f, dyg, iP, w, ckk, 0.0f,
-                                p->scratch, ckk);
+                             p->scratch, ckk);
                     row2im_add(p, p->scratch, dx);
                 }
                 break;
@@ -405,11 +405,11 @@ static rp_status conv_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *co
                 if (dw) {
                     im2col(p, x, p->scratch);
                     rp_sgemm(CblasNoTrans, CblasTrans, mg, ckk, iP, 1.0f, dyg, iP, p->scratch, iP,
-                                1.0f, dw, ckk);
+                             1.0f, dw, ckk);
                 }
                 if (dx) {
                     rp_sgemm(CblasTrans, CblasNoTrans, ckk, iP, mg, 1.0f, w, ckk, dyg, iP, 0.0f,
-                                p->scratch, iP);
+                             p->scratch, iP);
                     col2im_add(p, p->scratch, dx);
                 }
                 break;

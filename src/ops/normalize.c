@@ -64,6 +64,16 @@ static rp_status softmax_prepare_axis(rp_kctx *c)
  * serial chain of additions, and enough independent chains to fill the
  * adders (a row of a few hundred is otherwise latency-bound). */
 #define SUM_LANES 16
+
+/* The partial sums added pairwise, always in the same order. */
+static inline double fold_lanes(double *s)
+{
+    for (int w = SUM_LANES / 2; w > 0; w /= 2)
+        for (int q = 0; q < w; q++)
+            s[q] += s[q + w];
+    return s[0];
+}
+
 static inline double sum_f64_lanes(const float *restrict x, int64_t n)
 {
     double s[SUM_LANES] = {0};
@@ -73,10 +83,7 @@ static inline double sum_f64_lanes(const float *restrict x, int64_t n)
             s[q] += x[r + q];
     for (; r < n; r++)
         s[0] += x[r];
-    for (int w = SUM_LANES / 2; w > 0; w /= 2)
-        for (int q = 0; q < w; q++)
-            s[q] += s[q + w];
-    return s[0];
+    return fold_lanes(s);
 }
 
 /* The row's max. A running float max is a serial chain the compiler will
@@ -311,11 +318,8 @@ RP_VECTOR_CLONES static void row_stats(const float *restrict x, int64_t n, doubl
         double d = x[j] - mean;
         ss[0] += d * d;
     }
-    for (int w = SUM_LANES / 2; w > 0; w /= 2)
-        for (int q = 0; q < w; q++)
-            ss[q] += ss[q + w];
     *mean_out = mean;
-    *inv_out = 1.0 / sqrt(ss[0] / (double)n + eps);
+    *inv_out = 1.0 / sqrt(fold_lanes(ss) / (double)n + eps);
 }
 
 RP_VECTOR_CLONES static void normalize_row(const float *restrict x, float *restrict y, int64_t n, double mean,

@@ -401,5 +401,5 @@ void rp_rule_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
                   const float *b, int ldb, float beta, float *cm, int ldc)
 {
     rp_sgemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                alpha, a, lda, b, ldb, beta, cm, ldc);
+             alpha, a, lda, b, ldb, beta, cm, ldc);
 }

@@ -4,13 +4,18 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build setup test test-fast test-sanitize test-valgrind demo install bench-eval bench fuzz clean
+.PHONY: all build build-cli setup test test-fast test-sanitize test-valgrind demo install bench-eval bench fuzz clean
 
 all: build
 
 build:
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+
+# Only the command and the library it links: what `make demo` waits for.
+build-cli:
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target relprop
 
 setup:
 	@bash scripts/setup.sh
@@ -20,17 +25,17 @@ setup:
 test: test-fast test-sanitize test-valgrind
 
 test-fast: build
-	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@bash tests/run_ctest.sh $(BUILD) --output-on-failure -j $(JOBS)
 
 test-sanitize:
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRELPROP_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
-	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 bash tests/run_ctest.sh $(BUILD)-asan --output-on-failure -j $(JOBS)
 
 test-valgrind: build
 	@bash tests/valgrind.sh $(abspath $(BUILD))
 
-demo: setup build
+demo: setup build-cli
 	@bash scripts/demo.sh $(BUILD)/relprop
 
 # Installs the CLI, librelprop (.a and .so), the headers and relprop.pc

@@ -7,7 +7,7 @@ packages=(
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev
   libopenblas-dev check libsubunit-dev libstb-dev libcjson-dev
   libonnx-testdata
-  python3 python3-numpy valgrind clang libclang-rt-14-dev
+  python3 python3-numpy python3-pil valgrind clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -4,10 +4,12 @@
  * the oracle model fmnist_vit_s__timm17 (fixed weights, unlike the shipped
  * model, which is retrained):
  *  - two runs give byte-identical results.csv, results.json and plots;
- *  - results.json matches tests/data/eval/reference.json, the numpy
- *    computation of tools/eval_reference.py from the same maps, to 1e-6;
- *  - where /usr/bin/python3 has numpy and PIL, eval_reference.py also
- *    recomputes everything from this run's --dump and compares live;
+ *  - where /usr/bin/python3 has numpy and PIL, eval_reference.py
+ *    recomputes every metric from this run's --dump (the same maps) and
+ *    compares to 1e-6;
+ *  - results.json matches tests/data/eval/reference.json, made the same way
+ *    on another machine, within what kernel rounding moves a metric (see
+ *    method_drift);
  *  - results.csv's header and empty fields; refusing to overwrite; errors.
  *
  * The command runs in-process: cmd_eval.c and cli.c are compiled into this
@@ -24,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+
+#include "support/skip.h"
 
 #define FIXTURE RELPROP_SOURCE_DIR "/tests/data/eval/"
 #define ORACLE_MODEL RELPROP_SOURCE_DIR "/tests/oracle/fmnist_vit_s__timm17/model.onnx"
@@ -85,8 +89,48 @@ static void assert_same_file(const char *a, const char *b)
     free(y);
 }
 
+/* How far a metric may move when the maps move by a kernel's rounding (see
+ * tests/README.md, "Cross-machine tolerances"). Measured by running this
+ * fixture with every OpenBLAS kernel family (OPENBLAS_CORETYPE=Haswell,
+ * SkylakeX, Zen, Sandybridge) and under valgrind, against one reference:
+ *  - continuous metrics (APs, IoUs, shares) moved by at most 1e-3 points
+ *    (lrp_full: 0.07, its pixel maps hold many near-equal values whose
+ *    order a last bit changes); allowed: ten times that;
+ *  - the perturbation curves and the pointing game count hits, so a
+ *    near-tie that reorders two patches flips a whole sample at one step;
+ *    lrp_full flipped one; allowed: that many flips per curve (2 for
+ *    lrp_full, 1 for the others), and the AUCs move accordingly. */
+typedef struct {
+    double continuous;
+    int flips;
+} drift;
+
+static drift method_drift(const char *method)
+{
+    return strcmp(method, "lrp_full") == 0 ? (drift){0.7, 2} : (drift){1e-2, 1};
+}
+
+static bool counts_hits(const char *field)
+{
+    return strncmp(field, "curve_", 6) == 0 || strcmp(field, "neg_auc") == 0 || strcmp(field, "pos_auc") == 0 ||
+           strcmp(field, "pointing") == 0;
+}
+
+/* The largest change `flips` samples can make to a hit-counting field. */
+static double hits_drift(const cJSON *ref_method, const char *field, int flips)
+{
+    if (strncmp(field, "curve_", 6) == 0)
+        return flips / cJSON_GetObjectItem(ref_method, "n_perturbation")->valuedouble + 1e-12;
+    if (strcmp(field, "pointing") == 0)
+        return 100.0 * flips / cJSON_GetObjectItem(ref_method, "n_specificity")->valuedouble + 1e-9;
+    /* AUC = 100 * trapz(curve, dx = 0.1): one flip at one step moves it by
+     * at most 100 * 0.1 / n. */
+    return 100.0 * 0.1 * flips / cJSON_GetObjectItem(ref_method, "n_perturbation")->valuedouble + 1e-9;
+}
+
 /* Every field of the reference (numbers, nulls, arrays of numbers) against
- * relprop's results.json, per method. */
+ * relprop's results.json, per method; tol < 0: the cross-machine drifts
+ * above, else tol for every field. */
 static void compare_with_reference(const char *results, const char *reference, double tol)
 {
     char *rs = slurp(results, NULL), *fs = slurp(reference, NULL);
@@ -94,7 +138,6 @@ static void compare_with_reference(const char *results, const char *reference, d
     ck_assert_msg(got && ref, "cannot parse %s or %s", results, reference);
     const cJSON *ref_methods = cJSON_GetObjectItem(ref, "methods"), *got_methods = cJSON_GetObjectItem(got, "methods");
     ck_assert_int_eq(cJSON_GetArraySize(ref_methods), RP_METHOD_COUNT);
-    ck_assert_double_le(cJSON_GetObjectItem(ref, "max_pixmap_difference")->valuedouble, tol);
     int compared = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, ref_methods)
@@ -103,28 +146,38 @@ static void compare_with_reference(const char *results, const char *reference, d
         const cJSON *g = NULL, *it;
         cJSON_ArrayForEach(it, got_methods) if (strcmp(cJSON_GetObjectItem(it, "method")->valuestring, name) == 0) g = it;
         ck_assert_msg(g != NULL, "%s: method %s missing", results, name);
+        drift d = method_drift(name);
         const cJSON *field;
         cJSON_ArrayForEach(field, r)
         {
             if (strcmp(field->string, "method") == 0)
                 continue;
-            const cJSON *gv = cJSON_GetObjectItem(g, field->string);
-            ck_assert_msg(gv != NULL, "%s.%s missing in %s", name, field->string, results);
+            const char *f = field->string;
+            double t = tol >= 0 ? tol : counts_hits(f) ? hits_drift(r, f, d.flips) : d.continuous;
+            if (strncmp(f, "n_", 2) == 0)
+                t = 0; /* how many rows each metric counted never depends on rounding */
+            const cJSON *gv = cJSON_GetObjectItem(g, f);
+            ck_assert_msg(gv != NULL, "%s.%s missing in %s", name, f, results);
             if (cJSON_IsNull(field)) {
-                ck_assert_msg(cJSON_IsNull(gv), "%s.%s: reference null, relprop not", name, field->string);
+                ck_assert_msg(cJSON_IsNull(gv), "%s.%s: reference null, relprop not", name, f);
             } else if (cJSON_IsArray(field)) {
                 ck_assert_int_eq(cJSON_GetArraySize(field), cJSON_GetArraySize(gv));
+                int flipped = 0, n = cJSON_GetObjectItem(r, "n_perturbation")->valueint;
                 for (int i = 0; i < cJSON_GetArraySize(field); i++) {
                     double a = cJSON_GetArrayItem(field, i)->valuedouble, b = cJSON_GetArrayItem(gv, i)->valuedouble;
-                    ck_assert_msg(fabs(a - b) <= tol, "%s.%s[%d]: reference %.10g, relprop %.10g", name,
-                                  field->string, i, a, b);
+                    ck_assert_msg(fabs(a - b) <= t, "%s.%s[%d]: reference %.10g, relprop %.10g (tolerance %g)", name, f,
+                                  i, a, b, t);
+                    flipped += (int)lround(fabs(a - b) * n);
                     compared++;
                 }
+                if (tol < 0)
+                    ck_assert_msg(flipped <= d.flips, "%s.%s: %d samples flipped in all, at most %d expected", name, f,
+                                  flipped, d.flips);
             } else {
-                ck_assert_msg(cJSON_IsNumber(gv), "%s.%s: relprop gives no number", name, field->string);
-                ck_assert_msg(fabs(field->valuedouble - gv->valuedouble) <= tol,
-                              "%s.%s: reference %.10g, relprop %.10g", name, field->string, field->valuedouble,
-                              gv->valuedouble);
+                ck_assert_msg(cJSON_IsNumber(gv), "%s.%s: relprop gives no number", name, f);
+                ck_assert_msg(fabs(field->valuedouble - gv->valuedouble) <= t,
+                              "%s.%s: reference %.10g, relprop %.10g (tolerance %g)", name, f, field->valuedouble,
+                              gv->valuedouble, t);
                 compared++;
             }
         }
@@ -169,7 +222,7 @@ START_TEST(eval_fixture_twice_and_reference)
     free(csv);
 
     snprintf(pa, sizeof pa, "%s/results.json", a);
-    compare_with_reference(pa, FIXTURE "reference.json", 1e-6);
+    compare_with_reference(pa, FIXTURE "reference.json", -1);
 
     /* the live numpy recomputation, where numpy and PIL are installed */
     if (system("/usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null") == 0) {
@@ -180,8 +233,9 @@ START_TEST(eval_fixture_twice_and_reference)
         int st = system(cmd);
         ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "eval_reference.py reports a mismatch (status %d)", st);
     } else {
-        fprintf(stderr, "test_eval_cli: /usr/bin/python3 with numpy and PIL not found; compared with the committed "
-                        "reference only\n");
+        test_skip("test_eval_cli: live numpy recomputation of the metrics",
+                  "/usr/bin/python3 lacks numpy or PIL (scripts/setup.sh installs python3-numpy and python3-pil); "
+                  "compared with the committed reference only");
     }
 
     /* results are not overwritten without --force */

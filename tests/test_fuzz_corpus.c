@@ -19,6 +19,9 @@
 #define LLVMFuzzerTestOneInput fuzz_readers_one
 #include "../fuzz/fuzz_readers.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_ops_one
+#include "../fuzz/fuzz_ops.c"
+#undef LLVMFuzzerTestOneInput
 
 #ifndef RELPROP_SOURCE_DIR
 #define RELPROP_SOURCE_DIR "."
@@ -70,10 +73,29 @@ static int replay(const char *sub, int (*one)(const uint8_t *, size_t))
     return n;
 }
 
+/* Each model the fuzzer found either runs, or is refused with a message
+ * (and, in the sanitizer build, without a report). */
+static int model_checked_one(const uint8_t *data, size_t size)
+{
+    rp_error err;
+    rp_status st = fuzz_model_run(data, size, &err);
+    ck_assert_msg(st == RP_OK || err.msg[0] != 0, "refused (status %d) without a message", (int)st);
+    return 0;
+}
+
 START_TEST(test_model_corpus)
 {
-    int n = replay("model", fuzz_model_one);
+    int n = replay("model", model_checked_one);
+    ck_assert_int_gt(n, 0);
     fprintf(stderr, "fuzz_model: %d inputs replayed\n", n);
+}
+END_TEST
+
+START_TEST(test_ops_corpus)
+{
+    int n = replay("ops", fuzz_ops_one);
+    ck_assert_int_gt(n, 0);
+    fprintf(stderr, "fuzz_ops: %d recipes replayed\n", n);
 }
 END_TEST
 
@@ -92,6 +114,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_model_corpus);
     tcase_add_test(tc, test_readers_corpus);
+    tcase_add_test(tc, test_ops_corpus);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,11 +3,13 @@
  * class, each patch map is within 1e-2 of the expected map relative to its
  * largest magnitude, and within 1e-3 of the float64 reference (the float32
  * reference itself is up to ~1e-3 away from its float64 run), and the
- * pixel map of lrp_full correlates with the float64 reference at r >= 0.99.
- * The DeiT-tiny case is read from ../shared when present: there the authors'
- * own float32 lrp_full reaches only r = 0.52 against float64, so relprop's
- * figure is printed, not asserted. Per-layer intermediates are compared when
- * ../shared has them, to say where a difference starts. */
+ * pixel map of lrp_full correlates with the float64 reference at r >= 0.98.
+ * The DeiT-tiny case is read from ../shared (CI always has it): there the
+ * authors' own float32 maps are ill-conditioned (lrp_full reaches only
+ * r = 0.52 against float64, the others ~1.3e-3), so its float64 checks are
+ * printed, not asserted. Per-layer intermediates are compared when ../shared
+ * has them, to say where a difference starts. Where each limit comes from:
+ * tests/README.md, "Cross-machine tolerances". */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -36,7 +38,11 @@ static const oracle_case cases[] = {
 
 #define REL_LIMIT 1e-2
 #define REL_AIM 1e-3
-#define PEARSON_LIMIT 0.99
+/* lrp_full sums millions of signed terms per pixel: float32 rounding alone
+ * takes the authors' own float32 run to r = 0.9968 against their float64
+ * run, and relprop's to 0.9920 on one OpenBLAS kernel family (SkylakeX). The
+ * limit leaves 2.5x that; a wrong rule gives r far below (0.7 and less). */
+#define PEARSON_LIMIT 0.98
 
 
 /* max|a-b| / max|b| over finite b; an all-NaN expected map accepts all zeros. */
@@ -122,10 +128,8 @@ START_TEST(test_case_maps)
     const oracle_case *oc = &cases[_i];
     char path[1024];
     snprintf(path, sizeof path, "%s/model.onnx", oc->dir);
-    if (access(path, R_OK) != 0) {
-        printf("skipped: %s is not present (the DeiT-tiny case is read from ../shared)\n", oc->dir);
-        return;
-    }
+    ck_assert_msg(access(path, R_OK) == 0, "%s is missing (the DeiT-tiny case is read from the shared folder beside "
+                  "the checkout, ../shared, which CI always has)", path);
     snprintf(path, sizeof path, "%s/meta.json", oc->dir);
     cJSON *meta = json_file_read(path);
     ck_assert_msg(meta != NULL, "cannot read %s", path);

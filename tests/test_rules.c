@@ -78,8 +78,7 @@ static void check_ab_matmul(double alpha, double beta)
 
 START_TEST(ab_matmul_formula)
 {
-    if (!have_backward("MatMul", 13))
-        return;
+    require_backward("MatMul", 13);
     check_ab_matmul(1, 0);
     check_ab_matmul(2, 1);
     check_ab_matmul(0.5, 0.25);
@@ -88,8 +87,7 @@ END_TEST
 
 START_TEST(ab_matmul_beta_zero_skips_inhibitor)
 {
-    if (!have_backward("MatMul", 13))
-        return;
+    require_backward("MatMul", 13);
     /* Non-negative x and W, alpha 1, beta 0: the rule is plain z+ against
      * the node's own output, checked by hand; a second apply adds the same
      * again (rules ADD into rel_in). */
@@ -123,8 +121,7 @@ END_TEST
 
 START_TEST(ab_matmul_conservation)
 {
-    if (!have_backward("MatMul", 13))
-        return;
+    require_backward("MatMul", 13);
     /* Positive x, no bias, alpha 1 beta 0: Z = x+ W+ has no zeros -> sum R_x = sum R. */
     enum { M = 6, K = 5, N = 4 };
     float *x = rand_f(M * K, 0.1, 1), *w = rand_f(K * N, -1, 1);
@@ -147,8 +144,7 @@ END_TEST
 
 START_TEST(ab_matmul_weight_first)
 {
-    if (!have_backward("MatMul", 13))
-        return;
+    require_backward("MatMul", 13);
     /* y = W x with W [3,4] constant, x [4,5]: y^T = x^T W^T. */
     enum { A = 3, K = 4, B = 5 };
     float *w = rand_f(A * K, -1, 1), *x = rand_f(K * B, -1, 1);
@@ -220,8 +216,7 @@ static void check_ab_gemm(float gemm_alpha)
 
 START_TEST(ab_gemm_transb_bias_ignored)
 {
-    if (!have_backward("Gemm", 13))
-        return;
+    require_backward("Gemm", 13);
     check_ab_gemm(1.0f);
     check_ab_gemm(0.5f);
     check_ab_gemm(-1.5f); /* negative alpha: W+ and W- swap roles */
@@ -287,8 +282,7 @@ static rcase *conv_case(const convspec *q, const float *x, const float *w, const
 
 START_TEST(ab_conv_separate_division)
 {
-    if (!have_backward("Conv", 11))
-        return;
+    require_backward("Conv", 11);
     convspec q = {.C = 2, .H = 5, .W = 5, .O = 3, .KH = 3, .KW = 3, .s = 1, .p = 1, .OH = 5, .OW = 5};
     int nx = q.C * q.H * q.W, nw = q.O * q.C * q.KH * q.KW, ny = q.O * q.OH * q.OW;
     float *x = rand_f(nx, -1, 1), *w = rand_f(nw, -1, 1), *b = rand_f(q.O, -1, 1);
@@ -339,8 +333,7 @@ END_TEST
 
 START_TEST(ab_conv_conservation)
 {
-    if (!have_backward("Conv", 11))
-        return;
+    require_backward("Conv", 11);
     /* Positive x, no bias, every output channel with a positive weight. */
     convspec q = {.C = 2, .H = 4, .W = 4, .O = 3, .KH = 2, .KW = 2, .s = 2, .p = 0, .OH = 2, .OW = 2};
     int nx = q.C * q.H * q.W, nw = q.O * q.C * q.KH * q.KW, ny = q.O * q.OH * q.OW;
@@ -361,8 +354,7 @@ END_TEST
 
 START_TEST(ab_einsum_linear)
 {
-    if (!have_backward("Einsum", 12))
-        return;
+    require_backward("Einsum", 12);
     /* "bik,kj->bij" with a constant weight: the same as MatMul. */
     enum { M = 4, K = 3, N = 5 };
     float *x = rand_f(M * K, -1, 1), *w = rand_f(K * N, -1, 1);
@@ -448,8 +440,7 @@ static void check_zb(const convspec *q, bool given, double low, double high)
 
 START_TEST(zb_conv)
 {
-    if (!have_backward("Conv", 11))
-        return;
+    require_backward("Conv", 11);
     /* The patch embedding: kernel = stride. */
     check_zb(&(convspec){.C = 3, .H = 4, .W = 4, .O = 2, .KH = 2, .KW = 2, .s = 2, .p = 0, .OH = 2, .OW = 2}, false,
              0, 0);
@@ -466,8 +457,7 @@ END_TEST
 
 START_TEST(sum_broadcast_constant)
 {
-    if (!have_backward("Add", 14))
-        return;
+    require_backward("Add", 14);
     /* u [2,3,4] activation + v [3,4] constant (a position embedding). */
     enum { I = 2, J = 3, K = 4 };
     float *u = rand_f(I * J * K, -1, 1), *v = rand_f(J * K, -1, 1);
@@ -507,8 +497,7 @@ END_TEST
 
 START_TEST(sum_sub_two_activations)
 {
-    if (!have_backward("Sub", 14))
-        return;
+    require_backward("Sub", 14);
     enum { N = 12 };
     float *u = rand_f(N, -1, 1), *v = rand_f(N, -1, 1);
     rcase *c = rc_new("Sub", 14);
@@ -544,8 +533,7 @@ END_TEST
 
 START_TEST(sum_conservation)
 {
-    if (!have_backward("Add", 14))
-        return;
+    require_backward("Add", 14);
     /* Two activations, one broadcast: the shares add up to sum R. */
     float *u = rand_f(2 * 5 * 3, -1, 1), *v = rand_f(5 * 1, -1, 1);
     rcase *c = rc_new("Add", 14);
@@ -565,8 +553,7 @@ END_TEST
 
 START_TEST(product_matmul)
 {
-    if (!have_backward("MatMul", 13))
-        return;
+    require_backward("MatMul", 13);
     enum { B = 2, I = 3, K = 4, J = 5 };
     float *U = rand_f(B * I * K, -1, 1), *V = rand_f(B * K * J, -1, 1);
     rcase *c = rc_new("MatMul", 13);
@@ -606,8 +593,7 @@ END_TEST
 
 START_TEST(product_einsum_attention)
 {
-    if (!have_backward("Einsum", 12))
-        return;
+    require_backward("Einsum", 12);
     /* Q K^T: "bhid,bhjd->bhij", Q [1,2,3,4], K [1,2,5,4]. */
     enum { H = 2, I = 3, J = 5, D = 4 };
     float *Q = rand_f(H * I * D, -1, 1), *Kt = rand_f(H * J * D, -1, 1);
@@ -646,8 +632,7 @@ END_TEST
 
 START_TEST(product_mul)
 {
-    if (!have_backward("Mul", 14))
-        return;
+    require_backward("Mul", 14);
     enum { N = 10 };
     float *U = rand_f(N, -1, 1), *V = rand_f(N, -1, 1);
     rcase *c = rc_new("Mul", 14);
@@ -787,8 +772,7 @@ END_TEST
 
 START_TEST(route_reduce_mean)
 {
-    if (!have_backward("ReduceMean", 18))
-        return;
+    require_backward("ReduceMean", 18);
     /* ReduceMean over axis 1 keeps relevance: sum R_x = sum R where z != 0. */
     float *x = rand_f(2 * 5, 0.1, 1);
     int64_t axes[1] = {1};
@@ -959,8 +943,7 @@ END_TEST
 
 START_TEST(epsilon_conserves_as_eps_vanishes)
 {
-    if (!have_backward("MatMul", 13))
-        return;
+    require_backward("MatMul", 13);
     /* y = x W, no bias: sum R_x = sum_j R_j z_j / (z_j + eps sign z_j), which
      * tends to sum R as eps -> 0; the gap shrinks with eps. */
     enum { M = 4, K = 6, N = 5 };
@@ -991,8 +974,7 @@ END_TEST
 
 START_TEST(zplus_conserves_on_positive_inputs)
 {
-    if (!have_backward("Conv", 11))
-        return;
+    require_backward("Conv", 11);
     /* Positive x and a positive centre tap in every filter (the centre is
      * never in the padding): Z > 0 everywhere, so sum R_x = sum R exactly
      * (up to float32). Other taps of both signs. */

@@ -18,6 +18,8 @@ check() {
   local rc=$?
   if [ $rc -eq 99 ] || grep -q "ERROR SUMMARY: [1-9]" "$tmp/out"; then
     echo "FAIL (valgrind): $name"; tail -30 "$tmp/out"; failed=$((failed + 1))
+  elif [ $rc -ne "${expect_rc:-0}" ]; then
+    echo "FAIL: $name: exit $rc under valgrind, expected ${expect_rc:-0}"; tail -30 "$tmp/out"; failed=$((failed + 1))
   else
     passed=$((passed + 1))
   fi
@@ -32,9 +34,9 @@ done
 oracle=$src/tests/oracle/fmnist_vit_s__timm13
 check "explain all methods" "${vg[@]}" "$build/relprop" explain --onnx "$oracle/model.onnx" \
   --input "$oracle/inputs/input_0.npy" --class 6 --method all -o "$tmp/maps"
-check "run with a bad model" "${vg[@]}" "$build/relprop" run --onnx "$src/tests/data/bad/shape_mismatch.onnx" \
+expect_rc=2 check "run with a bad model" "${vg[@]}" "$build/relprop" run --onnx "$src/tests/data/bad/shape_mismatch.onnx" \
   --input "$src/tests/data/bad/x_ok.npy"
 head -c 5000 "$oracle/model.onnx" >"$tmp/truncated.onnx"
-check "truncated model" "${vg[@]}" "$build/relprop" inspect --onnx "$tmp/truncated.onnx"
+expect_rc=2 check "truncated model" "${vg[@]}" "$build/relprop" inspect --onnx "$tmp/truncated.onnx"
 echo "valgrind: $passed passed, $failed failed"
 [ $failed -eq 0 ]

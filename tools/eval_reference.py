@@ -149,7 +149,11 @@ def compute(list_path, dump):
                 continue
             assert mask.shape == (H, W), "%s: mask %r, map %r" % (stem, mask.shape, (H, W))
             m = normalise(pix)
-            fg = m > m.astype(np.float64).mean()
+            # In float64 on both sides, as eval_metrics.c compares: numpy
+            # would round a float64 scalar to float32 against a float32
+            # array, and a pixel within half a float32 step of the mean
+            # would then fall on the other side.
+            fg = m.astype(np.float64) > m.astype(np.float64).mean()
             correct += int(np.sum(fg == mask))
             labeled += mask.size
             for c, (p, t) in enumerate([(~fg, ~mask), (fg, mask)]):

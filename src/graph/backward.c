@@ -163,7 +163,7 @@ rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, con
             continue;
         bool any = false;
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0 && from_target[n->in[k]] && !(n->op->nondiff_inputs & (1u << k)))
+            if (n->in[k] >= 0 && from_target[n->in[k]] && !rp_op_input_nondiff(n->op, k))
                 any = true;
         if (any)
             for (int k = 0; k < n->n_out; k++)
@@ -181,7 +181,7 @@ rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, con
                 any = true;
         if (any)
             for (int k = 0; k < n->n_in; k++)
-                if (n->in[k] >= 0 && !(n->op->nondiff_inputs & (1u << k)))
+                if (n->in[k] >= 0 && !rp_op_input_nondiff(n->op, k))
                     to_out[n->in[k]] = true;
     }
     rp_status st = RP_OK;
@@ -248,7 +248,7 @@ rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, r
             any_out |= gout[k] != NULL;
         }
         for (int k = 0; k < n->n_in; k++) {
-            gin[k] = n->in[k] >= 0 && grads->on_path[n->in[k]] && !(n->op->nondiff_inputs & (1u << k))
+            gin[k] = n->in[k] >= 0 && grads->on_path[n->in[k]] && !rp_op_input_nondiff(n->op, k)
                          ? &grads->t[n->in[k]]
                          : NULL;
             any_in |= gin[k] != NULL;

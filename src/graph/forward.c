@@ -46,7 +46,7 @@ static void prepare_fused(const rp_graph *g, int i, rp_kctx *c, rp_tensor **ins,
     if (f->epilogue >= 0) {
         const rp_node *e = &g->nodes[f->epilogue];
         const rp_tensor *operand = &g->values[e->in[0] == n->out[0] ? e->in[1] : e->in[0]].t;
-        if (e->op_type[0] == 'M') {
+        if (rp_op_role_of(e->op) == RP_ROLE_PRODUCT) {
             pf->scale = rp_tensor_get_f64(operand, 0);
         } else {
             /* The product's output (the Add's) starts as the bias in every row. */

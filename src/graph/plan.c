@@ -104,10 +104,15 @@ static bool passing(const rp_graph *g, int v, const bool *keep, const readers *r
     return !keep[v] && !x->is_graph_output && planned(g, x) && r->count[v] == 1;
 }
 
+static bool default_node(const rp_node *n, int n_in)
+{
+    return !n->folded && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) && n->n_in == n_in && n->n_out == 1 &&
+           n->out[0] >= 0;
+}
+
 static bool default_op(const rp_node *n, const char *op_type, int n_in)
 {
-    return !n->folded && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) && strcmp(n->op_type, op_type) == 0 &&
-           n->n_in == n_in && n->n_out == 1 && n->out[0] >= 0;
+    return default_node(n, n_in) && strcmp(n->op_type, op_type) == 0;
 }
 
 /* The Transpose that gives product i its B, if it swaps just the last two
@@ -149,7 +154,8 @@ static int fusable_epilogue(const rp_graph *g, int i, const bool *keep, const re
     const rp_value *yv = &g->values[y];
     int e = r->only[y];
     const rp_node *en = &g->nodes[e];
-    bool add = default_op(en, "Add", 2), mul = default_op(en, "Mul", 2);
+    rp_op_role role = default_node(en, 2) ? rp_op_role_of(en->op) : RP_ROLE_NONE;
+    bool add = role == RP_ROLE_SUM && !(en->op->flags & RP_OPF_SUBTRACTS), mul = role == RP_ROLE_PRODUCT;
     /* Before opset 7, Add and Mul broadcast only under a `broadcast` attribute. */
     if ((!add && !mul) || en->opset < 7)
         return -1;
@@ -373,12 +379,12 @@ void rp_node_mark_gradient_reads(const rp_graph *g, const rp_node *n, bool *keep
     int differentiable = 0;
     for (int k = 0; k < n->n_in; k++)
         differentiable += n->in[k] >= 0 && g->values[n->in[k]].kind != RP_VALUE_CONSTANT &&
-                          !(k < 32 && (n->op->nondiff_inputs & (1u << k)));
+                          !rp_op_input_nondiff(n->op, k);
     for (int k = 0; k < n->n_in; k++) {
         int v = n->in[k];
         if (v < 0)
             continue;
-        bool nondiff = k < 32 && (n->op->nondiff_inputs & (1u << k));
+        bool nondiff = rp_op_input_nondiff(n->op, k);
         bool takes_grad = !nondiff && g->values[v].kind != RP_VALUE_CONSTANT;
         bool read = true;
         if (!nondiff && (f & RP_OPF_GRAD_NO_INPUTS))

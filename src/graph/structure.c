@@ -3,15 +3,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/ops.h"
+
 static bool is_op(const rp_node *n, const char *op)
 {
     return strcmp(n->op_type, op) == 0;
 }
 
-/* Ops that hand A on unchanged (as far as attention is concerned). */
+/* Ops that hand A on in place, element for element. */
 static bool is_passthrough(const rp_node *n)
 {
-    return is_op(n, "Dropout") || is_op(n, "Identity") || is_op(n, "Cast");
+    return rp_op_role_of(n->op) == RP_ROLE_PASS;
 }
 
 static bool is_activation(const rp_graph *g, int v)

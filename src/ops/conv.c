@@ -418,8 +418,13 @@ static rp_status conv_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *co
     return RP_OK;
 }
 
+/* B, the bias, is added to the product. */
+#define CONV(since)                                                                                           \
+    RP_OP("Conv", since, .min_in = 2, .max_in = 3, .role = RP_ROLE_CONTRACTION, .summand_inputs = 1u << 2, \
+          .prepare = conv_prepare, .forward = conv_forward, .backward = conv_backward)
+
 const rp_op rp_ops_conv[] = {
-    {"Conv", 1, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward, NULL},
-    {"Conv", 11, 2, 3, 1, 1, 0, 0, 0, conv_prepare, conv_forward, conv_backward, NULL},
+    CONV(1),
+    CONV(11),
 };
 const size_t rp_ops_conv_count = sizeof rp_ops_conv / sizeof rp_ops_conv[0];

@@ -1231,38 +1231,53 @@ static rp_status bw_clip11(rp_kctx *c, rp_tensor *const *gout, rp_tensor *const 
 /* ---- the table ---- */
 
 #define VARIADIC INT32_MAX
-#define ROWF(name, since, min_in, max_in, nondiff, flags, prep, fw, bw) \
-    {name, since, min_in, max_in, 1, 1, 0, nondiff, flags, prep, fw, bw, NULL}
-#define ROW(name, since, min_in, max_in, nondiff, prep, fw, bw) ROWF(name, since, min_in, max_in, nondiff, 0, prep, fw, bw)
 #define PASS_GRAD (RP_OPF_GRAD_NO_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
 #define PRODUCT_GRAD (RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
+#define SPELLS RP_OPF_SPELLS_NORM
+/* A function of one input, elementwise. */
+#define MAP1(name, since, prep, fw, bw, more_flags) \
+    RP_OP(name, since, .min_in = 1, .max_in = 1, .role = RP_ROLE_MAP, .flags = SPELLS | (more_flags), .prepare = prep, \
+          .forward = fw, .backward = bw)
 
 const rp_op rp_ops_elementwise[] = {
     /* Add..Div before opset 7 broadcast by a `broadcast`/`axis` attribute; not supported. */
-    ROWF("Add", 7, 2, 2, 0, PASS_GRAD, prep_add, fw_bcast, bw_add),
-    ROWF("Sub", 7, 2, 2, 0, PASS_GRAD, prep_sub, fw_bcast, bw_sub),
-    ROWF("Mul", 7, 2, 2, 0, PRODUCT_GRAD, prep_mul, fw_bcast, bw_mul),
-    ROW("Div", 7, 2, 2, 0, prep_div, fw_bcast, bw_div),
-    ROW("Pow", 7, 2, 2, 0, prep_pow, fw_bcast, bw_pow),
-    ROW("Equal", 7, 2, 2, 3u, prep_equal, fw_bcast, NULL),
+    RP_OP("Add", 7, .min_in = 2, .max_in = 2, .role = RP_ROLE_SUM, .summand_inputs = RP_IN_ALL,
+          .flags = PASS_GRAD | SPELLS, .prepare = prep_add, .forward = fw_bcast, .backward = bw_add),
+    RP_OP("Sub", 7, .min_in = 2, .max_in = 2, .role = RP_ROLE_SUM, .summand_inputs = RP_IN_ALL,
+          .flags = PASS_GRAD | RP_OPF_SUBTRACTS | SPELLS, .prepare = prep_sub, .forward = fw_bcast, .backward = bw_sub),
+    RP_OP("Mul", 7, .min_in = 2, .max_in = 2, .role = RP_ROLE_PRODUCT, .flags = PRODUCT_GRAD | SPELLS,
+          .prepare = prep_mul, .forward = fw_bcast, .backward = bw_mul),
+    RP_OP("Div", 7, .min_in = 2, .max_in = 2, .role = RP_ROLE_QUOTIENT, .flags = SPELLS, .prepare = prep_div,
+          .forward = fw_bcast, .backward = bw_div),
+    RP_OP("Pow", 7, .min_in = 2, .max_in = 2, .role = RP_ROLE_OTHER, .flags = SPELLS, .prepare = prep_pow,
+          .forward = fw_bcast, .backward = bw_pow),
+    RP_OP("Equal", 7, .min_in = 2, .max_in = 2, .nondiff_inputs = 3u, .role = RP_ROLE_OTHER, .flags = SPELLS,
+          .prepare = prep_equal, .forward = fw_bcast),
     /* Opsets 6..7 of these want equal shapes, which broadcasting also serves. */
-    ROW("Max", 6, 1, VARIADIC, 0, prep_max, fw_bcast, bw_select),
-    ROW("Min", 6, 1, VARIADIC, 0, prep_min, fw_bcast, bw_select),
-    ROW("Sum", 6, 1, VARIADIC, 0, prep_sum, fw_bcast, bw_add),
-    ROW("Where", 9, 3, 3, 1u, prep_where, fw_bcast, bw_where),
-    ROW("Sqrt", 6, 1, 1, 0, prep_sqrt, fw_map, bw_sqrt),
-    ROWF("Erf", 9, 1, 1, 0, RP_OPF_GRAD_NO_OUTPUTS, prep_erf, fw_map, bw_erf),
-    ROW("Tanh", 6, 1, 1, 0, prep_tanh, fw_map, bw_tanh),
-    ROW("Relu", 6, 1, 1, 0, prep_relu, fw_map, bw_relu),
-    ROW("Sigmoid", 6, 1, 1, 0, prep_sigmoid, fw_map, bw_sigmoid),
-    ROW("Exp", 6, 1, 1, 0, prep_exp, fw_map, bw_exp),
-    ROW("Neg", 6, 1, 1, 0, prep_neg, fw_map, bw_neg),
-    ROW("Reciprocal", 6, 1, 1, 0, prep_recip, fw_map, bw_recip),
-    ROWF("Gelu", 20, 1, 1, 0, RP_OPF_GRAD_NO_OUTPUTS, prep_gelu, fw_map, bw_gelu),
-    ROW("Clip", 6, 1, 1, 0, prep_clip6, fw_clip6, bw_clip6),
-    ROW("Clip", 11, 1, 3, 0, prep_clip11, fw_clip11, bw_clip11),
-    ROW("Cast", 6, 1, 1, 0, prep_cast, fw_map, bw_cast),
+    RP_OP("Max", 6, .min_in = 1, .max_in = VARIADIC, .role = RP_ROLE_OTHER, .flags = SPELLS, .prepare = prep_max,
+          .forward = fw_bcast, .backward = bw_select),
+    RP_OP("Min", 6, .min_in = 1, .max_in = VARIADIC, .role = RP_ROLE_OTHER, .flags = SPELLS, .prepare = prep_min,
+          .forward = fw_bcast, .backward = bw_select),
+    RP_OP("Sum", 6, .min_in = 1, .max_in = VARIADIC, .role = RP_ROLE_SUM, .summand_inputs = RP_IN_ALL,
+          .prepare = prep_sum, .forward = fw_bcast, .backward = bw_add),
+    RP_OP("Where", 9, .min_in = 3, .max_in = 3, .nondiff_inputs = 1u, .role = RP_ROLE_OTHER, .flags = SPELLS,
+          .prepare = prep_where, .forward = fw_bcast, .backward = bw_where),
+    MAP1("Sqrt", 6, prep_sqrt, fw_map, bw_sqrt, 0),
+    MAP1("Erf", 9, prep_erf, fw_map, bw_erf, RP_OPF_GRAD_NO_OUTPUTS),
+    MAP1("Tanh", 6, prep_tanh, fw_map, bw_tanh, 0),
+    MAP1("Relu", 6, prep_relu, fw_map, bw_relu, 0),
+    MAP1("Sigmoid", 6, prep_sigmoid, fw_map, bw_sigmoid, 0),
+    MAP1("Exp", 6, prep_exp, fw_map, bw_exp, 0),
+    MAP1("Neg", 6, prep_neg, fw_map, bw_neg, 0),
+    MAP1("Reciprocal", 6, prep_recip, fw_map, bw_recip, 0),
+    MAP1("Gelu", 20, prep_gelu, fw_map, bw_gelu, RP_OPF_GRAD_NO_OUTPUTS),
+    MAP1("Clip", 6, prep_clip6, fw_clip6, bw_clip6, 0),
+    RP_OP("Clip", 11, .min_in = 1, .max_in = 3, .role = RP_ROLE_MAP, .flags = SPELLS, .prepare = prep_clip11,
+          .forward = fw_clip11, .backward = bw_clip11),
+    RP_OP("Cast", 6, .min_in = 1, .max_in = 1, .role = RP_ROLE_PASS, .flags = SPELLS, .prepare = prep_cast,
+          .forward = fw_map, .backward = bw_cast),
     /* target_type contributes only its dtype. */
-    ROW("CastLike", 15, 2, 2, 2u, prep_castlike, fw_map, bw_cast),
+    RP_OP("CastLike", 15, .min_in = 2, .max_in = 2, .nondiff_inputs = 2u, .role = RP_ROLE_PASS, .flags = SPELLS,
+          .prepare = prep_castlike, .forward = fw_map, .backward = bw_cast),
 };
 const size_t rp_ops_elementwise_count = sizeof rp_ops_elementwise / sizeof rp_ops_elementwise[0];

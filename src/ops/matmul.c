@@ -986,22 +986,25 @@ static rp_status einsum_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
 /* ---- table ---- */
 
 /* A product's gradient to one operand reads only the others. */
-#define ROW_FLAGS(name, since, min_in, max_in, flags, prep, fwd, bwd) \
-    {name, since, min_in, max_in, 1, 1, 0, 0, RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS | (flags), prep, fwd, bwd, NULL}
-#define ROW(name, since, min_in, max_in, prep, fwd, bwd) ROW_FLAGS(name, since, min_in, max_in, 0, prep, fwd, bwd)
+#define CONTRACTION(name, since, in_min, in_max, more_flags, more, prep, fwd, bwd) \
+    RP_OP(name, since, .min_in = in_min, .max_in = in_max, .role = RP_ROLE_CONTRACTION, \
+          .flags = RP_OPF_GRAD_OTHER_INPUTS | RP_OPF_GRAD_NO_OUTPUTS | (more_flags), .summand_inputs = (more), \
+          .prepare = prep, .forward = fwd, .backward = bwd)
+/* Gemm's C is added to the product. */
+#define GEMM(since, in_min) CONTRACTION("Gemm", since, in_min, 3, 0, 1u << 2, gemm_prepare, gemm_forward, gemm_backward)
 
 const rp_op rp_ops_matmul[] = {
-    ROW_FLAGS("MatMul", 1, 2, 2, RP_OPF_FUSES, matmul_prepare, matmul_forward, matmul_backward),
-    ROW_FLAGS("MatMul", 13, 2, 2, RP_OPF_FUSES, matmul_prepare, matmul_forward, matmul_backward),
+    CONTRACTION("MatMul", 1, 2, 2, RP_OPF_FUSES, 0, matmul_prepare, matmul_forward, matmul_backward),
+    CONTRACTION("MatMul", 13, 2, 2, RP_OPF_FUSES, 0, matmul_prepare, matmul_forward, matmul_backward),
     /* Before opset 11 C is required. Opsets 1 and 6 gate C's broadcasting by
      * a `broadcast` attribute; broadcasting whenever shapes allow is a
      * superset, so they share the later kernel. */
-    ROW("Gemm", 1, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
-    ROW("Gemm", 6, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
-    ROW("Gemm", 7, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
-    ROW("Gemm", 9, 3, 3, gemm_prepare, gemm_forward, gemm_backward),
-    ROW("Gemm", 11, 2, 3, gemm_prepare, gemm_forward, gemm_backward),
-    ROW("Gemm", 13, 2, 3, gemm_prepare, gemm_forward, gemm_backward),
-    ROW("Einsum", 12, 1, ES_MAX_OPS - 1, einsum_prepare, einsum_forward, einsum_backward),
+    GEMM(1, 3),
+    GEMM(6, 3),
+    GEMM(7, 3),
+    GEMM(9, 3),
+    GEMM(11, 2),
+    GEMM(13, 2),
+    CONTRACTION("Einsum", 12, 1, ES_MAX_OPS - 1, 0, 0, einsum_prepare, einsum_forward, einsum_backward),
 };
 const size_t rp_ops_matmul_count = sizeof rp_ops_matmul / sizeof rp_ops_matmul[0];

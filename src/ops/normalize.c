@@ -485,13 +485,18 @@ static rp_status layernorm_backward(rp_kctx *c, rp_tensor *const *gout, rp_tenso
     return RP_OK;
 }
 
+/* LogSoftmax is no piece of a spelled-out normalisation. */
+#define SOFTMAX(name, since, prep, more_flags)                                                               \
+    RP_OP(name, since, .min_in = 1, .max_in = 1, .role = RP_ROLE_MAP, .flags = (more_flags), .prepare = prep, \
+          .forward = softmax_forward, .backward = softmax_backward)
+
 const rp_op rp_ops_normalize[] = {
-    /* name, since, in min/max, out min/max, const, nondiff, flags, prepare, forward, backward */
-    {"Softmax", 1, 1, 1, 1, 1, 0, 0, RP_OPF_GRAD_NO_INPUTS, softmax_prepare_2d, softmax_forward, softmax_backward, NULL},
-    {"Softmax", 13, 1, 1, 1, 1, 0, 0, RP_OPF_GRAD_NO_INPUTS, softmax_prepare_axis, softmax_forward, softmax_backward, NULL},
-    {"LogSoftmax", 1, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_2d, softmax_forward, softmax_backward, NULL},
-    {"LogSoftmax", 13, 1, 1, 1, 1, 0, 0, 0, softmax_prepare_axis, softmax_forward, softmax_backward, NULL},
-    {"LayerNormalization", 17, 2, 3, 1, 3, 0, 0, RP_OPF_GRAD_NO_OUTPUTS, layernorm_prepare, layernorm_forward,
-     layernorm_backward, NULL},
+    SOFTMAX("Softmax", 1, softmax_prepare_2d, RP_OPF_GRAD_NO_INPUTS | RP_OPF_SPELLS_NORM),
+    SOFTMAX("Softmax", 13, softmax_prepare_axis, RP_OPF_GRAD_NO_INPUTS | RP_OPF_SPELLS_NORM),
+    SOFTMAX("LogSoftmax", 1, softmax_prepare_2d, 0),
+    SOFTMAX("LogSoftmax", 13, softmax_prepare_axis, 0),
+    RP_OP_OUTS("LayerNormalization", 17, 1, 3, .min_in = 2, .max_in = 3, .role = RP_ROLE_MAP,
+               .flags = RP_OPF_GRAD_NO_OUTPUTS | RP_OPF_SPELLS_NORM, .prepare = layernorm_prepare,
+               .forward = layernorm_forward, .backward = layernorm_backward),
 };
 const size_t rp_ops_normalize_count = sizeof rp_ops_normalize / sizeof rp_ops_normalize[0];

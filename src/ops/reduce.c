@@ -507,21 +507,25 @@ static rp_status reduce_backward(rp_kctx *c, rp_tensor *const *gout, rp_tensor *
     }
 }
 
-#define RED_ATTR(name, bw) {name, 1, 1, 1, 1, 1, 0, 0, 0, reduce_prepare_attr, reduce_forward, bw, NULL}
-#define RED_INPUT(name, since, bw) \
-    {name, since, 1, 2, 1, 1, 1u << 1, 1u << 1, 0, reduce_prepare_input, reduce_forward, bw, NULL}
-#define RED_ROWS(name, since, bw) RED_ATTR(name, bw), RED_INPUT(name, since, bw)
+/* Each reduction twice: axes as an attribute, then (from `since`) as an
+ * optional constant input. */
+#define REDUCE(name, since, bw, op_role, more_flags)                                                               \
+    RP_OP(name, 1, .min_in = 1, .max_in = 1, .role = op_role, .flags = (more_flags),                            \
+          .prepare = reduce_prepare_attr, .forward = reduce_forward, .backward = bw),                              \
+        RP_OP(name, since, .min_in = 1, .max_in = 2, .const_inputs = 1u << 1, .nondiff_inputs = 1u << 1,          \
+              .role = op_role, .flags = (more_flags), .prepare = reduce_prepare_input, .forward = reduce_forward, \
+              .backward = bw)
 
 const rp_op rp_ops_reduce[] = {
-    RED_ROWS("ReduceSum", 13, reduce_backward),
-    RED_ROWS("ReduceMean", 18, reduce_backward),
-    RED_ROWS("ReduceMax", 18, reduce_backward),
-    RED_ROWS("ReduceMin", 18, reduce_backward),
-    RED_ROWS("ReduceProd", 18, NULL),
-    RED_ROWS("ReduceL1", 18, reduce_backward),
-    RED_ROWS("ReduceL2", 18, reduce_backward),
-    RED_ROWS("ReduceSumSquare", 18, reduce_backward),
-    RED_ROWS("ReduceLogSum", 18, reduce_backward),
-    RED_ROWS("ReduceLogSumExp", 18, reduce_backward),
+    REDUCE("ReduceSum", 13, reduce_backward, RP_ROLE_POOL, RP_OPF_SPELLS_NORM),
+    REDUCE("ReduceMean", 18, reduce_backward, RP_ROLE_POOL, RP_OPF_SPELLS_NORM),
+    REDUCE("ReduceMax", 18, reduce_backward, RP_ROLE_OTHER, RP_OPF_SPELLS_NORM),
+    REDUCE("ReduceMin", 18, reduce_backward, RP_ROLE_OTHER, 0),
+    REDUCE("ReduceProd", 18, NULL, RP_ROLE_OTHER, 0),
+    REDUCE("ReduceL1", 18, reduce_backward, RP_ROLE_OTHER, 0),
+    REDUCE("ReduceL2", 18, reduce_backward, RP_ROLE_OTHER, 0),
+    REDUCE("ReduceSumSquare", 18, reduce_backward, RP_ROLE_OTHER, 0),
+    REDUCE("ReduceLogSum", 18, reduce_backward, RP_ROLE_OTHER, 0),
+    REDUCE("ReduceLogSumExp", 18, reduce_backward, RP_ROLE_OTHER, 0),
 };
 const size_t rp_ops_reduce_count = sizeof rp_ops_reduce / sizeof rp_ops_reduce[0];

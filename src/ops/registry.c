@@ -6,12 +6,10 @@
 
 #include "ops/ops.h"
 
-typedef struct family {
+static const struct {
     const rp_op *rows;
     const size_t *count;
-} family;
-
-static const family families[] = {
+} families[] = {
     {rp_ops_elementwise, &rp_ops_elementwise_count},
     {rp_ops_matmul, &rp_ops_matmul_count},
     {rp_ops_conv, &rp_ops_conv_count},
@@ -19,6 +17,16 @@ static const family families[] = {
     {rp_ops_reduce, &rp_ops_reduce_count},
     {rp_ops_normalize, &rp_ops_normalize_count},
 };
+#define N_FAMILIES ((int)(sizeof families / sizeof families[0]))
+
+const rp_op_family *rp_op_families(int *n)
+{
+    static rp_op_family all[N_FAMILIES];
+    for (int f = 0; f < N_FAMILIES; f++)
+        all[f] = (rp_op_family){families[f].rows, *families[f].count};
+    *n = N_FAMILIES;
+    return all;
+}
 
 const rp_op *rp_op_lookup(const char *op_type, int opset)
 {
@@ -40,6 +48,13 @@ int rp_op_known(const char *op_type)
             if (strcmp(families[f].rows[i].name, op_type) == 0)
                 return 1;
     return 0;
+}
+
+bool rp_op_moves_once(const rp_op *op, const rp_node *node, const rp_tensor *const *in)
+{
+    if (!op)
+        return false;
+    return (op->flags & RP_OPF_MOVES_ONCE) || (op->moves_once && op->moves_once(node, in));
 }
 
 int64_t rp_attr_int(const rp_node *n, const char *name, int64_t dflt)

@@ -1408,48 +1408,93 @@ static rp_status range_forward(rp_kctx *c)
     return RP_OK;
 }
 
+/* Gather moves each element at most once when its indices are constant,
+ * non-negative (a negative one may repeat a positive one) and distinct; a
+ * long list is not worth checking. */
+static bool gather_moves_once(const rp_node *node, const rp_tensor *const *in)
+{
+    const rp_tensor *idx = node->n_in == 2 ? in[1] : NULL;
+    if (!idx || !idx->data || idx->count > 256 || (idx->dtype != RP_INT64 && idx->dtype != RP_INT32))
+        return false;
+    for (int64_t i = 0; i < idx->count; i++) {
+        int64_t a = rp_tensor_get_i64(idx, i);
+        if (a < 0)
+            return false;
+        for (int64_t j = 0; j < i; j++)
+            if (rp_tensor_get_i64(idx, j) == a)
+                return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ table */
 
-/* Shape, Size, ConstantOfShape, Constant and Range have no gradient (NULL):
- * their outputs are shapes or constants, folded when the model is loaded. */
-#define ROW(name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd) \
-    {name, since, imin, imax, omin, omax, cin, nd, fl, prep, fwd, bwd, NULL}
 /* Moving data around reads none of it to send gradients back. */
 #define MOVES (RP_OPF_GRAD_NO_INPUTS | RP_OPF_GRAD_NO_OUTPUTS)
 #define RESHAPES (MOVES | RP_OPF_ALIAS)
+/* An op that moves every element to exactly one place. */
+#define MOVE_ONCE(name, since, in_min, in_max, shape_inputs, fl, prep, fwd, bwd)                                    \
+    RP_OP(name, since, .min_in = in_min, .max_in = in_max, .const_inputs = (shape_inputs),                        \
+          .nondiff_inputs = (shape_inputs), .role = RP_ROLE_MOVE, .flags = (fl) | RP_OPF_MOVES_ONCE, .prepare = prep, \
+          .forward = fwd, .backward = bwd)
+#define SPLIT(since, in_max, shape_inputs)                                                                        \
+    RP_OP_OUTS("Split", since, 1, VARIADIC, .min_in = 1, .max_in = in_max, .const_inputs = (shape_inputs),         \
+               .nondiff_inputs = (shape_inputs), .role = RP_ROLE_MOVE, .flags = MOVES | RP_OPF_MOVES_ONCE,         \
+               .prepare = split_prepare, .forward = split_forward, .backward = split_backward)
+/* Concat's inputs all end up in the output: each is a summand of it. */
+#define CONCAT(since)                                                                                            \
+    RP_OP("Concat", since, .min_in = 1, .max_in = VARIADIC, .role = RP_ROLE_MOVE, .summand_inputs = RP_IN_ALL,    \
+          .flags = MOVES | RP_OPF_MOVES_ONCE, .prepare = concat_prepare, .forward = concat_forward,               \
+          .backward = concat_backward)
+/* Shape, Size, ConstantOfShape, Constant and Range have no gradient: their
+ * outputs are shapes or constants, folded when the model is loaded. */
+#define SHAPE_WORK(name, since, in_min, in_max, const_in, nondiff, fl, prep, fwd)                                  \
+    RP_OP(name, since, .min_in = in_min, .max_in = in_max, .const_inputs = (const_in), .nondiff_inputs = (nondiff), \
+          .role = RP_ROLE_NONE, .flags = (fl), .prepare = prep, .forward = fwd)
+#define DROPOUT(since, in_max, const_in, nondiff)                                                               \
+    RP_OP_OUTS("Dropout", since, 1, 2, .min_in = 1, .max_in = in_max, .const_inputs = (const_in),                \
+               .nondiff_inputs = (nondiff), .role = RP_ROLE_PASS, .prepare = dropout_prepare,                      \
+               .forward = dropout_forward, .backward = copy_backward)
 
 const rp_op rp_ops_shape[] = {
-    ROW("Reshape", 5, 2, 2, 1, 1, BIT(1), BIT(1), RESHAPES, reshape5_prepare, copy_forward, copy_backward),
-    ROW("Reshape", 14, 2, 2, 1, 1, BIT(1), BIT(1), RESHAPES, reshape14_prepare, copy_forward, copy_backward),
-    ROW("Transpose", 1, 1, 1, 1, 1, 0, 0, MOVES, transpose_prepare, view_forward, transpose_backward),
+    MOVE_ONCE("Reshape", 5, 2, 2, BIT(1), RESHAPES, reshape5_prepare, copy_forward, copy_backward),
+    MOVE_ONCE("Reshape", 14, 2, 2, BIT(1), RESHAPES, reshape14_prepare, copy_forward, copy_backward),
+    MOVE_ONCE("Transpose", 1, 1, 1, 0, MOVES, transpose_prepare, view_forward, transpose_backward),
     /* axis defaults to 1 before opset 4, is required after; negative from 11 (accepted throughout). */
-    ROW("Concat", 1, 1, VARIADIC, 1, 1, 0, 0, MOVES, concat_prepare, concat_forward, concat_backward),
-    ROW("Concat", 4, 1, VARIADIC, 1, 1, 0, 0, MOVES, concat_prepare, concat_forward, concat_backward),
-    {"Gather", 1, 2, 2, 1, 1, 0, BIT(1), MOVES | RP_OPF_ALIAS, gather_prepare, gather_forward, gather_backward,
-     .alias_offset = gather_alias},
-    ROW("Slice", 1, 1, 1, 1, 1, 0, 0, MOVES, slice1_prepare, view_forward, view_backward),
-    ROW("Slice", 10, 3, 5, 1, 1, BIT(1) | BIT(2) | BIT(3) | BIT(4), BIT(1) | BIT(2) | BIT(3) | BIT(4), MOVES,
-        slice10_prepare, view_forward, view_backward),
-    ROW("Split", 2, 1, 1, 1, VARIADIC, 0, 0, MOVES, split_prepare, split_forward, split_backward),
-    ROW("Split", 13, 1, 2, 1, VARIADIC, BIT(1), BIT(1), MOVES, split_prepare, split_forward, split_backward),
-    ROW("Split", 18, 1, 2, 1, VARIADIC, BIT(1), BIT(1), MOVES, split_prepare, split_forward, split_backward),
-    ROW("Squeeze", 1, 1, 1, 1, 1, 0, 0, RESHAPES, squeeze_prepare, copy_forward, copy_backward),
-    ROW("Squeeze", 13, 1, 2, 1, 1, BIT(1), BIT(1), RESHAPES, squeeze_prepare, copy_forward, copy_backward),
-    ROW("Unsqueeze", 1, 1, 1, 1, 1, 0, 0, RESHAPES, unsqueeze_prepare, copy_forward, copy_backward),
-    ROW("Unsqueeze", 13, 2, 2, 1, 1, BIT(1), BIT(1), RESHAPES, unsqueeze_prepare, copy_forward, copy_backward),
-    ROW("Flatten", 1, 1, 1, 1, 1, 0, 0, RESHAPES, flatten_prepare, copy_forward, copy_backward),
-    ROW("Flatten", 11, 1, 1, 1, 1, 0, 0, RESHAPES, flatten_prepare, copy_forward, copy_backward),
-    ROW("Expand", 8, 2, 2, 1, 1, BIT(1), BIT(1), MOVES, expand_prepare, view_forward, view_backward),
-    ROW("Shape", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward, NULL),
-    ROW("Shape", 15, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward, NULL),
-    ROW("Size", 1, 1, 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, size_prepare, size_forward, NULL),
-    ROW("ConstantOfShape", 9, 1, 1, 1, 1, BIT(0), BIT(0), 0, constantofshape_prepare, fill_forward, NULL),
-    ROW("Constant", 1, 0, 0, 1, 1, 0, 0, 0, constant_prepare, constant_forward, NULL),
-    ROW("Range", 11, 3, 3, 1, 1, BIT(0) | BIT(1) | BIT(2), BIT(0) | BIT(1) | BIT(2), 0, range_prepare,
-        range_forward, NULL),
-    ROW("Identity", 1, 1, 1, 1, 1, 0, 0, RESHAPES, same_shape_out, copy_forward, copy_backward),
-    ROW("Dropout", 7, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward, copy_backward),
-    ROW("Dropout", 10, 1, 1, 1, 2, 0, 0, 0, dropout_prepare, dropout_forward, copy_backward),
-    ROW("Dropout", 12, 1, 3, 1, 2, BIT(2), BIT(1) | BIT(2), 0, dropout_prepare, dropout_forward, copy_backward),
+    CONCAT(1),
+    CONCAT(4),
+    /* Indices are not constant at prepare in general; moves_once and
+     * alias_offset look at them where they are. */
+    RP_OP("Gather", 1, .min_in = 2, .max_in = 2, .nondiff_inputs = BIT(1), .role = RP_ROLE_MOVE,
+          .flags = MOVES | RP_OPF_ALIAS, .prepare = gather_prepare, .forward = gather_forward,
+          .backward = gather_backward, .alias_offset = gather_alias, .moves_once = gather_moves_once),
+    MOVE_ONCE("Slice", 1, 1, 1, 0, MOVES, slice1_prepare, view_forward, view_backward),
+    MOVE_ONCE("Slice", 10, 3, 5, BIT(1) | BIT(2) | BIT(3) | BIT(4), MOVES, slice10_prepare, view_forward,
+              view_backward),
+    SPLIT(2, 1, 0),
+    SPLIT(13, 2, BIT(1)),
+    SPLIT(18, 2, BIT(1)),
+    MOVE_ONCE("Squeeze", 1, 1, 1, 0, RESHAPES, squeeze_prepare, copy_forward, copy_backward),
+    MOVE_ONCE("Squeeze", 13, 1, 2, BIT(1), RESHAPES, squeeze_prepare, copy_forward, copy_backward),
+    MOVE_ONCE("Unsqueeze", 1, 1, 1, 0, RESHAPES, unsqueeze_prepare, copy_forward, copy_backward),
+    MOVE_ONCE("Unsqueeze", 13, 2, 2, BIT(1), RESHAPES, unsqueeze_prepare, copy_forward, copy_backward),
+    MOVE_ONCE("Flatten", 1, 1, 1, 0, RESHAPES, flatten_prepare, copy_forward, copy_backward),
+    MOVE_ONCE("Flatten", 11, 1, 1, 0, RESHAPES, flatten_prepare, copy_forward, copy_backward),
+    /* Copies elements to many places. */
+    RP_OP("Expand", 8, .min_in = 2, .max_in = 2, .const_inputs = BIT(1), .nondiff_inputs = BIT(1),
+          .role = RP_ROLE_MOVE, .flags = MOVES, .prepare = expand_prepare, .forward = view_forward,
+          .backward = view_backward),
+    SHAPE_WORK("Shape", 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward),
+    SHAPE_WORK("Shape", 15, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, shape_prepare, shape_forward),
+    SHAPE_WORK("Size", 1, 1, 1, 0, BIT(0), RP_OPF_SHAPE_ONLY, size_prepare, size_forward),
+    SHAPE_WORK("ConstantOfShape", 9, 1, 1, BIT(0), BIT(0), 0, constantofshape_prepare, fill_forward),
+    SHAPE_WORK("Constant", 1, 0, 0, 0, 0, 0, constant_prepare, constant_forward),
+    SHAPE_WORK("Range", 11, 3, 3, BIT(0) | BIT(1) | BIT(2), BIT(0) | BIT(1) | BIT(2), 0, range_prepare,
+               range_forward),
+    RP_OP("Identity", 1, .min_in = 1, .max_in = 1, .role = RP_ROLE_PASS, .flags = RESHAPES | RP_OPF_MOVES_ONCE,
+          .prepare = same_shape_out, .forward = copy_forward, .backward = copy_backward),
+    DROPOUT(7, 1, 0, 0),
+    DROPOUT(10, 1, 0, 0),
+    DROPOUT(12, 3, BIT(2), BIT(1) | BIT(2)),
 };
 const size_t rp_ops_shape_count = sizeof rp_ops_shape / sizeof rp_ops_shape[0];

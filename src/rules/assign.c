@@ -14,26 +14,6 @@ const char *rp_node_kind_name(rp_node_kind k)
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
-static bool op_in(const rp_node *n, const char *const *ops)
-{
-    for (; *ops; ops++)
-        if (strcmp(n->op_type, *ops) == 0)
-            return true;
-    return false;
-}
-
-static const char *const data_ops[] = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Concat",
-                                       "Split", "Slice", "Gather", "Expand", "Identity", "Dropout", "Cast",
-                                       "ReduceSum", "ReduceMean", NULL};
-static const char *const unary_ops[] = {"Softmax", "LogSoftmax", "LayerNormalization", "Gelu", "Erf", "Relu",
-                                        "Tanh", "Sigmoid", "Sqrt", "Exp", "Neg", "Reciprocal", "Clip", NULL};
-static const char *const matmul_ops[] = {"MatMul", "Gemm", "Conv", "Einsum", NULL};
-/* Ops a decomposed normalisation or activation is built from. */
-static const char *const region_ops[] = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf", "Tanh", "Relu",
-                                         "Sigmoid", "Exp", "Neg", "Reciprocal", "Gelu", "Where", "Clip", "Max",
-                                         "Min", "Cast", "CastLike", "ReduceMean", "ReduceSum", "ReduceMax",
-                                         "Softmax", "LayerNormalization", "Equal", NULL};
-
 static bool is_const(const rp_graph *g, int v)
 {
     return v < 0 || g->values[v].kind == RP_VALUE_CONSTANT;
@@ -54,6 +34,14 @@ static int n_consumers(const rp_graph *g, int v)
     return rp_graph_consumers(g, v, NULL, 0) + (g->values[v].is_graph_output ? 1 : 0);
 }
 
+static bool linear_map(const rp_graph *g, const rp_node *n)
+{
+    /* A constant among the two multiplied operands makes a contraction a
+     * linear map; Gemm's C and Conv's B are biases, not operands. */
+    return is_const(g, n->in[0]) || (n->n_in > 1 && is_const(g, n->in[1]));
+}
+
+/* What a node is to relevance, from what its op row says it does. */
 static rp_node_kind classify(const rp_graph *g, int id)
 {
     const rp_node *n = &g->nodes[id];
@@ -63,32 +51,37 @@ static rp_node_kind classify(const rp_graph *g, int id)
     int na = activation_inputs(g, n, act, 8);
     if (na == 0)
         return RP_KIND_NONE;
-    if (op_in(n, matmul_ops)) {
-        if (strcmp(n->op_type, "Conv") == 0 && g->n_inputs > 0 && n->in[0] == g->inputs[0])
+    switch (rp_op_role_of(n->op)) {
+    case RP_ROLE_CONTRACTION:
+        /* The linear map on the pixels of an image input (N, C, H, W). */
+        if (g->n_inputs > 0 && n->in[0] == g->inputs[0] && g->values[n->in[0]].t.rank == 4)
             return RP_KIND_FIRST_CONV;
-        /* A constant among the two multiplied operands makes it a linear map;
-         * Gemm's C and Conv's B are biases, not operands. */
-        bool w_const = is_const(g, n->in[0]) || (n->n_in > 1 && is_const(g, n->in[1]));
-        return w_const ? RP_KIND_LINEAR : RP_KIND_PRODUCT;
-    }
-    if (strcmp(n->op_type, "Add") == 0 && na == 1) {
-        int p = g->values[act[0]].producer;
-        if (p >= 0 && op_in(&g->nodes[p], matmul_ops) && n_consumers(g, act[0]) == 1) {
-            const rp_node *mm = &g->nodes[p];
-            bool linear = is_const(g, mm->in[0]) || (mm->n_in > 1 && is_const(g, mm->in[1]));
-            if (linear)
+        return linear_map(g, n) ? RP_KIND_LINEAR : RP_KIND_PRODUCT;
+    case RP_ROLE_SUM:
+        if (na == 1 && !(n->op->flags & RP_OPF_SUBTRACTS)) {
+            /* A constant added to a linear map's output, read by nothing else:
+             * the map's bias. */
+            int p = g->values[act[0]].producer;
+            if (p >= 0 && rp_op_role_of(g->nodes[p].op) == RP_ROLE_CONTRACTION && n_consumers(g, act[0]) == 1 &&
+                linear_map(g, &g->nodes[p]))
                 return RP_KIND_BIAS;
         }
         return RP_KIND_SUM;
-    }
-    if (strcmp(n->op_type, "Add") == 0 || strcmp(n->op_type, "Sub") == 0)
-        return RP_KIND_SUM;
-    if ((strcmp(n->op_type, "Mul") == 0 || strcmp(n->op_type, "Div") == 0))
-        return na == 2 ? (strcmp(n->op_type, "Mul") == 0 ? RP_KIND_PRODUCT : RP_KIND_UNKNOWN) : RP_KIND_UNARY;
-    if (op_in(n, data_ops))
+    case RP_ROLE_PRODUCT:
+        return na == 2 ? RP_KIND_PRODUCT : RP_KIND_UNARY;
+    case RP_ROLE_QUOTIENT:
+        return na == 2 ? RP_KIND_UNKNOWN : RP_KIND_UNARY;
+    case RP_ROLE_MOVE:
+    case RP_ROLE_PASS:
+    case RP_ROLE_POOL:
         return RP_KIND_DATA;
-    if (op_in(n, unary_ops) && na == 1)
-        return RP_KIND_UNARY;
+    case RP_ROLE_MAP:
+        return na == 1 ? RP_KIND_UNARY : RP_KIND_UNKNOWN;
+    case RP_ROLE_UNSET:
+    case RP_ROLE_NONE:
+    case RP_ROLE_OTHER:
+        break;
+    }
     return RP_KIND_UNKNOWN;
 }
 
@@ -142,7 +135,8 @@ static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *memb
     int first = g->values[root].producer + 1;
     for (int i = first; i < g->n_nodes; i++) {
         const rp_node *n = &g->nodes[i];
-        if (n->folded || a->kind[i] == RP_KIND_IN_REGION || a->kind[i] == RP_KIND_REGION || !op_in(n, region_ops))
+        if (n->folded || a->kind[i] == RP_KIND_IN_REGION || a->kind[i] == RP_KIND_REGION || !n->op ||
+            !(n->op->flags & RP_OPF_SPELLS_NORM))
             continue;
         bool uses_root = false, only_inside = true;
         for (int k = 0; k < n->n_in; k++) {
@@ -193,33 +187,16 @@ static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *memb
  * sides hold the same numbers (see rp_read_side). */
 static bool pure_move(const rp_graph *g, const rp_node *n)
 {
-    static const char *const moves[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity",
-                                        "Transpose", "Slice", "Split", "Concat"};
     if (!n->op || n->domain[0])
         return false;
-    for (size_t m = 0; m < sizeof moves / sizeof moves[0]; m++)
-        if (strcmp(n->op_type, moves[m]) == 0)
-            return true;
-    if (strcmp(n->op_type, "Gather") != 0 || n->n_in != 2 || n->in[1] < 0)
-        return false;
-    /* Distinct non-negative constant indices (a negative one may repeat a
-     * positive one); a long list is not worth checking. */
-    const rp_value *idx = &g->values[n->in[1]];
-    if (idx->kind != RP_VALUE_CONSTANT || !idx->t.data || idx->t.count > 256 ||
-        (idx->t.dtype != RP_INT64 && idx->t.dtype != RP_INT32))
-        return false;
-    for (int64_t i = 0; i < idx->t.count; i++) {
-        int64_t a = idx->t.dtype == RP_INT64 ? ((const int64_t *)idx->t.data)[i] : ((const int32_t *)idx->t.data)[i];
-        if (a < 0)
-            return false;
-        for (int64_t j = 0; j < i; j++) {
-            int64_t b = idx->t.dtype == RP_INT64 ? ((const int64_t *)idx->t.data)[j]
-                                                 : ((const int32_t *)idx->t.data)[j];
-            if (a == b)
-                return false;
-        }
-    }
-    return true;
+    /* Only an op with few inputs decides by their values (Gather). */
+    const rp_tensor *in[8] = {0};
+    if (n->n_in > 8)
+        return n->op->flags & RP_OPF_MOVES_ONCE;
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0 && g->values[n->in[k]].kind == RP_VALUE_CONSTANT)
+            in[k] = &g->values[n->in[k]].t;
+    return rp_op_moves_once(n->op, n, in);
 }
 
 static void mark_node(const rp_graph *g, const rp_assignment *a, int i, unsigned f, bool *keep)
@@ -246,7 +223,7 @@ static void mark_node(const rp_graph *g, const rp_assignment *a, int i, unsigned
 static int side_value(const rp_graph *g, const rp_node *n, bool outputs, int k)
 {
     int v = outputs ? n->out[k] : n->in[k];
-    if (v < 0 || g->values[v].t.dtype != RP_FLOAT || (!outputs && k < 32 && (n->op->nondiff_inputs & (1u << k))))
+    if (v < 0 || g->values[v].t.dtype != RP_FLOAT || (!outputs && rp_op_input_nondiff(n->op, k)))
         return -1;
     return v;
 }
@@ -307,7 +284,7 @@ void rp_assignment_mark_reads(const rp_graph *g, rp_assignment *a, bool *keep)
             a->side[i] = outputs ? RP_READ_OUTPUTS : RP_READ_INPUTS;
             mark_node(g, a, i, outputs ? RP_RULE_READS_OUTPUTS : RP_RULE_READS_INPUTS, keep);
             for (int k = 0; k < n->n_in; k++)
-                if (n->in[k] >= 0 && k < 32 && (n->op->nondiff_inputs & (1u << k)))
+                if (n->in[k] >= 0 && rp_op_input_nondiff(n->op, k))
                     keep[n->in[k]] = true;
             for (int k = 0; k < (outputs ? n->n_out : n->n_in); k++) {
                 int v = outputs ? n->out[k] : n->in[k];

@@ -22,7 +22,7 @@
 
 static bool may_get(const rp_graph *g, const rp_node *n, int i)
 {
-    if (n->in[i] < 0 || (n->op && i < 32 && (n->op->nondiff_inputs & (1u << i))))
+    if (n->in[i] < 0 || rp_op_input_nondiff(n->op, i))
         return false;
     return g->values[n->in[i]].t.dtype == RP_FLOAT;
 }

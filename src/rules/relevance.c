@@ -11,14 +11,6 @@
  * conservation check counts as dropped. Weights are factors: the linear
  * rules never give them relevance, and the epsilon rule's x W-style share
  * for W would count the same relevance twice. */
-static bool additive_constant(const rp_node *n, int i)
-{
-    const char *op = n->op_type;
-    if (strcmp(op, "Add") == 0 || strcmp(op, "Sub") == 0 || strcmp(op, "Sum") == 0 || strcmp(op, "Concat") == 0)
-        return true;
-    return (strcmp(op, "Gemm") == 0 || strcmp(op, "Conv") == 0) && i == 2;
-}
-
 static double tensor_sum(const rp_tensor *t, double *abs_sum)
 {
     const float *d = t->data;
@@ -81,7 +73,7 @@ rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, c
             continue;
         for (int k = 0; k < rn->n_in; k++) {
             int v = rn->in[k];
-            bool nondiff = !region && (n->op->nondiff_inputs & (1u << k));
+            bool nondiff = !region && rp_op_input_nondiff(n->op, k);
             rin[k] = v >= 0 && rel->on_path[v] && !nondiff ? &rel->t[v] : NULL;
             any_in |= rin[k] != NULL;
             gin[k] = grads && v >= 0 && grads->t && grads->t[v].data ? &grads->t[v] : NULL;
@@ -123,7 +115,7 @@ rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, c
                     continue;
                 }
                 if (region || v < 0 || g->values[v].kind != RP_VALUE_CONSTANT || g->values[v].t.dtype != RP_FLOAT ||
-                    (n->op->nondiff_inputs & (1u << k)) || !additive_constant(n, k))
+                    rp_op_input_nondiff(n->op, k) || !rp_op_input_summand(n->op, k))
                     continue;
                 rp_status st = rp_tensor_alloc(&temp[k], RP_FLOAT, g->values[v].t.rank, g->values[v].t.dims, err);
                 if (st) {

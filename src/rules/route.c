@@ -27,7 +27,7 @@ static bool wants_in(const rp_graph *g, const rp_node *n, int i)
 {
     if (n->in[i] < 0)
         return false;
-    if (n->op && i < 32 && (n->op->nondiff_inputs & (1u << i)))
+    if (rp_op_input_nondiff(n->op, i))
         return false;
     return g->values[n->in[i]].t.dtype == RP_FLOAT;
 }
@@ -73,7 +73,6 @@ static rp_status route_apply(rp_rule_ctx *c)
     rp_tensor *gout[ROUTE_MAX_IO], *gin[ROUTE_MAX_IO];
     size_t off = 0;
     bool any_out = false, any_in = false;
-    uint32_t nondiff = c->node->op ? c->node->op->nondiff_inputs : 0;
     for (int o = 0; o < k->n_out; o++) {
         gout[o] = NULL;
         const rp_tensor *r = c->rel_out[o], *z = k->out[o];
@@ -102,7 +101,7 @@ static rp_status route_apply(rp_rule_ctx *c)
     for (int i = 0; i < k->n_in; i++) {
         gin[i] = NULL;
         const rp_tensor *x = k->in[i];
-        if (!c->rel_in[i] || !x || x->dtype != RP_FLOAT || (i < 32 && (nondiff & (1u << i))))
+        if (!c->rel_in[i] || !x || x->dtype != RP_FLOAT || rp_op_input_nondiff(c->node->op, i))
             continue;
         gx[i] = rp_rule_scratch(c, &off, x);
         if (!gx[i].data && gx[i].count)

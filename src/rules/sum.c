@@ -24,9 +24,9 @@ static rp_status sum_prepare(const rp_rule_node *rn, const rp_rule_params *p, vo
     const rp_node *n = rn->node;
     *state = NULL;
     *scratch_floats = 0;
-    if (strcmp(n->op_type, "Add") != 0 && strcmp(n->op_type, "Sub") != 0)
-        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the sum rule applies to Add and Sub", n->name,
-                       n->op_type);
+    if (rp_op_role_of(n->op) != RP_ROLE_SUM)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the sum rule applies to sums (Add, Sub, Sum)",
+                       n->name, n->op_type);
     if (n->n_in != 2 || n->in[0] < 0 || n->in[1] < 0 || n->n_out < 1 || n->out[0] < 0)
         return rp_fail(err, RP_ERR_UNSUPPORTED, "node '%s' (%s): the sum rule needs two operands", n->name,
                        n->op_type);
@@ -57,7 +57,7 @@ static rp_status sum_apply_batched(rp_rule_ctx *c, int batch)
             return rp_fail(c->err, RP_ERR_UNSUPPORTED,
                            "node '%s' (%s): with a batch, the sum rule needs operands shaped like the output or "
                            "broadcast over the batch only", c->node->name, c->node->op_type);
-    bool sub = strcmp(c->node->op_type, "Sub") == 0;
+    bool sub = c->node->op->flags & RP_OPF_SUBTRACTS;
     for (int b = 0; b < batch; b++) {
         const float *rv = (const float *)r->data + b * row, *zv = (const float *)z->data + b * row;
         const float *x[2];

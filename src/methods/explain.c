@@ -8,6 +8,7 @@
 
 #include "graph/model.h"
 #include "methods/maps.h"
+#include "methods/method_table.h"
 #include "rules/relevance.h"
 
 struct rp_explanation {
@@ -23,36 +24,6 @@ struct rp_explanation {
     char **cons_strings;
     double *cons_at_input;
 };
-
-static const char *const method_names[RP_METHOD_COUNT] = {
-    "transformer_attribution", "rollout", "raw_attention", "attn_gradcam",
-    "lrp_last_layer", "lrp_full", "generic_attention",
-};
-
-const char *rp_method_name(rp_method m)
-{
-    return (unsigned)m < RP_METHOD_COUNT ? method_names[m] : NULL;
-}
-
-bool rp_method_parse(const char *name, rp_method *out)
-{
-    for (int i = 0; i < RP_METHOD_COUNT; i++)
-        if (strcmp(name, method_names[i]) == 0) {
-            *out = (rp_method)i;
-            return true;
-        }
-    return false;
-}
-
-static bool needs_gradient(rp_method m)
-{
-    return m == RP_METHOD_TRANSFORMER_ATTRIBUTION || m == RP_METHOD_ATTN_GRADCAM || m == RP_METHOD_GENERIC_ATTENTION;
-}
-
-static bool needs_relevance(rp_method m)
-{
-    return m == RP_METHOD_TRANSFORMER_ATTRIBUTION || m == RP_METHOD_LRP_LAST_LAYER || m == RP_METHOD_LRP_FULL;
-}
 
 void rp_explanation_free(rp_explanation *e)
 {
@@ -271,9 +242,10 @@ static rp_status check_request(const rp_model *m, int64_t n_logits, const int *c
                            (long long)n_logits);
     bool patch_methods = false;
     for (int i = 0; i < n_methods; i++) {
-        if ((unsigned)methods[i] >= RP_METHOD_COUNT)
+        const rp_method_row *row = rp_method_row_of(methods[i]);
+        if (!row)
             return rp_fail(err, RP_ERR_ARG, "unknown method %d", (int)methods[i]);
-        patch_methods |= methods[i] != RP_METHOD_LRP_FULL;
+        patch_methods |= !row->pixels;
     }
     if (patch_methods && m->n_attn == 0)
         return rp_fail(err, RP_ERR_UNSUPPORTED,
@@ -291,8 +263,9 @@ static rp_status check_request(const rp_model *m, int64_t n_logits, const int *c
     }
     const rp_tensor *x = &m->g->values[m->g->inputs[0]].t;
     for (int i = 0; i < n_methods; i++)
-        if (methods[i] == RP_METHOD_LRP_FULL && x->rank != 4)
-            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: lrp_full needs an image input (N,C,H,W)", path);
+        if (rp_method_row_of(methods[i])->pixels && x->rank != 4)
+            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: %s needs an image input (N,C,H,W)", path,
+                           rp_method_name(methods[i]));
     return RP_OK;
 }
 
@@ -308,15 +281,10 @@ static rp_status compute_map(const rp_model *m, rp_method method, const rp_map_i
     if (patches != dims[0] * dims[1])
         return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: %d patch tokens do not fill the %lldx%lld grid", m->g->path,
                        patches, (long long)dims[0], (long long)dims[1]);
-    switch (method) {
-    case RP_METHOD_TRANSFORMER_ATTRIBUTION: return rp_map_transformer_attribution(in, start_layer, o, err);
-    case RP_METHOD_ROLLOUT: return rp_map_rollout(in, start_layer, o, err);
-    case RP_METHOD_RAW_ATTENTION: return rp_map_raw_attention(in, o, err);
-    case RP_METHOD_ATTN_GRADCAM: return rp_map_attn_gradcam(in, o, err);
-    case RP_METHOD_LRP_LAST_LAYER: return rp_map_lrp_last_layer(in, o, err);
-    case RP_METHOD_GENERIC_ATTENTION: return rp_map_generic_attention(in, o, err);
-    default: return rp_fail(err, RP_ERR_INTERNAL, "method %d is not a patch map", (int)method);
-    }
+    const rp_method_row *row = rp_method_row_of(method);
+    if (!row || !row->map)
+        return rp_fail(err, RP_ERR_INTERNAL, "method %d is not a patch map", (int)method);
+    return row->map(in, start_layer, o, err);
 }
 
 /* Transformer attribution reads each attention map's gradient and relevance
@@ -401,9 +369,14 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
 
     bool want_grad = false, want_rel = false, want_pixels = false;
     for (int i = 0; i < n_methods; i++) {
-        want_grad |= needs_gradient(methods[i]);
-        want_rel |= needs_relevance(methods[i]);
-        want_pixels |= methods[i] == RP_METHOD_LRP_FULL;
+        const rp_method_row *row = rp_method_row_of(methods[i]);
+        if (!row) {
+            st = rp_fail(err, RP_ERR_ARG, "unknown method %d", (int)methods[i]);
+            goto fail;
+        }
+        want_grad |= row->gradient != RP_REACH_NONE;
+        want_rel |= row->relevance != RP_REACH_NONE || row->pixels;
+        want_pixels |= row->pixels;
     }
     if (opt->keep_intermediates && m->n_attn > 0)
         want_grad = want_rel = true;
@@ -462,20 +435,14 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
      * (transformer attribution from the start layer, generic attention all of
      * them, GradCAM and partial LRP the last one), or to the pixels for
      * lrp_full and the conservation check. */
-    int n_layers = m->n_attn, last = n_layers > 0 ? n_layers - 1 : 0;
-    int start = opt->start_layer < 0 ? 0 : opt->start_layer > last ? last : opt->start_layer;
+    int n_layers = m->n_attn;
     int grad_from = n_layers, rel_from = n_layers;
     for (int i = 0; i < n_methods; i++) {
-        switch (methods[i]) {
-        case RP_METHOD_TRANSFORMER_ATTRIBUTION:
-            grad_from = grad_from < start ? grad_from : start;
-            rel_from = rel_from < start ? rel_from : start;
-            break;
-        case RP_METHOD_GENERIC_ATTENTION: grad_from = 0; break;
-        case RP_METHOD_ATTN_GRADCAM: grad_from = grad_from < last ? grad_from : last; break;
-        case RP_METHOD_LRP_LAST_LAYER: rel_from = rel_from < last ? rel_from : last; break;
-        default: break;
-        }
+        const rp_method_row *row = rp_method_row_of(methods[i]);
+        int g_low = rp_reach_lowest(row->gradient, opt->start_layer, n_layers);
+        int r_low = rp_reach_lowest(row->relevance, opt->start_layer, n_layers);
+        grad_from = g_low < grad_from ? g_low : grad_from;
+        rel_from = r_low < rel_from ? r_low : rel_from;
     }
     if (opt->keep_intermediates)
         grad_from = rel_from = 0;
@@ -507,8 +474,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
      * a rule reads them during the relevance walk: then they all stay. */
     bool fuse = want_grad && want_rel && !rules_need_grad && !opt->keep_intermediates && !opt->check_conservation;
     for (int i = 0; i < n_methods; i++)
-        fuse &= methods[i] != RP_METHOD_ATTN_GRADCAM && methods[i] != RP_METHOD_GENERIC_ATTENTION &&
-                methods[i] != RP_METHOD_LRP_LAST_LAYER;
+        fuse &= !rp_method_row_of(methods[i])->reads_apart;
     m->grads.transient = !rules_need_grad;
     want_grad |= rules_need_grad;
     if (n_grad_targets == 0)
@@ -614,7 +580,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
                                .readout = readout};
             for (int mi = 0; mi < n_methods; mi++) {
                 rp_tensor *map = map_slot(e, b, ci, mi);
-                if (methods[mi] == RP_METHOD_LRP_FULL)
+                if (rp_method_row_of(methods[mi])->pixels)
                     st = pixel_map(&m->rel.t[image_value], b, map, err);
                 else
                     st = compute_map(m, methods[mi], &in, opt->start_layer, map, err);

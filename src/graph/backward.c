@@ -216,66 +216,94 @@ rp_status rp_valuebuf_plan(rp_valuebuf *b, const rp_graph *g, int out_value, con
     return st;
 }
 
-rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, rp_valuebuf *grads, rp_error *err)
+rp_status rp_reverse_walk_run(rp_graph *g, int out_value, const rp_tensor *seed, const rp_reverse_walk *w,
+                              rp_error *err)
 {
     const char *path = g->path ? g->path : "model";
-    rp_tensor *gy = &grads->t[out_value];
-    if (grads->on_path[out_value] && grads->transient) {
-        rp_status st = rp_valuebuf_acquire(grads, out_value, err);
+    rp_valuebuf *b = w->buf;
+    rp_tensor *ry = &b->t[out_value];
+    if (b->on_path[out_value] && b->transient) {
+        rp_status st = rp_valuebuf_acquire(b, out_value, err);
         if (st)
             return st;
     }
-    if (!grads->on_path[out_value] || !gy->data)
-        return rp_fail(err, RP_ERR_ARG, "%s: backward: output '%s' was not planned", path, g->values[out_value].name);
-    if (seed->dtype != RP_FLOAT || seed->count != gy->count)
-        return rp_fail(err, RP_ERR_SHAPE, "%s: backward: seed does not match output '%s'", path,
+    if (!b->on_path[out_value] || !ry->data)
+        return rp_fail(err, RP_ERR_ARG, "%s: the %s walk starts at output '%s', which it was not planned for",
+                       path, w->what, g->values[out_value].name);
+    if (seed->dtype != RP_FLOAT || seed->count != ry->count)
+        return rp_fail(err, RP_ERR_SHAPE, "%s: the %s walk's seed does not match output '%s'", path, w->what,
                        g->values[out_value].name);
-    memcpy(gy->data, seed->data, (size_t)seed->count * sizeof(float));
+    memcpy(ry->data, seed->data, (size_t)seed->count * sizeof(float));
 
-    rp_tensor *gout[64], *gin[64];
+    rp_tensor *out[RP_WALK_MAX_IO], *in[RP_WALK_MAX_IO];
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         rp_node *n = &g->nodes[i];
         if (n->folded)
             continue;
+        const rp_node *seen = w->view ? w->view(w->ctx, g, i) : n;
+        if (!seen)
+            continue;
+        if (n->n_out > RP_WALK_MAX_IO || seen->n_in > RP_WALK_MAX_IO)
+            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s): more than %d inputs or outputs", path,
+                           n->name, n->op_type, RP_WALK_MAX_IO);
+        /* An output nothing was sent to has nothing (transient: no buffer). */
         bool any_out = false, any_in = false;
-        if (n->n_out > 64 || n->n_in > 64)
-            return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s): more than 64 inputs or outputs", path,
-                           n->name, n->op_type);
-        /* An output nobody sent a gradient to has none (transient: zero). */
         for (int k = 0; k < n->n_out; k++) {
-            gout[k] = n->out[k] >= 0 && grads->on_path[n->out[k]] && grads->t[n->out[k]].data ? &grads->t[n->out[k]]
-                                                                                              : NULL;
-            any_out |= gout[k] != NULL;
+            int v = n->out[k];
+            out[k] = v >= 0 && b->on_path[v] && b->t[v].data ? &b->t[v] : NULL;
+            any_out |= out[k] != NULL;
         }
-        for (int k = 0; k < n->n_in; k++) {
-            gin[k] = n->in[k] >= 0 && grads->on_path[n->in[k]] && !rp_op_input_nondiff(n->op, k)
-                         ? &grads->t[n->in[k]]
-                         : NULL;
-            any_in |= gin[k] != NULL;
+        for (int k = 0; any_out && k < seen->n_in; k++) {
+            int v = seen->in[k];
+            in[k] = v >= 0 && b->on_path[v] && !(w->blocked && w->blocked(w->ctx, g, i, seen, k)) ? &b->t[v] : NULL;
+            any_in |= in[k] != NULL;
         }
         if (any_out && any_in) {
-            if (!n->op->backward)
-                return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s, opset %d): no gradient for this op",
-                               path, n->name, n->op_type, n->opset);
-            for (int k = 0; grads->transient && k < n->n_in; k++)
-                if (gin[k]) {
-                    rp_status st = rp_valuebuf_acquire(grads, n->in[k], err);
-                    if (st)
-                        return st;
-                }
-            rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in,
-                         .out = n->out_t, .n_out = n->n_out, .params = n->params, .err = err};
-            rp_status st = n->op->backward(&c, gout, gin);
+            for (int k = 0; b->transient && k < seen->n_in; k++) {
+                rp_status st = in[k] ? rp_valuebuf_acquire(b, seen->in[k], err) : RP_OK;
+                if (st)
+                    return st;
+            }
+            rp_walk_step step = {.index = i, .node = seen, .out = out, .in = in};
+            rp_status st = w->visit(w->ctx, g, &step, err);
             if (st)
-                return rp_error_prefix(err, "%s (gradient)", path);
+                return st;
         }
-        /* Every consumer of the outputs came later in the order: done with them. */
-        for (int k = 0; k < n->n_out; k++) {
-            if (gout[k] && grads->on_final)
-                grads->on_final(grads->on_final_ctx, n->out[k], gout[k]);
-            if (gout[k])
-                rp_valuebuf_release(grads, n->out[k]);
+        for (int k = 0; any_out && k < n->n_out; k++) {
+            if (!out[k])
+                continue;
+            if (b->on_final)
+                b->on_final(b->on_final_ctx, n->out[k], out[k]);
+            rp_valuebuf_release(b, n->out[k]);
         }
     }
-    return rp_valuebuf_finish(grads, err);
+    return rp_valuebuf_finish(b, err);
+}
+
+static bool nondiff_input(void *ctx, const rp_graph *g, int i, const rp_node *seen, int k)
+{
+    (void)ctx;
+    (void)g;
+    (void)i;
+    return rp_op_input_nondiff(seen->op, k);
+}
+
+static rp_status gradient_step(void *ctx, rp_graph *g, const rp_walk_step *s, rp_error *err)
+{
+    (void)ctx;
+    const rp_node *n = s->node;
+    if (!n->op->backward)
+        return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: node '%s' (%s, opset %d): no gradient for this op",
+                       g->path ? g->path : "model", n->name, n->op_type, n->opset);
+    rp_kctx c = {.node = n, .opset = n->opset, .in = n->in_t, .n_in = n->n_in,
+                 .out = n->out_t, .n_out = n->n_out, .params = n->params, .err = err};
+    if (n->op->backward(&c, s->out, s->in))
+        return rp_error_prefix(err, "%s (gradient)", g->path ? g->path : "model");
+    return RP_OK;
+}
+
+rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, rp_valuebuf *grads, rp_error *err)
+{
+    rp_reverse_walk w = {.buf = grads, .what = "gradient", .blocked = nondiff_input, .visit = gradient_step};
+    return rp_reverse_walk_run(g, out_value, seed, &w, err);
 }

@@ -57,6 +57,36 @@ void rp_valuebuf_pass_pool(rp_valuebuf *from, rp_valuebuf *to);
 rp_status rp_valuebuf_finish(rp_valuebuf *b, rp_error *err);
 void rp_valuebuf_free(rp_valuebuf *b);
 
+/* The reverse walk the gradient and the relevance share: from the output,
+ * nodes in reverse order; at each node whose outputs received something,
+ * the inputs that can take a share are handed to visit, which adds into
+ * them; then the outputs' buffers go back to the pool (every reader of them
+ * came later in the order). */
+#define RP_WALK_MAX_IO 64
+
+typedef struct rp_walk_step {
+    int index;             /* the node, in g->nodes */
+    const rp_node *node;   /* as the walk sees it: g->nodes[index], or the region it ends */
+    rp_tensor *const *out; /* per output of g->nodes[index]: what reached it, or NULL */
+    rp_tensor *const *in;  /* per input of node: where its share goes, or NULL */
+} rp_walk_step;
+
+typedef struct rp_reverse_walk {
+    rp_valuebuf *buf;
+    const char *what; /* "gradient", "relevance": for messages */
+    /* The node as this walk sees it, NULL to pass it by; NULL function: every
+     * node as it is. */
+    const rp_node *(*view)(void *ctx, const rp_graph *g, int i);
+    /* Whether input k of the node seen at i takes no share (non-differentiable). */
+    bool (*blocked)(void *ctx, const rp_graph *g, int i, const rp_node *seen, int k);
+    /* Called when some output received something and some input can take it. */
+    rp_status (*visit)(void *ctx, rp_graph *g, const rp_walk_step *step, rp_error *err);
+    void *ctx;
+} rp_reverse_walk;
+
+rp_status rp_reverse_walk_run(rp_graph *g, int out_value, const rp_tensor *seed, const rp_reverse_walk *w,
+                              rp_error *err);
+
 /* Gradient of sum(seed * output) with respect to every value on the path.
  * `grads` must have been planned for out_value; seed has the output's shape. */
 rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, rp_valuebuf *grads, rp_error *err);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph/model.h"
+#include "methods/model.h"
 #include "methods/maps.h"
 #include "methods/method_table.h"
 #include "rules/relevance.h"

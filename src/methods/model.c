@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph/model.h"
+#include "methods/model.h"
 #include "graph/rewrite.h"
 #include "ops/ops.h"
 

@@ -1,7 +1,9 @@
-/* The public rp_model's insides, shared by src/graph/model.c (loading,
- * inspection) and src/methods/explain.c (explanations). */
-#ifndef RP_GRAPH_MODEL_H
-#define RP_GRAPH_MODEL_H
+/* The public rp_model's insides, shared by model.c (loading, running,
+ * inspection) and explain.c (explanations): the graph and the structure
+ * found in it, and the explanation's run state (rule assignment, gradient
+ * and relevance buffers), which src/graph knows nothing of. */
+#ifndef RP_METHODS_MODEL_H
+#define RP_METHODS_MODEL_H
 
 #include "graph/backward.h"
 #include "graph/graph.h"

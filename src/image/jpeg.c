@@ -117,8 +117,10 @@ static rp_status decode(const char *path, const uint8_t *b, size_t n, jpeg_job *
     ci->err = jpeg_std_error(&j->ctx.pub);
     j->ctx.pub.error_exit = jpeg_error_exit;
     j->ctx.pub.emit_message = jpeg_emit_message;
-    jpeg_create_decompress(ci);
+    /* Before creating: a failure inside jpeg_create_decompress jumps back
+     * with the object half made, and destroying it then is safe. */
     j->created = true;
+    jpeg_create_decompress(ci);
     j->ctx.progress.progress_monitor = jpeg_progress;
     ci->progress = &j->ctx.progress;
     /* Coefficient buffers of a progressive or multi-scan file: 128 bytes per

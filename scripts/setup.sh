@@ -6,8 +6,10 @@ packages=(
   build-essential cmake pkg-config
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev
   libopenblas-dev check libsubunit-dev libstb-dev libcjson-dev
+  libjpeg62-turbo-dev libpng-dev
   libonnx-testdata
-  python3 python3-numpy python3-pil valgrind clang libclang-rt-14-dev
+  python3 python3-numpy valgrind clang libclang-rt-14-dev
+  python3-pil libjpeg-turbo-progs
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
 """Writes tests/data/jpeg/: real JPEG files of every kind relprop must read
-(and a few it must refuse), for tests/test_jpeg_check.c. Needs Debian's
+(and a few it must refuse), for tests/test_jpeg.c. Needs Debian's
 python3-pil (Pillow 9.4) and libjpeg-turbo-progs (cjpeg, jpegtran, 2.1.5).
 
     /usr/bin/python3 tools/make_jpeg_fixtures.py
 
 Each file is written with the encoder's own options; MANIFEST.tsv lists
-name, expected outcome (ok, or the rp_status the loader must return) and
-how the file was made. A small 61x47 image (odd sizes: partial MCUs), in
-colour and gray, with gradients, edges and noise so that every Huffman
-table is used."""
+name, expected outcome (ok, or the rp_status the loader must return), a
+phrase the refusal must contain ("-" for ok) and how the file was made. For
+every file Pillow opens, pil/<name>.ppm holds Image.open(f).convert("RGB"),
+the pixels relprop must return exactly. A small 61x47 image (odd sizes:
+partial MCUs), in colour and gray, with gradients, edges and noise so that
+every Huffman table is used."""
+import io
 import os
 import subprocess
 import tempfile
@@ -39,8 +42,8 @@ def base_image():
     return im
 
 
-def add(name, expect, how):
-    rows.append((name, expect, how))
+def add(name, expect, how, needle="-"):
+    rows.append((name, expect, needle, how))
 
 
 def pil(im, name, how, **kw):
@@ -54,10 +57,47 @@ def run(cmd, out_name, expect="ok", how=None):
     add(out_name, expect, how or " ".join(os.path.basename(c) if c.startswith("/") else c for c in cmd))
 
 
+def segments(b):
+    """(start, end, marker) of each segment, a scan's entropy data included."""
+    out, p = [], 2
+    while p < len(b):
+        assert b[p] == 0xFF, p
+        m = b[p + 1]
+        if m == 0xD9:
+            out.append((p, p + 2, m))
+            break
+        q = p + 2 + (b[p + 2] << 8 | b[p + 3])
+        if m == 0xDA:
+            while not (b[q] == 0xFF and b[q + 1] != 0 and not 0xD0 <= b[q + 1] <= 0xD7):
+                q += 1
+        out.append((p, q, m))
+        p = q
+    return out
+
+
+def many_scans(w, h, copies):
+    """A progressive gray w x h JPEG whose last scan (an AC refinement, with
+    the DHT before it) is repeated `copies` more times: libjpeg only warns
+    about the bogus progression and decodes every copy, each a pass over all
+    blocks for a few bytes of file."""
+    bio = io.BytesIO()
+    Image.new("L", (w, h), 128).save(bio, "JPEG", progressive=True, quality=90)
+    b = bio.getvalue()
+    segs = segments(b)
+    i = max(k for k, s in enumerate(segs) if s[2] == 0xDA)
+    j = i
+    while segs[j - 1][2] == 0xC4:
+        j -= 1
+    eoi = segs[-1][0]
+    return b[:eoi] + b[segs[j][0]:segs[i][1]] * copies + b[eoi:]
+
+
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
+    os.makedirs(os.path.join(OUT, "pil"), exist_ok=True)
+    for d in (OUT, os.path.join(OUT, "pil")):
+        for f in os.listdir(d):
+            if os.path.isfile(os.path.join(d, f)):
+                os.remove(os.path.join(d, f))
     rgb = base_image()
     gray = rgb.convert("L")
     tmp = tempfile.mkdtemp()
@@ -103,10 +143,9 @@ def main():
     run([cj, "-quality", "80", "-optimize", "-progressive", ppm], "cjpeg_progressive_optimize.jpg")
     run([jt, "-progressive", "-restart", "2", os.path.join(OUT, "pil_q75.jpg")], "jpegtran_progressive_restart.jpg")
     run([jt, "-copy", "all", "-optimize", os.path.join(OUT, "pil_exif.jpg")], "jpegtran_optimize_exif.jpg")
-    # Refused: arithmetic coding (stb reads Huffman-coded JPEGs only).
-    run([cj, "-quality", "75", "-arithmetic", ppm], "cjpeg_arithmetic.jpg", expect="RP_ERR_UNSUPPORTED")
-    run([cj, "-quality", "75", "-arithmetic", "-progressive", ppm], "cjpeg_arithmetic_progressive.jpg",
-        expect="RP_ERR_UNSUPPORTED")
+    # Arithmetic coding: libjpeg-turbo decodes it, so Pillow does too.
+    run([cj, "-quality", "75", "-arithmetic", ppm], "cjpeg_arithmetic.jpg")
+    run([cj, "-quality", "75", "-arithmetic", "-progressive", ppm], "cjpeg_arithmetic_progressive.jpg")
 
     # Valid but unusual layouts, written by hand from pil_q75.jpg: fill bytes
     # (0xFF padding) before markers, a COM segment, and an APP1 holding a
@@ -127,11 +166,38 @@ def main():
     open(os.path.join(OUT, "hand_trailing.jpg"), "wb").write(trailing)
     add("hand_trailing.jpg", "ok", "pil_q75.jpg followed by bytes after EOI")
 
+    # CMYK variants of pil_cmyk.jpg: the Adobe marker's transform set to 2
+    # (YCCK: libjpeg converts to CMYK), and the Adobe marker removed (plain
+    # CMYK; Pillow still reads it inverted).
+    cmyk = open(os.path.join(OUT, "pil_cmyk.jpg"), "rb").read()
+    app14 = [s for s in segments(cmyk) if s[2] == 0xEE]
+    assert len(app14) == 1 and cmyk[app14[0][0] + 4:app14[0][0] + 9] == b"Adobe"
+    a0, a1 = app14[0][0], app14[0][1]
+    ycck = bytearray(cmyk)
+    assert ycck[a1 - 1] == 0
+    ycck[a1 - 1] = 2
+    open(os.path.join(OUT, "hand_ycck.jpg"), "wb").write(bytes(ycck))
+    add("hand_ycck.jpg", "ok", "pil_cmyk.jpg with the Adobe transform byte set to 2 (YCCK)")
+    open(os.path.join(OUT, "hand_cmyk_no_adobe.jpg"), "wb").write(cmyk[:a0] + cmyk[a1:])
+    add("hand_cmyk_no_adobe.jpg", "ok", "pil_cmyk.jpg without its Adobe APP14 segment")
+
+    # Refused: too many scans (Pillow decodes them, for minutes on large
+    # images), and too much work in fewer scans.
+    open(os.path.join(OUT, "many_scans_1000.jpg"), "wb").write(many_scans(256, 256, 1000))
+    add("many_scans_1000.jpg", "RP_ERR_UNSUPPORTED", "gray 256x256 progressive, last scan repeated 1000 times",
+        "more than 500 scans")
+    open(os.path.join(OUT, "many_scans_work.jpg"), "wb").write(many_scans(4096, 4096, 140))
+    add("many_scans_work.jpg", "RP_ERR_UNSUPPORTED", "gray 4096x4096 progressive, last scan repeated 140 times",
+        "visit more than 33554432 blocks")
+
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)
+    for name, expect, _, _ in rows:
+        if expect == "ok":
+            Image.open(os.path.join(OUT, name)).convert("RGB").save(os.path.join(OUT, "pil", name + ".ppm"))
     with open(os.path.join(OUT, "MANIFEST.tsv"), "w") as f:
-        f.write("# generated by tools/make_jpeg_fixtures.py; name\texpect\thow\n")
+        f.write("# generated by tools/make_jpeg_fixtures.py; name\texpect\trefusal contains\thow\n")
         for r in rows:
             f.write("\t".join(r) + "\n")
     print("tests/data/jpeg: %d files" % len(rows))

@@ -38,13 +38,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
-# uint8 steps allowed when relprop decodes a JPEG with stb_image while the
-# expected tensor comes from PIL's libjpeg-turbo decode (colour conversion and
-# upsampling differ: 3 levels at most on the fixture, 2 after resizing);
-# every other case must match to 1 (and in fact matches exactly).
-JPEG_STEPS = 4
-
-
+# Every case must match to 1 uint8 step (and in fact matches exactly): JPEG
+# too, since relprop decodes it with libjpeg-turbo as Pillow does.
 def pattern(w, h, seed):
     """RGB uint8 (h, w, 3): gradients, a sharp-edged box, a diagonal line, a
     disc, a 1-pixel checkerboard corner (aliasing bait) and a noise patch."""
@@ -179,8 +174,8 @@ CASES = [
     ("preset_vit", "photo_97x131_pil.png", (224, 224), None, "bilinear", HALF, HALF, 3, "vit"),
     ("preset_imagenet", "rgb_300x200.png", 256, (224, 224), "bicubic", IMAGENET_MEAN, IMAGENET_STD, 3,
      "imagenet"),
-    # stb_image's JPEG decoder against PIL's: looser bound (JPEG_STEPS).
-    ("jpeg_stb", "photo_97x131.jpg", 50, (48, 48), "bilinear", HALF, HALF, 3, None),
+    # JPEG, decoded by libjpeg-turbo in both.
+    ("jpeg_photo", "photo_97x131.jpg", 50, (48, 48), "bilinear", HALF, HALF, 3, None),
 ]
 
 
@@ -203,7 +198,7 @@ def expected(imgs, out, case):
         "crop_h": crop[0] if crop else 0, "crop_w": crop[1] if crop else 0,
         "interpolation": interp, "mean": list(mean), "std": list(std), "channels": channels,
         "expected": name + ".npy", "shape": list(x.shape),
-        "tolerance_steps": JPEG_STEPS if image.endswith(".jpg") else 1,
+        "tolerance_steps": 1,
     }
 
 

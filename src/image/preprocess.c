@@ -4,15 +4,11 @@
  * saw. The reference is Pillow 9.4 / torchvision 0.14 as Debian 12 ships
  * them; tests/test_preprocess.c compares against tensors they produced.
  *
- * Decoding: PNG, JPEG and BMP through libstb (stb_image), then the pixels PIL
- * would have after convert("RGB"): gray replicated, alpha dropped (PIL drops
- * it without compositing), palettes expanded. Where stb and PIL disagree we
- * follow PIL: 16-bit gray PNGs (PIL's mode "I", whose convert("RGB") clips at
- * 255) and binary PPM/PGM, read here by hand because stb's PNM reader ignores
- * maxval, reads 16-bit samples in host order and accepts truncated files.
- * Truncated JPEG and BMP files, which stb decodes with a gray or black tail,
- * are refused as PIL refuses them. JPEG files are walked segment by segment
- * first (jpeg_check.c): Debian's stb is memory-unsafe on some corrupt ones. */
+ * Decoding (the pixels Image.open(path).convert("RGB") gives): JPEG through
+ * libjpeg-turbo as Pillow sets it up (jpeg.c), PNG through libpng (png.c),
+ * BMP (bmp.c) and binary PPM/PGM (here) read by relprop itself, because
+ * stb_image, used before, read uninitialised memory on out-of-range palette
+ * indices and decoded JPEG 1-3 levels away from libjpeg. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -21,12 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <stb_image.h>
 #include <stb_image_write.h>
 
 #include "core/error.h"
 #include "core/tensor.h"
-#include "image/jpeg_check.h"
+#include "image/decode.h"
 
 /* ---- small helpers ---- */
 
@@ -47,8 +42,7 @@ static bool image_valid(const rp_image *im)
     return im && im->width > 0 && im->height > 0 && (im->channels == 1 || im->channels == 3) && im->pixels;
 }
 
-/* Allocate pixels for a w x h x c image (uninitialised). */
-static rp_status image_alloc(rp_image *im, int w, int h, int c, const char *what, rp_error *err)
+rp_status rp_image_alloc_pixels(rp_image *im, int w, int h, int c, const char *what, rp_error *err)
 {
     size_t n;
     memset(im, 0, sizeof *im);
@@ -71,8 +65,8 @@ void rp_image_release(rp_image *im)
     memset(im, 0, sizeof *im);
 }
 
-/* The whole file in memory: stb decodes from memory, and reading it ourselves
- * gives the OS's reason (strerror) when the file cannot be read. */
+/* The whole file in memory: the decoders read from memory, and reading it
+ * ourselves gives the OS's reason (strerror) when the file cannot be read. */
 static rp_status read_file(const char *path, uint8_t **out, size_t *len, rp_error *err)
 {
     rp_status st = RP_OK;
@@ -85,7 +79,8 @@ static rp_status read_file(const char *path, uint8_t **out, size_t *len, rp_erro
         return rp_fail(err, RP_ERR_IO, "%s: cannot open image: %s", path, strerror(errno));
     for (;;) {
         if (n == cap) {
-            /* stb takes an int length, so 2 GiB is the end of the road. */
+            /* 2 GiB: far above any file of an image within the pixel limit
+             * (64 Mpx of 16-bit RGBA is 512 MiB uncompressed). */
             if (cap >= (size_t)INT_MAX) {
                 st = rp_fail(err, RP_ERR_UNSUPPORTED, "%s: image file larger than 2 GiB", path);
                 goto fail;
@@ -125,23 +120,10 @@ fail:
 
 typedef enum img_format { FMT_UNKNOWN, FMT_PNG, FMT_JPEG, FMT_BMP, FMT_PNM } img_format;
 
-static const char *format_name(img_format f)
-{
-    switch (f) {
-    case FMT_PNG: return "PNG";
-    case FMT_JPEG: return "JPEG";
-    case FMT_BMP: return "BMP";
-    case FMT_PNM: return "PPM/PGM";
-    default: return "image";
-    }
-}
-
 static bool pnm_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
 
-/* By magic bytes, not by the file name. Formats stb could read but the brief
- * of relprop does not promise (GIF, TGA, PSD, HDR) are refused: PIL reads
- * some of them differently (HDR not at all), so "as torchvision does" could
- * not be kept. */
+/* By magic bytes, not by the file name. Formats relprop does not promise
+ * (GIF, TIFF, WebP) are refused by name. */
 static rp_status sniff(const char *path, const uint8_t *b, size_t n, img_format *fmt, rp_error *err)
 {
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -171,80 +153,6 @@ static rp_status sniff(const char *path, const uint8_t *b, size_t n, img_format 
         return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: %s images are not supported; expected PNG, JPEG, BMP or PPM/PGM",
                        path, other);
     return rp_fail(err, RP_ERR_FORMAT, "%s: not an image: expected PNG, JPEG, BMP or PPM/PGM data", path);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
-}
-static uint32_t le16(const uint8_t *p) { return (uint32_t)p[1] << 8 | p[0]; }
-
-/* 64 Mpx: above any camera's 8-bit output that a ViT would be shown. */
-#define RP_IMAGE_MAX_PIXELS ((int64_t)1 << 26)
-
-/* Header checks stb does not make (or words badly): a zero width or height
- * ("zero-size image" rather than stb's "0-pixel image" or a 0x0 success),
- * and truncation of JPEG and BMP files, which stb would pad silently.
- * *bmp16 is set to 555 or 565 for the 16-bit BMP layouts PIL reads. */
-static rp_status check_header(const char *path, img_format fmt, const uint8_t *b, size_t n, int *bmp16,
-                              rp_error *err)
-{
-    *bmp16 = 0;
-    if (fmt == FMT_PNG && n >= 24 && memcmp(b + 12, "IHDR", 4) == 0) {
-        uint32_t w = be32(b + 16), h = be32(b + 20);
-        if (w == 0 || h == 0)
-            return rp_fail(err, RP_ERR_FORMAT, "%s: zero-size image (%ux%u) in the PNG header", path, w, h);
-    }
-    if (fmt == FMT_BMP && n >= 26) {
-        uint32_t off = le32(b + 10), hsz = le32(b + 14), comp = 0;
-        int64_t w, h, bpp;
-        if (hsz == 12) { /* OS/2 BITMAPCOREHEADER */
-            w = le16(b + 18);
-            h = le16(b + 20);
-            bpp = le16(b + 24);
-        } else if (hsz >= 40 && n >= 34) {
-            w = (int32_t)le32(b + 18);
-            h = (int32_t)le32(b + 22);
-            bpp = le16(b + 28);
-            comp = le32(b + 30);
-        } else {
-            return RP_OK; /* let stb explain */
-        }
-        if (w == 0 || h == 0)
-            return rp_fail(err, RP_ERR_FORMAT, "%s: zero-size image (%lldx%lld) in the BMP header", path, (long long)w,
-                           (long long)llabs(h));
-        /* Uncompressed and bitfield rows: 4-byte aligned, |h| of them after
-         * the pixel offset. (RLE is refused by stb with its own message.) */
-        if ((comp == 0 || comp == 3 || comp == 6) && w > 0 && w <= (1 << 24) && bpp > 0 && bpp <= 64) {
-            int64_t stride = (w * bpp + 31) / 32 * 4;
-            int64_t need = (int64_t)off + stride * llabs(h);
-            if ((int64_t)n < need)
-                return rp_fail(err, RP_ERR_FORMAT,
-                               "%s: truncated BMP: the header promises %lld bytes of pixels, the file has %zu bytes",
-                               path, (long long)need, n);
-        }
-        /* Masks follow a 40-byte header or sit at the same place in the
-         * larger ones. */
-        if (bpp == 16 && comp == 0)
-            *bmp16 = 555;
-        else if (bpp == 16 && comp == 3 && hsz >= 40 && n >= 66) {
-            uint32_t r = le32(b + 54), g = le32(b + 58), bl = le32(b + 62);
-            if (r == 0xf800 && g == 0x7e0 && bl == 0x1f)
-                *bmp16 = 565;
-            else if (r == 0x7c00 && g == 0x3e0 && bl == 0x1f)
-                *bmp16 = 555;
-        }
-    }
-    /* JPEG: the whole marker structure, before stb parses any of it (its
-     * JPEG parser is memory-unsafe on some corrupt segments); this also
-     * refuses truncated files, which stb would pad with gray. */
-    if (fmt == FMT_JPEG)
-        return rp_jpeg_check(path, b, n, RP_IMAGE_MAX_PIXELS, err);
-    return RP_OK;
 }
 
 /* One PNM header token as PIL's PpmImagePlugin reads it: skip whitespace and
@@ -301,15 +209,17 @@ static rp_status load_pnm(const char *path, const uint8_t *b, size_t n, rp_image
         return rp_fail(err, RP_ERR_FORMAT, "%s: zero-size image (%ux%u) in the PPM/PGM header", path, w, h);
     if (maxval == 0 || maxval > 65535)
         return rp_fail(err, RP_ERR_FORMAT, "%s: PPM/PGM maxval %u is out of range (1..65535)", path, maxval);
-    if (w > (1u << 24) || h > (1u << 24))
-        return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: image %ux%u is too large", path, w, h);
+    if ((int64_t)w * h > RP_IMAGE_MAX_PIXELS)
+        return rp_fail(err, RP_ERR_VALUE,
+                       "%s: image too large: the PPM/PGM header claims %ux%u pixels, more than the %lld relprop accepts",
+                       path, w, h, (long long)RP_IMAGE_MAX_PIXELS);
     size_t bands = color ? 3 : 1, bps = maxval < 256 ? 1 : 2, need;
     if (!size_mul3(w, h, bands * bps, &need))
         return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: image %ux%u is too large", path, w, h);
     if (n - pos < need)
         return rp_fail(err, RP_ERR_FORMAT, "%s: truncated PPM/PGM: expected %zu bytes of pixels, found %zu", path,
                        need, n - pos);
-    rp_status st = image_alloc(out, (int)w, (int)h, 3, path, err);
+    rp_status st = rp_image_alloc_pixels(out, (int)w, (int)h, 3, path, err);
     if (st)
         return st;
     const uint8_t *src = b + pos;
@@ -336,77 +246,11 @@ static rp_status load_pnm(const char *path, const uint8_t *b, size_t n, rp_image
     return RP_OK;
 }
 
-/* PNG, JPEG, BMP through stb, into RGB as PIL's convert("RGB"). */
-static rp_status load_stb(const char *path, img_format fmt, const uint8_t *b, size_t n, int bmp16, rp_image *out,
-                          rp_error *err)
-{
-    int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_memory(b, (int)n, &w, &h, &comp))
-        return rp_fail(err, RP_ERR_FORMAT, "%s: corrupt or unsupported %s: %s", path, format_name(fmt),
-                       stbi_failure_reason());
-    /* Only zero is checked here: stb's info reports a top-down BMP's height
-     * negative, as its header has it; the decoder returns it positive. */
-    if (w == 0 || h == 0)
-        return rp_fail(err, RP_ERR_FORMAT, "%s: zero-size image (%dx%d)", path, w, h);
-    /* Headers can claim sizes their bytes do not hold (stb fills the rest):
-     * refuse what no camera makes before decoding a few bytes into gigabytes. */
-    int64_t pixels = (int64_t)(w < 0 ? -w : w) * (h < 0 ? -h : h);
-    if (pixels > RP_IMAGE_MAX_PIXELS)
-        return rp_fail(err, RP_ERR_VALUE, "%s: the header claims %dx%d pixels, more than the %lld relprop accepts",
-                       path, w < 0 ? -w : w, h < 0 ? -h : h, (long long)RP_IMAGE_MAX_PIXELS);
-
-    rp_status st = RP_OK;
-    /* A 16-bit gray PNG is PIL's mode "I": convert("RGB") clips values at
-     * 255 instead of keeping the high byte as stb's 8-bit load would. */
-    bool gray16 = fmt == FMT_PNG && comp == 1 && stbi_is_16_bit_from_memory(b, (int)n);
-    int got = 0;
-    void *px = gray16 ? (void *)stbi_load_16_from_memory(b, (int)n, &w, &h, &got, 1)
-                      : (void *)stbi_load_from_memory(b, (int)n, &w, &h, &got, 0);
-    if (!px)
-        return rp_fail(err, RP_ERR_FORMAT, "%s: corrupt or unsupported %s: %s", path, format_name(fmt),
-                       stbi_failure_reason());
-    if (gray16)
-        got = 1;
-    if (w <= 0 || h <= 0 || got < 1 || got > 4) {
-        st = rp_fail(err, RP_ERR_FORMAT, "%s: decoder returned a %dx%d image with %d channels", path, w, h, got);
-        goto done;
-    }
-    st = image_alloc(out, w, h, 3, path, err);
-    if (st)
-        goto done;
-    size_t count = (size_t)w * (size_t)h;
-    for (size_t i = 0; i < count; i++) {
-        uint8_t *o = out->pixels + i * 3;
-        if (gray16) {
-            uint16_t v = ((const uint16_t *)px)[i];
-            o[0] = o[1] = o[2] = v > 255 ? 255 : (uint8_t)v;
-        } else if (got <= 2) { /* gray, gray + alpha */
-            o[0] = o[1] = o[2] = ((const uint8_t *)px)[i * (size_t)got];
-        } else { /* RGB, RGBA: alpha dropped */
-            memcpy(o, (const uint8_t *)px + i * (size_t)got, 3);
-        }
-    }
-    /* 16-bit BMP: stb widens an n-bit field v by repeating its bits, PIL
-     * (BGR;15 / BGR;16 unpackers) computes v * 255 / (2^n - 1), rounding
-     * down. stb keeps v in the top n bits, so map those. */
-    if (bmp16) {
-        for (size_t i = 0; i < count * 3; i++) {
-            int bits = bmp16 == 565 && i % 3 == 1 ? 6 : 5;
-            unsigned v = out->pixels[i] >> (8 - bits);
-            out->pixels[i] = (uint8_t)(v * 255 / ((1u << bits) - 1));
-        }
-    }
-done:
-    stbi_image_free(px);
-    return st;
-}
-
 rp_status rp_image_load(const char *path, rp_image *out, rp_error *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     img_format fmt;
-    int bmp16 = 0;
     if (!out)
         return rp_fail(err, RP_ERR_ARG, "rp_image_load: out is NULL");
     memset(out, 0, sizeof *out);
@@ -420,10 +264,14 @@ rp_status rp_image_load(const char *path, rp_image *out, rp_error *err)
         goto done;
     }
     st = sniff(path, buf, len, &fmt, err);
-    if (!st)
-        st = check_header(path, fmt, buf, len, &bmp16, err);
-    if (!st)
-        st = fmt == FMT_PNM ? load_pnm(path, buf, len, out, err) : load_stb(path, fmt, buf, len, bmp16, out, err);
+    if (!st) {
+        switch (fmt) {
+        case FMT_JPEG: st = rp_decode_jpeg(path, buf, len, out, err); break;
+        case FMT_PNG: st = rp_decode_png(path, buf, len, out, err); break;
+        case FMT_BMP: st = rp_decode_bmp(path, buf, len, out, err); break;
+        default: st = load_pnm(path, buf, len, out, err); break;
+        }
+    }
 done:
     free(buf);
     if (st)
@@ -679,7 +527,7 @@ static rp_status resample(const rp_image *in, int out_w, int out_h, rp_interp in
     if (need_h) {
         st = precompute_coeffs(in->width, out_w, interp, &hc, err);
         if (!st)
-            st = image_alloc(&tmp, out_w, last - first, in->channels, "resize", err);
+            st = rp_image_alloc_pixels(&tmp, out_w, last - first, in->channels, "resize", err);
         if (st)
             goto done;
         resample_horizontal(&tmp, in, first, &hc);
@@ -687,7 +535,7 @@ static rp_status resample(const rp_image *in, int out_w, int out_h, rp_interp in
         shift = first;
     }
     if (need_v) {
-        st = image_alloc(out, src->width, out_h, in->channels, "resize", err);
+        st = rp_image_alloc_pixels(out, src->width, out_h, in->channels, "resize", err);
         if (st)
             goto done;
         resample_vertical(out, src, &vc, shift);
@@ -695,7 +543,7 @@ static rp_status resample(const rp_image *in, int out_w, int out_h, rp_interp in
         *out = tmp; /* all rows were needed: first = 0, last = height */
         memset(&tmp, 0, sizeof tmp);
     } else {
-        st = image_alloc(out, in->width, in->height, in->channels, "resize", err);
+        st = rp_image_alloc_pixels(out, in->width, in->height, in->channels, "resize", err);
         if (st)
             goto done;
         memcpy(out->pixels, in->pixels, (size_t)in->width * in->height * in->channels);
@@ -716,7 +564,7 @@ done:
 static rp_status resize_nearest(const rp_image *in, int out_w, int out_h, rp_image *out, rp_error *err)
 {
     int *xin = NULL;
-    rp_status st = image_alloc(out, out_w, out_h, in->channels, "resize", err);
+    rp_status st = rp_image_alloc_pixels(out, out_w, out_h, in->channels, "resize", err);
     if (st)
         return st;
     xin = malloc((size_t)out_w * sizeof *xin);
@@ -831,7 +679,7 @@ rp_status rp_image_to_tensor(const rp_image *im, const rp_preprocess *p, int cha
      * resizing each band, so the replication waits for the tensor. */
     const rp_image *src = im;
     if (channels_out == 1 && im->channels == 3) {
-        st = image_alloc(&gray, im->width, im->height, 1, "preprocess", err);
+        st = rp_image_alloc_pixels(&gray, im->width, im->height, 1, "preprocess", err);
         if (st)
             goto fail;
         size_t count = (size_t)im->width * im->height;

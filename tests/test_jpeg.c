@@ -1,30 +1,29 @@
-/* The JPEG marker walk done before stb_image sees a file
- * (src/image/jpeg_check.c).
+/* JPEG decoding through libjpeg-turbo (src/image/jpeg.c).
  *
  * Valid files: every JPEG in tests/data/jpeg/ (made by
  * tools/make_jpeg_fixtures.py with Pillow and libjpeg-turbo's cjpeg and
- * jpegtran: qualities, subsamplings, progressive, gray, CMYK, RGB, restart
- * intervals, multi-scan baseline with tables between scans, EXIF, fill bytes,
- * an embedded thumbnail, trailing bytes) passes the check and loads with
- * exactly the pixels stb alone decodes. Corrupt files: one defect at a time,
- * written into those valid files here, each refused with its status and a
- * message naming it — stb never sees them. */
+ * jpegtran: qualities, subsamplings, progressive, arithmetic, gray, CMYK,
+ * YCCK, RGB, restart intervals, multi-scan baseline with tables between
+ * scans, EXIF, fill bytes, an embedded thumbnail, trailing bytes) loads with
+ * exactly the pixels Pillow's Image.open(f).convert("RGB") gives
+ * (tests/data/jpeg/pil/<name>.ppm). Refused files: the manifest's, and one
+ * defect at a time written into valid files here, each refused with its
+ * status and a message naming the file and the defect. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include <stb_image.h>
+#include <valgrind/valgrind.h>
 
 #include "core/error.h"
-#include "image/jpeg_check.h"
+#include "image/decode.h"
 #include "relprop/relprop.h"
-
 #ifndef RELPROP_SOURCE_DIR
 #define RELPROP_SOURCE_DIR "."
 #endif
 #define JPEG_DIR RELPROP_SOURCE_DIR "/tests/data/jpeg"
-#define MAX_PIXELS ((int64_t)1 << 26)
 
 typedef struct buf {
     uint8_t *b;
@@ -115,11 +114,24 @@ static buf splice(const buf *f, size_t at, size_t drop, const void *insert, size
     return r;
 }
 
+static rp_status decode(const char *what, const buf *f, rp_error *err)
+{
+    rp_image im;
+    memset(err, 0, sizeof *err);
+    rp_status st = rp_decode_jpeg(what, f->b, f->n, &im, err);
+    if (st == RP_OK) {
+        ck_assert_ptr_nonnull(im.pixels);
+        rp_image_release(&im);
+    } else {
+        ck_assert_ptr_null(im.pixels);
+    }
+    return st;
+}
+
 static void expect_refused(const char *what, const buf *f, rp_status code, const char *needle)
 {
     rp_error err;
-    memset(&err, 0, sizeof err);
-    rp_status st = rp_jpeg_check(what, f->b, f->n, MAX_PIXELS, &err);
+    rp_status st = decode(what, f, &err);
     ck_assert_msg(st == code, "%s: status %s, expected %s (%s)", what, rp_status_name(st), rp_status_name(code),
                   err.msg);
     ck_assert_msg(strstr(err.msg, what) == err.msg, "%s: message does not start with the file name: %s", what,
@@ -130,14 +142,26 @@ static void expect_refused(const char *what, const buf *f, rp_status code, const
 static void expect_ok(const char *what, const buf *f)
 {
     rp_error err;
-    memset(&err, 0, sizeof err);
-    rp_status st = rp_jpeg_check(what, f->b, f->n, MAX_PIXELS, &err);
+    rp_status st = decode(what, f, &err);
     ck_assert_msg(st == RP_OK, "%s: refused: %s", what, err.msg);
 }
 
-/* ---- valid files ---- */
+static rp_status status_of(const char *name)
+{
+    static const rp_status all[] = {RP_ERR_IO, RP_ERR_FORMAT, RP_ERR_UNSUPPORTED, RP_ERR_VALUE, RP_ERR_NOMEM};
+    static const char *names[] = {"RP_ERR_IO", "RP_ERR_FORMAT", "RP_ERR_UNSUPPORTED", "RP_ERR_VALUE", "RP_ERR_NOMEM"};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return all[i];
+    ck_abort_msg("MANIFEST.tsv: unknown status %s", name);
+    return RP_OK;
+}
 
-START_TEST(test_valid_files_load_as_stb_decodes_them)
+static double cpu_seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
+
+/* ---- the manifest: Pillow's pixels, or the refusal ---- */
+
+START_TEST(test_files_decode_as_pillow)
 {
     buf man = fixture("MANIFEST.tsv");
     man.b[man.n] = 0;
@@ -146,39 +170,49 @@ START_TEST(test_valid_files_load_as_stb_decodes_them)
     for (char *line = strtok_r((char *)man.b, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == '#')
             continue;
-        char name[128], expect[64];
-        ck_assert_int_eq(sscanf(line, "%127[^\t]\t%63[^\t]", name, expect), 2);
-        char path[512];
+        char name[128], expect[64], needle[128];
+        ck_assert_int_eq(sscanf(line, "%127[^\t]\t%63[^\t]\t%127[^\t]", name, expect, needle), 3);
+        char path[512], ref_path[512];
         snprintf(path, sizeof path, "%s/%s", JPEG_DIR, name);
-        buf f = slurp(path);
         rp_error err;
         memset(&err, 0, sizeof err);
         rp_image im;
-        rp_status st = rp_image_load(path, &im, &err);
         if (strcmp(expect, "ok") != 0) {
-            ck_assert_str_eq(expect, "RP_ERR_UNSUPPORTED");
-            ck_assert_msg(st == RP_ERR_UNSUPPORTED, "%s: %s", name, err.msg);
-            ck_assert_msg(strstr(err.msg, "unsupported JPEG") && strstr(err.msg, "arithmetic"), "%s", err.msg);
+            /* The work-limit file costs a second of decoding, a minute
+             * under valgrind: the scan-limit file covers that path there. */
+            if (RUNNING_ON_VALGRIND && strstr(name, "work")) {
+                refused++;
+                continue;
+            }
+            double t0 = cpu_seconds();
+            rp_status st = rp_image_load(path, &im, &err);
+            double dt = cpu_seconds() - t0;
+            printf("%-32s refused in %.2f s CPU: %s\n", name, dt, err.msg);
+            ck_assert_msg(st == status_of(expect), "%s: status %s, expected %s (%s)", name, rp_status_name(st), expect,
+                          err.msg);
+            ck_assert_msg(strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'", name, err.msg, needle);
+            /* Seconds, not minutes: the limits stop the decode early. */
+            ck_assert_msg(RUNNING_ON_VALGRIND || dt < 20.0, "%s: %.1f s to refuse", name, dt);
             refused++;
-            free(f.b);
             continue;
         }
-        ck_assert_msg(st == RP_OK, "%s: %s", name, err.msg);
-        expect_ok(name, &f);
-        int w, h, c;
-        uint8_t *ref = stbi_load_from_memory(f.b, (int)f.n, &w, &h, &c, 3);
-        ck_assert_msg(ref != NULL, "%s: stb: %s", name, stbi_failure_reason());
-        ck_assert_int_eq(im.width, w);
-        ck_assert_int_eq(im.height, h);
+        ck_assert_msg(rp_image_load(path, &im, &err) == RP_OK, "%s: %s", name, err.msg);
+        snprintf(ref_path, sizeof ref_path, "%s/pil/%s.ppm", JPEG_DIR, name);
+        rp_image ref;
+        ck_assert_msg(rp_image_load(ref_path, &ref, &err) == RP_OK, "%s", err.msg);
+        ck_assert_int_eq(im.width, ref.width);
+        ck_assert_int_eq(im.height, ref.height);
         ck_assert_int_eq(im.channels, 3);
-        ck_assert_msg(memcmp(im.pixels, ref, (size_t)w * h * 3) == 0, "%s: pixels differ from stb's", name);
-        stbi_image_free(ref);
+        size_t n = (size_t)im.width * im.height * 3, differ = 0;
+        for (size_t i = 0; i < n; i++)
+            differ += im.pixels[i] != ref.pixels[i];
+        ck_assert_msg(differ == 0, "%s: %zu of %zu samples differ from Pillow's", name, differ, n);
+        rp_image_release(&ref);
         rp_image_release(&im);
-        free(f.b);
         ok++;
     }
     free(man.b);
-    ck_assert_int_ge(ok, 25);
+    ck_assert_int_ge(ok, 33);
     ck_assert_int_ge(refused, 2);
 }
 END_TEST
@@ -206,50 +240,52 @@ START_TEST(test_dht)
     buf f = fixture("pil_q75.jpg"); /* DHT DC0, AC0, DC1, AC1, one table each */
     buf g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xC4, 0)[1 + 15] = 255; /* DC table 0: 12 + 255 codes */
-    expect_refused("dht_sum", &g, RP_ERR_FORMAT, "code counts sum to 267, more than the 256");
+    expect_refused("dht_sum", &g, RP_ERR_FORMAT, "corrupt JPEG: Bogus Huffman table definition");
     free(g.b);
 
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xC4, 0)[0] = 0x20;
-    expect_refused("dht_class", &g, RP_ERR_FORMAT, "table class 2");
+    expect_refused("dht_class", &g, RP_ERR_FORMAT, "Bogus DHT index 32");
     free(g.b);
 
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xC4, 1)[0] = 0x14;
-    expect_refused("dht_id", &g, RP_ERR_FORMAT, "AC table id 4");
+    expect_refused("dht_id", &g, RP_ERR_FORMAT, "Bogus DHT index 4");
     free(g.b);
 
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xC4, 0)[1] = 3; /* three codes of length 1 */
-    expect_refused("dht_prefix", &g, RP_ERR_FORMAT, "not a prefix code");
+    expect_refused("dht_prefix", &g, RP_ERR_FORMAT, "Bogus Huffman table definition");
     free(g.b);
 
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xC4, 0)[1 + 15] = 1; /* 13 values in a table of 12 */
-    expect_refused("dht_values", &g, RP_ERR_FORMAT, "13 values do not fit in the 12 bytes");
+    expect_refused("dht_values", &g, RP_ERR_FORMAT, "Bogus Huffman table definition");
     free(g.b);
 
     /* The AC 0 table's DHT turned into an APP4 segment: the scan uses a table
-     * nobody defined (the fuzzer's find, stb read past maxcode[18]). */
+     * nobody defined (the fuzzer's find, stb read past maxcode[18]).
+     * libjpeg-turbo, hence Pillow, falls back on JPEG's standard tables
+     * (Annex K, which motion-JPEG frames rely on): decoded. */
     g = splice(&f, 0, 0, NULL, 0);
     g.b[find_segment(&g, 0xC4, 1) + 1] = 0xE4;
-    expect_refused("dht_undefined", &g, RP_ERR_FORMAT, "uses AC Huffman table 0, which no DHT segment");
+    expect_ok("dht_undefined", &g);
     free(g.b);
 
     /* The scan naming DC/AC table 2 (valid ids, never defined), then 5. */
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xDA, 0)[2] = 0x22;
-    expect_refused("sos_table2", &g, RP_ERR_FORMAT, "uses DC Huffman table 2");
+    expect_refused("sos_table2", &g, RP_ERR_FORMAT, "Huffman table 0x02 was not defined");
     free(g.b);
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xDA, 0)[2] = 0x05;
-    expect_refused("sos_table5", &g, RP_ERR_FORMAT, "(0 to 3)");
+    expect_refused("sos_table5", &g, RP_ERR_FORMAT, "Huffman table 0x05 was not defined");
     free(g.b);
 
     /* Progressive: the AC table of the second scan never defined. */
     buf p = fixture("pil_progressive.jpg");
     p.b[find_segment(&p, 0xC4, 2) + 1] = 0xE4;
-    expect_refused("prog_ac_undefined", &p, RP_ERR_FORMAT, "scan 2, component id 1: uses AC Huffman table");
+    expect_refused("prog_ac_undefined", &p, RP_ERR_FORMAT, "Huffman table 0x00 was not defined");
     free(p.b);
 
     /* A whole DHT segment of 945 codes (stb wrote 688 bytes past its table). */
@@ -257,7 +293,7 @@ START_TEST(test_dht)
     big[7 + 12] = 255, big[7 + 13] = 255, big[7 + 14] = 255, big[7 + 15] = 180;
     big[sizeof big - 2] = 0xFF, big[sizeof big - 1] = 0xD9;
     buf b945 = {big, sizeof big};
-    expect_refused("dht_945", &b945, RP_ERR_FORMAT, "sum to 945, more than the 256");
+    expect_refused("dht_945", &b945, RP_ERR_FORMAT, "Bogus Huffman table definition");
     free(f.b);
 }
 END_TEST
@@ -277,62 +313,76 @@ START_TEST(test_frame_and_scan)
         expect_refused(what, &g, code, needle); \
         free(g.b); \
     } while (0)
-    MUTATE("sof_0", s[5] = 0, RP_ERR_FORMAT, "0 components (1 to 4)");
-    MUTATE("sof_5", s[5] = 5, RP_ERR_FORMAT, "5 components (1 to 4)");
-    MUTATE("sof_len", s[5] = 1, RP_ERR_FORMAT, "do not match 1 components");
-    MUTATE("sof_w0", (s[3] = 0, s[4] = 0), RP_ERR_FORMAT, "width 0");
-    MUTATE("sof_h0", (s[1] = 0, s[2] = 0), RP_ERR_UNSUPPORTED, "height 0");
-    MUTATE("sof_huge", (s[1] = s[2] = s[3] = s[4] = 0xFF), RP_ERR_VALUE, "claims 65535x65535 pixels");
-    MUTATE("sof_12bit", s[0] = 12, RP_ERR_UNSUPPORTED, "12-bit samples");
-    MUTATE("sof_h0v1", s[7] = 0x01, RP_ERR_FORMAT, "sampling factors 0x1");
-    MUTATE("sof_tq", s[8] = 5, RP_ERR_FORMAT, "quantisation table 5");
-    MUTATE("sof_dup", s[9] = s[6], RP_ERR_FORMAT, "same id");
-    MUTATE("sof3", s[-3] = 0xC3, RP_ERR_UNSUPPORTED, "lossless");
-    MUTATE("sof9", s[-3] = 0xC9, RP_ERR_UNSUPPORTED, "arithmetic");
-    MUTATE("sof_gone", s[-3] = 0xE0, RP_ERR_FORMAT, "a scan before the frame header");
+    /* libjpeg, hence Pillow, decodes an arithmetic frame header over
+     * Huffman-coded data (to garbage, with warnings). */
+#define MUTATE_OK(what, stmt) \
+    do { \
+        g = splice(&f, 0, 0, NULL, 0); \
+        s = segment(&g, 0xC0, 0); \
+        stmt; \
+        expect_ok(what, &g); \
+        free(g.b); \
+    } while (0)
+    MUTATE("sof_0", s[5] = 0, RP_ERR_FORMAT, "zero-size image (61x47, 0 components)");
+    MUTATE("sof_5", s[5] = 5, RP_ERR_FORMAT, "Bogus marker length");
+    MUTATE("sof_len", s[5] = 1, RP_ERR_FORMAT, "Bogus marker length");
+    MUTATE("sof_w0", (s[3] = 0, s[4] = 0), RP_ERR_FORMAT, "zero-size image (0x47, 3 components)");
+    MUTATE("sof_h0", (s[1] = 0, s[2] = 0), RP_ERR_UNSUPPORTED, "height 0 in the frame header");
+    MUTATE("sof_huge", (s[1] = s[2] = s[3] = s[4] = 0xFF), RP_ERR_FORMAT, "Maximum supported image dimension is 65500");
+    MUTATE("sof_12bit", s[0] = 12, RP_ERR_UNSUPPORTED, "unsupported JPEG: Unsupported JPEG data precision 12");
+    MUTATE("sof_h0v1", s[7] = 0x01, RP_ERR_FORMAT, "Bogus sampling factors");
+    MUTATE("sof_tq", s[8] = 5, RP_ERR_FORMAT, "Quantization table 0x05 was not defined");
+    MUTATE("sof_dup", s[9] = s[6], RP_ERR_FORMAT, "Invalid component ID 2 in SOS");
+    MUTATE("sof3", s[-3] = 0xC3, RP_ERR_UNSUPPORTED, "unsupported JPEG: Unsupported JPEG process: SOF type 0xc3");
+    MUTATE_OK("sof9", s[-3] = 0xC9);
+    MUTATE("sof_gone", s[-3] = 0xE0, RP_ERR_FORMAT, "SOS before SOF");
+    MUTATE("sof_100mpx", (s[1] = s[3] = 0x27, s[2] = s[4] = 0x10), RP_ERR_VALUE,
+           "claims 10000x10000 pixels, more than the 67108864");
 #undef MUTATE
+#undef MUTATE_OK
 
     /* A second frame header right after the first. */
     long at = find_segment(&f, 0xC0, 0);
     size_t len = 2 + ((size_t)f.b[at + 2] << 8 | f.b[at + 3]);
     g = splice(&f, (size_t)at, 0, f.b + at, len);
-    expect_refused("sof_twice", &g, RP_ERR_FORMAT, "a second frame header");
+    expect_refused("sof_twice", &g, RP_ERR_FORMAT, "two SOF markers");
     free(g.b);
 
     /* Scans */
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xDA, 0)[1] = 9;
-    expect_refused("sos_comp", &g, RP_ERR_FORMAT, "component id 9, which the frame header does not declare");
+    expect_refused("sos_comp", &g, RP_ERR_FORMAT, "Invalid component ID 9 in SOS");
     free(g.b);
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xDA, 0)[3] = segment(&g, 0xDA, 0)[1];
-    expect_refused("sos_twice", &g, RP_ERR_FORMAT, "twice");
+    expect_refused("sos_twice", &g, RP_ERR_FORMAT, "Invalid component ID 1 in SOS");
     free(g.b);
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xDA, 0)[0] = 0;
-    expect_refused("sos_0", &g, RP_ERR_FORMAT, "0 components in a scan");
+    expect_refused("sos_0", &g, RP_ERR_FORMAT, "Bogus marker length");
     free(g.b);
 
     /* Quantisation tables */
     g = splice(&f, 0, 0, NULL, 0);
     g.b[find_segment(&g, 0xDB, 0) + 1] = 0xE2;
-    expect_refused("dqt_gone", &g, RP_ERR_FORMAT, "uses quantisation table 0, which no DQT segment");
+    expect_refused("dqt_gone", &g, RP_ERR_FORMAT, "Quantization table 0x00 was not defined");
     free(g.b);
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xDB, 0)[0] = 0x20;
-    expect_refused("dqt_precision", &g, RP_ERR_FORMAT, "table precision 2");
+    expect_refused("dqt_precision", &g, RP_ERR_FORMAT, "Bogus marker length");
     free(g.b);
     g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xDB, 0)[0] = 0x07;
-    expect_refused("dqt_id", &g, RP_ERR_FORMAT, "table id 7");
+    expect_refused("dqt_id", &g, RP_ERR_FORMAT, "Bogus DQT index 7");
     free(g.b);
 
-    /* A frame component no scan codes: the third scan of a multi-scan file gone. */
+    /* A frame component no scan codes: the third scan of a multi-scan file
+     * gone. libjpeg, hence Pillow, decodes it with that component zero. */
     buf m = fixture("cjpeg_multiscan_baseline.jpg");
     at = find_segment(&m, 0xDA, 2);
     ck_assert_int_gt(at, 0);
     g = splice(&m, (size_t)at, m.n - (size_t)at, "\xFF\xD9", 2);
-    expect_refused("never_coded", &g, RP_ERR_FORMAT, "component id 3 is never coded");
+    expect_ok("never_coded", &g);
     free(g.b);
     free(m.b);
     free(f.b);
@@ -348,83 +398,96 @@ START_TEST(test_structure)
     long dht = find_segment(&f, 0xC4, 0), sos = find_segment(&f, 0xDA, 0);
 
     g = splice(&f, (size_t)dht + 10, f.n - (size_t)dht - 10, NULL, 0);
-    expect_refused("trunc_dht", &g, RP_ERR_FORMAT, "truncated JPEG: DHT segment at byte");
+    expect_refused("trunc_dht", &g, RP_ERR_FORMAT, "truncated JPEG");
     free(g.b);
     g = splice(&f, (size_t)dht + 3, f.n - (size_t)dht - 3, NULL, 0);
-    expect_refused("trunc_len", &g, RP_ERR_FORMAT, "truncated JPEG: DHT segment");
+    expect_refused("trunc_len", &g, RP_ERR_FORMAT, "truncated JPEG");
     free(g.b);
     g = splice(&f, (size_t)sos, f.n - (size_t)sos, NULL, 0);
-    expect_refused("trunc_before_scan", &g, RP_ERR_FORMAT, "truncated JPEG: the file ends before the first scan");
+    expect_refused("trunc_before_scan", &g, RP_ERR_FORMAT, "truncated JPEG");
     free(g.b);
     g = splice(&f, f.n - 300, 300, NULL, 0);
-    expect_refused("trunc_scan", &g, RP_ERR_FORMAT, "truncated JPEG: the data of scan 1");
+    expect_refused("trunc_scan", &g, RP_ERR_FORMAT, "truncated JPEG");
     free(g.b);
     g = splice(&f, f.n - 2, 2, NULL, 0);
-    expect_refused("no_eoi", &g, RP_ERR_FORMAT, "no end-of-image marker");
+    expect_refused("no_eoi", &g, RP_ERR_FORMAT, "truncated JPEG: the file ends before its end-of-image marker");
     free(g.b);
     g = splice(&f, (size_t)sos, f.n - (size_t)sos, "\xFF\xD9", 2);
-    expect_refused("eoi_first", &g, RP_ERR_FORMAT, "the image ends before any scan");
+    expect_refused("eoi_first", &g, RP_ERR_FORMAT, "missing SOS marker");
     free(g.b);
 
+    /* Stray bytes and markers libjpeg (so Pillow) skips with a warning: an
+     * APP0 of length 1, a RST or TEM marker before the frame, an arithmetic
+     * conditioning table in a Huffman file. */
     g = splice(&f, 0, 0, NULL, 0);
     g.b[4] = 0, g.b[5] = 1; /* APP0 length 1 */
-    expect_refused("len_1", &g, RP_ERR_FORMAT, "APP0 segment at byte 2: length 1");
+    expect_ok("len_1", &g);
     free(g.b);
     g = splice(&f, 2, 0, "\xFF\xD0", 2);
-    expect_refused("rst", &g, RP_ERR_FORMAT, "RST0 marker at byte 2 outside a scan");
+    expect_ok("rst", &g);
     free(g.b);
     g = splice(&f, 2, 0, "\xFF\xD8", 2);
-    expect_refused("soi_twice", &g, RP_ERR_FORMAT, "a second start-of-image marker at byte 2");
+    expect_refused("soi_twice", &g, RP_ERR_FORMAT, "two SOI markers");
     free(g.b);
     g = splice(&f, 2, 0, "\xFF\x01", 2);
-    expect_refused("tem", &g, RP_ERR_FORMAT, "byte 0x01 after 0xFF at byte 2");
+    expect_ok("tem", &g);
     free(g.b);
     g = splice(&f, 2, 0, "\xFF\xCC\x00\x04\x00\x11", 6);
-    expect_refused("dac", &g, RP_ERR_UNSUPPORTED, "DAC segment at byte 2: arithmetic");
+    expect_ok("dac", &g);
     free(g.b);
     g = splice(&f, 2, 0, "\xFF\xF3\x00\x02", 4);
-    expect_refused("jpg3", &g, RP_ERR_UNSUPPORTED, "JPG3 segment");
+    expect_refused("jpg3", &g, RP_ERR_FORMAT, "Unsupported marker type 0xf3");
     free(g.b);
     g = splice(&f, 2, 0, "\xFF\xDD\x00\x05\x00\x01\x00", 7);
-    expect_refused("dri", &g, RP_ERR_FORMAT, "DRI segment at byte 2: 3 bytes");
+    expect_refused("dri", &g, RP_ERR_FORMAT, "Bogus marker length");
     free(g.b);
     g = splice(&f, 0, 2, "\xFF\xD9", 2);
-    expect_refused("no_soi", &g, RP_ERR_FORMAT, "no start-of-image marker");
+    expect_refused("no_soi", &g, RP_ERR_FORMAT, "Not a JPEG file");
     free(g.b);
 
     /* Nothing at all, and one byte, are refused without reading past them. */
     buf tiny = {(uint8_t *)"\xFF", 1};
-    expect_refused("one_byte", &tiny, RP_ERR_FORMAT, "no start-of-image");
+    expect_refused("one_byte", &tiny, RP_ERR_FORMAT, "truncated JPEG");
     buf soi = {(uint8_t *)"\xFF\xD8\xFF", 3};
-    expect_refused("soi_only", &soi, RP_ERR_FORMAT, "truncated JPEG: the file ends before the frame header");
+    expect_refused("soi_only", &soi, RP_ERR_FORMAT, "truncated JPEG");
     free(f.b);
 }
 END_TEST
 
 /* Every prefix of a valid file is refused (as truncated), and never read
  * past its end (ASan would see it in the sanitizer build). */
+/* Every prefix of a valid file is refused (as truncated, or as corrupt when
+ * the cut leaves a segment inconsistent), never decoded with a gray tail,
+ * and never read past its end (ASan and valgrind would see it). Under
+ * valgrind, every 7th prefix and the last 64. */
 START_TEST(test_every_prefix)
 {
     const char *names[] = {"pil_q75.jpg", "pil_progressive.jpg", "cjpeg_restart_3blocks.jpg",
-                           "hand_com_thumbnail.jpg"};
+                           "hand_com_thumbnail.jpg", "cjpeg_arithmetic_progressive.jpg"};
+    int truncated = 0;
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         buf f = fixture(names[k]);
         ck_assert(f.b[f.n - 2] == 0xFF && f.b[f.n - 1] == 0xD9);
         for (size_t n = 0; n < f.n; n++) {
-            uint8_t *copy = malloc(n ? n : 1);
-            ck_assert_ptr_nonnull(copy);
-            memcpy(copy, f.b, n);
+            if (RUNNING_ON_VALGRIND && n % 7 && n + 64 < f.n)
+                continue;
+            buf cut = {malloc(n ? n : 1), n};
+            ck_assert_ptr_nonnull(cut.b);
+            memcpy(cut.b, f.b, n);
             rp_error err;
-            rp_status st = rp_jpeg_check(names[k], copy, n, MAX_PIXELS, &err);
-            ck_assert_msg(st == RP_ERR_FORMAT, "%s cut to %zu bytes: status %s", names[k], n, rp_status_name(st));
-            free(copy);
+            rp_status st = decode(names[k], &cut, &err);
+            ck_assert_msg(st == RP_ERR_FORMAT, "%s cut to %zu bytes: status %s (%s)", names[k], n, rp_status_name(st),
+                          err.msg);
+            truncated += strstr(err.msg, "truncated JPEG") != NULL;
+            free(cut.b);
         }
         free(f.b);
     }
+    ck_assert_int_gt(truncated, 100);
 }
 END_TEST
 
-/* The fuzzers' finds, as the image loader meets them: refused before stb. */
+/* The fuzzers' finds against stb, as the image loader meets them now. */
 START_TEST(test_fuzz_finds)
 {
     rp_error err;
@@ -433,20 +496,20 @@ START_TEST(test_fuzz_finds)
     ck_assert_int_eq(rp_image_load(RELPROP_SOURCE_DIR "/tests/regressions/fuzz/img/jpeg_huffman_table_undefined.jpg",
                                    &im, &err),
                      RP_ERR_FORMAT);
-    ck_assert_msg(strstr(err.msg, "corrupt JPEG") && strstr(err.msg, "uses AC Huffman table 0"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "corrupt JPEG: Unsupported marker type 0x82"), "%s", err.msg);
     ck_assert_int_eq(
         rp_image_load(RELPROP_SOURCE_DIR "/tests/regressions/img/fuzz_jpeg_dht_overflow.jpg", &im, &err),
         RP_ERR_FORMAT);
-    ck_assert_msg(strstr(err.msg, "truncated JPEG: DHT segment"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "truncated JPEG"), "%s", err.msg);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("jpeg_check");
-    TCase *tc = tcase_create("jpeg_check");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_valid_files_load_as_stb_decodes_them);
+    Suite *s = suite_create("jpeg");
+    TCase *tc = tcase_create("jpeg");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_files_decode_as_pillow);
     tcase_add_test(tc, test_tables_between_scans);
     tcase_add_test(tc, test_dht);
     tcase_add_test(tc, test_frame_and_scan);

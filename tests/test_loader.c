@@ -1,4 +1,4 @@
-/* The ONNX loader (src/graph/onnx_load.c) and .npy I/O (src/core/npy.c).
+/* The ONNX loader (src/graph/onnx_{graph,tensor,wire}.c) and .npy I/O (src/core/npy.c).
  *
  * Fixtures: the fmnist ViT from tests/oracle (or ../shared), Debian's ONNX
  * conformance models, and the small hand-made models in tests/data/loader and

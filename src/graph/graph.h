@@ -1,5 +1,6 @@
 /* relprop's own graph: values and nodes indexed by integer id. Protobuf types
- * never appear here; src/graph/onnx_load.c is the only file that sees them.
+ * never appear here; only the loader (src/graph/onnx_graph.c and onnx_tensor.c)
+ * sees them.
  *
  * Lifecycle: rp_graph_load (file → graph, no shapes) → optional
  * rp_graph_bind_constant (tests feed runtime inputs as data) →

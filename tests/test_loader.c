@@ -20,6 +20,7 @@
 
 #include "core/npy.h"
 #include "graph/graph.h"
+#include "graph/rewrite.h"
 
 #ifndef RELPROP_SOURCE_DIR
 #define RELPROP_SOURCE_DIR "."
@@ -157,7 +158,33 @@ static const rp_node *node(const rp_graph *g, const char *name)
     return &g->nodes[id];
 }
 
-/* Producers come before consumers and producer ids point back at their node. */
+/* The consumer index lists exactly the nodes that read each value, each
+ * once and in node order (what a scan over all nodes finds). */
+static void check_consumer_index(const rp_graph *g)
+{
+    int *scan = malloc(sizeof *scan * ((size_t)g->n_nodes + 1));
+    ck_assert_ptr_nonnull(scan);
+    for (int v = 0; v < g->n_values; v++) {
+        int n_scan = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            for (int k = 0; k < g->nodes[i].n_in; k++)
+                if (g->nodes[i].in[k] == v) {
+                    scan[n_scan++] = i;
+                    break;
+                }
+        const int *list;
+        ck_assert_int_eq(rp_graph_consumer_list(g, v, &list), n_scan);
+        for (int c = 0; c < n_scan; c++)
+            ck_assert_int_eq(list[c], scan[c]);
+        int first = -1;
+        ck_assert_int_eq(rp_graph_consumers(g, v, &first, 1), n_scan);
+        ck_assert_int_eq(first, n_scan ? scan[0] : -1);
+    }
+    free(scan);
+}
+
+/* Producers come before consumers, producer ids point back at their node,
+ * and the consumer index agrees. */
 static void check_topological(const rp_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
@@ -169,6 +196,7 @@ static void check_topological(const rp_graph *g)
             if (n->out[k] >= 0)
                 ck_assert_int_eq(g->values[n->out[k]].producer, i);
     }
+    check_consumer_index(g);
 }
 
 /* ---- the fmnist ViT ---- */
@@ -709,6 +737,21 @@ START_TEST(test_graph_features)
         }
     ck_assert(found);
     check_topological(g);
+    rp_graph_free(g);
+}
+END_TEST
+
+/* Fusing the exact GELUs rewires edges (the last Mul reads x, the four
+ * nodes before it read nothing): the index follows. */
+START_TEST(test_consumer_index_after_fusion)
+{
+    rp_graph *g = load_ok(fmnist_path());
+    rp_error err = {0};
+    ck_assert_msg(rp_graph_prepare(g, &err) == RP_OK, "%s", err.msg);
+    int fused = 0;
+    ck_assert_msg(rp_graph_fuse(g, &fused, &err) == RP_OK, "%s", err.msg);
+    ck_assert_int_eq(fused, 4);
+    check_consumer_index(g);
     rp_graph_free(g);
 }
 END_TEST
@@ -1295,6 +1338,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_typed_constants);
     tcase_add_test(tc, test_graph_features);
     tcase_add_test(tc, test_unsorted_graph);
+    tcase_add_test(tc, test_consumer_index_after_fusion);
     tcase_add_test(tc, test_node_models);
     tcase_add_test(tc, test_pb_errors);
     tcase_add_test(tc, test_external_data);

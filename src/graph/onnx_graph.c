@@ -640,7 +640,9 @@ static rp_status build_graph(rp_graph *g, const Onnx__ModelProto *mp, const mode
         g->values[id].is_graph_output = true;
     }
 
-    st = sort_nodes(g, err);
+    if ((st = sort_nodes(g, err)))
+        goto fail;
+    st = rp_graph_index_consumers(g, err);
 fail:
     g->model_bytes += lc.ext_bytes;
     free(map.slot);

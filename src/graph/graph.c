@@ -170,6 +170,36 @@ nomem:
     return rp_fail(err, RP_ERR_NOMEM, "out of memory indexing the graph's consumers");
 }
 
+void rp_node_heap_push(int *h, int *len, int id)
+{
+    int i = (*len)++;
+    h[i] = id;
+    while (i > 0 && h[(i - 1) / 2] > h[i]) {
+        int p = (i - 1) / 2, t = h[p];
+        h[p] = h[i];
+        h[i] = t;
+        i = p;
+    }
+}
+
+int rp_node_heap_pop(int *h, int *len)
+{
+    int top = h[0];
+    h[0] = h[--(*len)];
+    for (int i = 0;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *len && h[l] < h[m]) m = l;
+        if (r < *len && h[r] < h[m]) m = r;
+        if (m == i)
+            break;
+        int t = h[m];
+        h[m] = h[i];
+        h[i] = t;
+        i = m;
+    }
+    return top;
+}
+
 int rp_graph_consumer_list(const rp_graph *g, int value_id, const int **ids)
 {
     assert(g->consumer_start);

@@ -223,6 +223,12 @@ int rp_graph_consumers(const rp_graph *g, int value_id, int *ids, int cap);
  * rebuilt); returns the count. */
 int rp_graph_consumer_list(const rp_graph *g, int value_id, const int **ids);
 
+/* A binary min-heap of node ids in h[0 .. *len): pops the lowest id first,
+ * so nodes come out in the graph's order (topological, once loaded) however
+ * they went in. The caller sizes h; push each id at most once. */
+void rp_node_heap_push(int *h, int *len, int id);
+int rp_node_heap_pop(int *h, int *len);
+
 /* Attribute lookup on a node; NULL if absent. */
 const rp_attr *rp_node_attr(const rp_node *n, const char *name);
 

@@ -307,39 +307,10 @@ static rp_status convert_node(rp_graph *g, int idx, const Onnx__NodeProto *np, l
     return RP_OK;
 }
 
-/* ---- topological order ---- */
-
-/* Binary min-heap of node ids: Kahn's algorithm taking the lowest original
- * index first keeps the file's order wherever the dependencies allow. */
-static void heap_push(int *h, int *len, int v)
-{
-    int i = (*len)++;
-    h[i] = v;
-    while (i > 0 && h[(i - 1) / 2] > h[i]) {
-        int p = (i - 1) / 2, t = h[p];
-        h[p] = h[i];
-        h[i] = t;
-        i = p;
-    }
-}
-
-static int heap_pop(int *h, int *len)
-{
-    int top = h[0];
-    h[0] = h[--(*len)];
-    for (int i = 0;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < *len && h[l] < h[m]) m = l;
-        if (r < *len && h[r] < h[m]) m = r;
-        if (m == i)
-            break;
-        int t = h[m];
-        h[m] = h[i];
-        h[i] = t;
-        i = m;
-    }
-    return top;
-}
+/* ---- topological order ----
+ *
+ * Kahn's algorithm taking the lowest original index first (rp_node_heap)
+ * keeps the file's order wherever the dependencies allow. */
 
 static int producer_of(const rp_graph *g, int value_id)
 {
@@ -405,13 +376,13 @@ static rp_status sort_nodes(rp_graph *g, rp_error *err)
     int hl = 0, emitted = 0;
     for (int i = 0; i < n; i++)
         if (indeg[i] == 0)
-            heap_push(heap, &hl, i);
+            rp_node_heap_push(heap, &hl, i);
     while (hl > 0) {
-        int u = heap_pop(heap, &hl);
+        int u = rp_node_heap_pop(heap, &hl);
         order[emitted++] = u;
         for (int e = start[u]; e < start[u + 1]; e++)
             if (--indeg[cons[e]] == 0)
-                heap_push(heap, &hl, cons[e]);
+                rp_node_heap_push(heap, &hl, cons[e]);
     }
     if (emitted < n) {
         /* Every node left has an unemitted producer; following them n times

@@ -1,7 +1,7 @@
 # The ONNX schema becomes C at build time: protoc-c compiles Debian's
 # /usr/include/onnx/onnx.proto (package libonnx-dev) into the build tree, so
 # no generated code is committed and the schema follows the installed ONNX.
-# Only src/graph/onnx_load.c includes the result.
+# Only the loader (src/graph/onnx_graph.c, onnx_tensor.c) includes the result.
 find_program(PROTOC_C protoc-c REQUIRED)
 set(ONNX_PROTO "/usr/include/onnx/onnx.proto" CACHE FILEPATH "onnx.proto to generate the loader's C from")
 if(NOT EXISTS "${ONNX_PROTO}")

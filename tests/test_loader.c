@@ -1,4 +1,4 @@
-/* The ONNX loader (src/graph/onnx_load.c) and .npy I/O (src/core/npy.c).
+/* The ONNX loader (src/graph/onnx_{graph,tensor,wire}.c) and .npy I/O (src/core/npy.c).
  *
  * Fixtures: the fmnist ViT from tests/oracle (or ../shared), Debian's ONNX
  * conformance models, and the small hand-made models in tests/data/loader and
@@ -20,6 +20,8 @@
 
 #include "core/npy.h"
 #include "graph/graph.h"
+#include "graph/rewrite.h"
+#include "rules/assign.h"
 
 #ifndef RELPROP_SOURCE_DIR
 #define RELPROP_SOURCE_DIR "."
@@ -157,7 +159,33 @@ static const rp_node *node(const rp_graph *g, const char *name)
     return &g->nodes[id];
 }
 
-/* Producers come before consumers and producer ids point back at their node. */
+/* The consumer index lists exactly the nodes that read each value, each
+ * once and in node order (what a scan over all nodes finds). */
+static void check_consumer_index(const rp_graph *g)
+{
+    int *scan = malloc(sizeof *scan * ((size_t)g->n_nodes + 1));
+    ck_assert_ptr_nonnull(scan);
+    for (int v = 0; v < g->n_values; v++) {
+        int n_scan = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            for (int k = 0; k < g->nodes[i].n_in; k++)
+                if (g->nodes[i].in[k] == v) {
+                    scan[n_scan++] = i;
+                    break;
+                }
+        const int *list;
+        ck_assert_int_eq(rp_graph_consumer_list(g, v, &list), n_scan);
+        for (int c = 0; c < n_scan; c++)
+            ck_assert_int_eq(list[c], scan[c]);
+        int first = -1;
+        ck_assert_int_eq(rp_graph_consumers(g, v, &first, 1), n_scan);
+        ck_assert_int_eq(first, n_scan ? scan[0] : -1);
+    }
+    free(scan);
+}
+
+/* Producers come before consumers, producer ids point back at their node,
+ * and the consumer index agrees. */
 static void check_topological(const rp_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
@@ -169,6 +197,7 @@ static void check_topological(const rp_graph *g)
             if (n->out[k] >= 0)
                 ck_assert_int_eq(g->values[n->out[k]].producer, i);
     }
+    check_consumer_index(g);
 }
 
 /* ---- the fmnist ViT ---- */
@@ -713,6 +742,21 @@ START_TEST(test_graph_features)
 }
 END_TEST
 
+/* Fusing the exact GELUs rewires edges (the last Mul reads x, the four
+ * nodes before it read nothing): the index follows. */
+START_TEST(test_consumer_index_after_fusion)
+{
+    rp_graph *g = load_ok(fmnist_path());
+    rp_error err = {0};
+    ck_assert_msg(rp_graph_prepare(g, &err) == RP_OK, "%s", err.msg);
+    int fused = 0;
+    ck_assert_msg(rp_graph_fuse(g, &fused, &err) == RP_OK, "%s", err.msg);
+    ck_assert_int_eq(fused, 4);
+    check_consumer_index(g);
+    rp_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_unsorted_graph)
 {
     rp_graph *g = load_ok(LOADER_DIR "/unsorted.onnx");
@@ -727,6 +771,256 @@ START_TEST(test_unsorted_graph)
     ck_assert_int_eq(value(g, "c")->producer, 3);
     ck_assert_int_eq(value(g, "z")->producer, 0);
     rp_graph_free(g);
+}
+END_TEST
+
+/* ---- a long generated chain ---- */
+
+/* A protobuf message being written: just the wire format's varints and
+ * length-delimited fields, enough for the few ONNX fields the chain uses. */
+typedef struct pb {
+    uint8_t *p;
+    size_t len, cap;
+} pb;
+
+static void pb_raw(pb *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+static void pb_varint(pb *b, uint64_t v)
+{
+    uint8_t out[10];
+    size_t n = 0;
+    do {
+        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    pb_raw(b, out, n);
+}
+
+static void pb_int(pb *b, int field, int64_t v)
+{
+    pb_varint(b, (uint64_t)field << 3);
+    pb_varint(b, (uint64_t)v); /* negative: ten bytes, as protobuf writes int64 */
+}
+
+static void pb_bytes(pb *b, int field, const void *data, size_t n)
+{
+    pb_varint(b, (uint64_t)field << 3 | 2);
+    pb_varint(b, n);
+    pb_raw(b, data, n);
+}
+
+static void pb_str(pb *b, int field, const char *s)
+{
+    pb_bytes(b, field, s, strlen(s));
+}
+
+/* Appends sub as field `field`, and frees it. */
+static void pb_msg(pb *b, int field, pb *sub)
+{
+    pb_bytes(b, field, sub->p, sub->len);
+    free(sub->p);
+    *sub = (pb){0};
+}
+
+/* NodeProto: inputs, output (also the node's name), op_type, and for the
+ * reductions axes = [-1], keepdims = 1. */
+static void chain_node(pb *node, const char *op, const char *in0, const char *in1, const char *out)
+{
+    pb_str(node, 1, in0);
+    if (in1)
+        pb_str(node, 1, in1);
+    pb_str(node, 2, out);
+    pb_str(node, 3, out);
+    pb_str(node, 4, op);
+    if (strcmp(op, "ReduceMean") == 0) {
+        pb a = {0}, k = {0};
+        pb_str(&a, 1, "axes");
+        pb_int(&a, 8, -1);
+        pb_int(&a, 20, 7); /* INTS */
+        pb_msg(node, 5, &a);
+        pb_str(&k, 1, "keepdims");
+        pb_int(&k, 3, 1);
+        pb_int(&k, 20, 2); /* INT */
+        pb_msg(node, 5, &k);
+    }
+}
+
+static void chain_init(pb *graph, const char *name, int rank, const int64_t *dims, float value)
+{
+    pb t = {0};
+    int64_t count = 1;
+    for (int d = 0; d < rank; d++) {
+        pb_int(&t, 1, dims[d]);
+        count *= dims[d];
+    }
+    pb_int(&t, 2, RP_FLOAT);
+    pb_str(&t, 8, name);
+    float data[16];
+    for (int64_t e = 0; e < count; e++)
+        data[e] = value + 0.01f * (float)e;
+    pb_bytes(&t, 9, data, (size_t)count * sizeof(float));
+    pb_msg(graph, 5, &t);
+}
+
+/* ValueInfoProto of a float [1, 4]. */
+static void chain_value_info(pb *graph, int field, const char *name)
+{
+    pb vi = {0}, type = {0}, tensor = {0}, shape = {0};
+    for (int d = 0; d < 2; d++) {
+        pb dim = {0};
+        pb_int(&dim, 1, d == 0 ? 1 : 4);
+        pb_msg(&shape, 1, &dim);
+    }
+    pb_int(&tensor, 1, RP_FLOAT);
+    pb_msg(&tensor, 2, &shape);
+    pb_msg(&type, 1, &tensor);
+    pb_str(&vi, 1, name);
+    pb_msg(&vi, 2, &type);
+    pb_msg(graph, field, &vi);
+}
+
+#define CHAIN_BLOCK 13
+
+/* A chain of n_nodes nodes as tools/make_chain_model.py writes it: blocks of
+ * a layer norm spelled out op by op, MatMul, bias Add, Relu and a residual
+ * Add, padded with Relus, on [1, 4] tensors; with shuffle, the nodes are
+ * written in a random order, so that the loader sorts them. */
+static pb chain_model(int n_nodes, bool shuffle)
+{
+    int blocks = n_nodes / CHAIN_BLOCK;
+    pb *nodes = calloc((size_t)n_nodes, sizeof *nodes);
+    ck_assert_ptr_nonnull(nodes);
+    pb graph = {0};
+    int k = 0;
+    char x[32] = "input", name[CHAIN_BLOCK][32], w[4][32];
+    int64_t vec[1] = {4}, mat[2] = {4, 4}, one[1] = {1};
+    chain_init(&graph, "eps", 1, one, 1e-5f);
+    for (int b = 0; b < blocks; b++) {
+        static const char *const parts[CHAIN_BLOCK] = {"mean", "centred", "squared", "var", "var_eps", "std",
+                                                       "normed", "scaled", "ln", "fc", "fc_bias", "relu",
+                                                       "residual"};
+        static const char *const params[4] = {"gamma", "beta", "W", "b"};
+        for (int q = 0; q < CHAIN_BLOCK; q++)
+            snprintf(name[q], sizeof name[q], "b%d/%s", b, parts[q]);
+        for (int q = 0; q < 4; q++) {
+            snprintf(w[q], sizeof w[q], "b%d/%s", b, params[q]);
+            chain_init(&graph, w[q], q == 2 ? 2 : 1, q == 2 ? mat : vec, 0.1f * (float)(q + 1));
+        }
+        chain_node(&nodes[k++], "ReduceMean", x, NULL, name[0]);
+        chain_node(&nodes[k++], "Sub", x, name[0], name[1]);
+        chain_node(&nodes[k++], "Mul", name[1], name[1], name[2]);
+        chain_node(&nodes[k++], "ReduceMean", name[2], NULL, name[3]);
+        chain_node(&nodes[k++], "Add", name[3], "eps", name[4]);
+        chain_node(&nodes[k++], "Sqrt", name[4], NULL, name[5]);
+        chain_node(&nodes[k++], "Div", name[1], name[5], name[6]);
+        chain_node(&nodes[k++], "Mul", name[6], w[0], name[7]);
+        chain_node(&nodes[k++], "Add", name[7], w[1], name[8]);
+        chain_node(&nodes[k++], "MatMul", name[8], w[2], name[9]);
+        chain_node(&nodes[k++], "Add", name[9], w[3], name[10]);
+        chain_node(&nodes[k++], "Relu", name[10], NULL, name[11]);
+        chain_node(&nodes[k], "Add", x, name[11], k == n_nodes - 1 ? "output" : name[12]);
+        k++;
+        snprintf(x, sizeof x, "%s", name[12]);
+    }
+    for (int q = 0; k < n_nodes; q++) {
+        char out[32];
+        snprintf(out, sizeof out, "pad%d", q);
+        chain_node(&nodes[k], "Relu", x, NULL, k == n_nodes - 1 ? "output" : out);
+        k++;
+        snprintf(x, sizeof x, "%s", out);
+    }
+    uint32_t rng = 12345u;
+    for (int i = n_nodes - 1; shuffle && i > 0; i--) {
+        rng = rng * 1664525u + 1013904223u;
+        int j = (int)((rng >> 8) % (uint32_t)(i + 1));
+        pb t = nodes[i];
+        nodes[i] = nodes[j];
+        nodes[j] = t;
+    }
+    for (int i = 0; i < n_nodes; i++)
+        pb_msg(&graph, 1, &nodes[i]);
+    free(nodes);
+    pb_str(&graph, 2, "chain");
+    chain_value_info(&graph, 11, "input");
+    chain_value_info(&graph, 12, "output");
+    pb model = {0}, opset = {0};
+    pb_int(&model, 1, 8);
+    pb_msg(&model, 7, &graph);
+    pb_str(&opset, 1, "");
+    pb_int(&opset, 2, 17);
+    pb_msg(&model, 8, &opset);
+    return model;
+}
+
+/* A chain of n nodes from a file: loaded, in topological order. */
+static rp_graph *load_chain(int n, bool shuffle)
+{
+    pb model = chain_model(n, shuffle);
+    write_file(tmp_path("chain.onnx"), model.p, model.len);
+    free(model.p);
+    rp_graph *g = load_ok(tmp_path("chain.onnx"));
+    ck_assert_int_eq(g->n_nodes, n);
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] >= 0)
+                ck_assert_int_lt(g->values[g->nodes[i].in[k]].producer, i);
+    return g;
+}
+
+/* A 20 000-node chain loads and gets its rules: each block's layer norm and
+ * its bias Add + Relu become regions rooted at the right values, the MatMul
+ * a linear map, the residual Add a sum. The consumer index and the region
+ * search keep this linear in the node count (tools/bench_load times it);
+ * this test checks what they find. The same chain written shuffled is
+ * sorted at load. */
+START_TEST(test_long_chain)
+{
+    enum { N = 20000, BLOCKS = N / CHAIN_BLOCK, PADS = N - BLOCKS * CHAIN_BLOCK };
+    make_tmpdir();
+    rp_graph_free(load_chain(N, true));
+    rp_graph *g = load_chain(N, false);
+    rp_error err = {0};
+    ck_assert_msg(rp_graph_prepare(g, &err) == RP_OK, "%s", err.msg);
+    rp_assignment a;
+    ck_assert_msg(rp_assign_rules(g, "paper", NULL, &a, &err) == RP_OK, "%s", err.msg);
+    int kinds[RP_KIND_UNKNOWN + 1] = {0};
+    for (int i = 0; i < g->n_nodes; i++) {
+        kinds[a.kind[i]]++;
+        const char *name = g->nodes[i].name, *part = strchr(name, '/');
+        int b = -1;
+        if (a.kind[i] != RP_KIND_REGION || strncmp(name, "pad", 3) == 0 || strcmp(name, "output") == 0)
+            continue;
+        ck_assert_msg(part && sscanf(name, "b%d/", &b) == 1, "region exit at '%s'", name);
+        char root[32];
+        if (strcmp(part, "/ln") == 0 && b == 0)
+            snprintf(root, sizeof root, "input");
+        else if (strcmp(part, "/ln") == 0)
+            snprintf(root, sizeof root, "b%d/residual", b - 1);
+        else if (strcmp(part, "/relu") == 0)
+            snprintf(root, sizeof root, "b%d/fc", b);
+        else
+            ck_abort_msg("region exit at '%s'", name);
+        ck_assert_int_ge(a.region_input[i], 0);
+        ck_assert_str_eq(g->values[a.region_input[i]].name, root);
+    }
+    /* Regions: per block the layer norm (9 nodes) and bias Add + Relu (2),
+     * and the padding Relus after the last block. */
+    ck_assert_int_eq(kinds[RP_KIND_REGION], 2 * BLOCKS + 1);
+    ck_assert_int_eq(kinds[RP_KIND_IN_REGION], 9 * BLOCKS + PADS - 1);
+    ck_assert_int_eq(kinds[RP_KIND_LINEAR], BLOCKS);
+    ck_assert_int_eq(kinds[RP_KIND_SUM], BLOCKS);
+    rp_assignment_free(&a);
+    rp_graph_free(g);
+    remove_tmpdir();
 }
 END_TEST
 
@@ -1292,6 +1586,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_typed_constants);
     tcase_add_test(tc, test_graph_features);
     tcase_add_test(tc, test_unsorted_graph);
+    tcase_add_test(tc, test_consumer_index_after_fusion);
+    tcase_add_test(tc, test_long_chain);
     tcase_add_test(tc, test_node_models);
     tcase_add_test(tc, test_pb_errors);
     tcase_add_test(tc, test_external_data);

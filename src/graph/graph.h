@@ -1,5 +1,6 @@
 /* relprop's own graph: values and nodes indexed by integer id. Protobuf types
- * never appear here; src/graph/onnx_load.c is the only file that sees them.
+ * never appear here; only the loader (src/graph/onnx_graph.c and onnx_tensor.c)
+ * sees them.
  *
  * Lifecycle: rp_graph_load (file → graph, no shapes) → optional
  * rp_graph_bind_constant (tests feed runtime inputs as data) →
@@ -114,6 +115,12 @@ typedef struct rp_graph {
     rp_fusion *plan_fusion; /* per node, from the plan; NULL: nothing fused */
     uint8_t *arena;
     int64_t arena_bytes;
+    /* The use-def index (rp_graph_index_consumers): the nodes that read value
+     * v are consumers[consumer_start[v] .. consumer_start[v + 1]), in node
+     * order, each once. NULL until built; the loader builds it, and whatever
+     * changes an edge afterwards rebuilds it. */
+    int *consumer_start; /* n_values + 1 entries */
+    int *consumers;
 } rp_graph;
 
 /* What prepare may allocate (activations and folded constants) when no
@@ -205,8 +212,22 @@ rp_status rp_graph_forward(rp_graph *g, const rp_tensor *const *inputs, int n_in
  * which read the intermediates. */
 rp_status rp_graph_forward_strict(rp_graph *g, const rp_tensor *const *inputs, int n_inputs, rp_error *err);
 
-/* Consumers of a value: fills ids (up to cap) and returns the total count. */
+/* (Re)build the consumer index from the nodes' inputs, in O(nodes + edges).
+ * Folded nodes count as consumers, omitted inputs (-1) do not. On failure
+ * (out of memory) the old index is left as it was. */
+rp_status rp_graph_index_consumers(rp_graph *g, rp_error *err);
+/* Consumers of a value: fills ids (up to cap) and returns the total count,
+ * from the index (g must have one: every loaded graph has), O(count). */
 int rp_graph_consumers(const rp_graph *g, int value_id, int *ids, int cap);
+/* The same without a copy: *ids points into the index (valid until it is
+ * rebuilt); returns the count. */
+int rp_graph_consumer_list(const rp_graph *g, int value_id, const int **ids);
+
+/* A binary min-heap of node ids in h[0 .. *len): pops the lowest id first,
+ * so nodes come out in the graph's order (topological, once loaded) however
+ * they went in. The caller sizes h; push each id at most once. */
+void rp_node_heap_push(int *h, int *len, int id);
+int rp_node_heap_pop(int *h, int *len);
 
 /* Attribute lookup on a node; NULL if absent. */
 const rp_attr *rp_node_attr(const rp_node *n, const char *name);

@@ -162,5 +162,8 @@ rp_status rp_graph_fuse(rp_graph *g, int *n_fused, rp_error *err)
     }
     free(n_consumers);
     free(consumer);
+    /* A fusion rewires the last node to x and disconnects the others. */
+    if (!st && *n_fused)
+        st = rp_graph_index_consumers(g, err);
     return st;
 }

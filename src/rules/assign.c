@@ -85,36 +85,104 @@ static rp_node_kind classify(const rp_graph *g, int id)
     return RP_KIND_UNKNOWN;
 }
 
-/* The exits of the region made of the members with index <= last: outputs
- * read by a node outside it (a later member counts as outside) or by the
- * graph. Returns how many, *exit_node the last one found. */
-static int region_exits(const rp_graph *g, const bool *member, int first, int last, int *exit_node)
+/* What the region search needs per node and value, allocated once per
+ * assignment. Between roots every array is back to false / empty, and only
+ * what a root touched is reset, so a root costs what its region reaches
+ * (nodes, their inputs and readers), not the graph's size. */
+typedef struct region_search {
+    bool *member;      /* per node: grown into the region */
+    bool *queued;      /* per node: put on the heap for this root */
+    bool *inside;      /* per value: the root, or produced by a member */
+    int *pos;          /* per node: a member's place in members[], from 1 */
+    int *heap;         /* candidates, lowest node first (n_nodes entries) */
+    int *queued_ids;   /* the nodes queued, to reset (n_nodes entries) */
+    int *members;      /* in node order (n_nodes entries) */
+    int *exits;        /* per prefix length: exits, then as differences (n_nodes + 2) */
+    int64_t *exit_sum; /* the same for the sum of the exits' node ids */
+} region_search;
+
+static void region_search_free(region_search *s)
 {
-    int exits = 0;
-    for (int i = first; i <= last && exits < 2; i++) {
-        if (!member[i])
-            continue;
+    free(s->member);
+    free(s->queued);
+    free(s->inside);
+    free(s->pos);
+    free(s->heap);
+    free(s->queued_ids);
+    free(s->members);
+    free(s->exits);
+    free(s->exit_sum);
+}
+
+static bool region_search_init(region_search *s, const rp_graph *g)
+{
+    size_t n = (size_t)g->n_nodes + 2, nv = (size_t)g->n_values + 1;
+    *s = (region_search){calloc(n, sizeof(bool)), calloc(n, sizeof(bool)), calloc(nv, sizeof(bool)),
+                         malloc(n * sizeof(int)), malloc(n * sizeof(int)), malloc(n * sizeof(int)),
+                         malloc(n * sizeof(int)), malloc(n * sizeof(int)), malloc(n * sizeof(int64_t))};
+    if (s->member && s->queued && s->inside && s->pos && s->heap && s->queued_ids && s->members && s->exits &&
+        s->exit_sum)
+        return true;
+    region_search_free(s);
+    return false;
+}
+
+/* Queue the readers of v not queued yet. */
+static void queue_consumers(const rp_graph *g, region_search *s, int v, int *n_heap, int *n_queued)
+{
+    const int *c;
+    int n = rp_graph_consumer_list(g, v, &c);
+    for (int k = 0; k < n; k++)
+        if (!s->queued[c[k]]) {
+            s->queued[c[k]] = true;
+            s->queued_ids[(*n_queued)++] = c[k];
+            rp_node_heap_push(s->heap, n_heap, c[k]);
+        }
+}
+
+/* The exits of each prefix of the members (the first t of them, t = 1 ..
+ * count): outputs read by a node outside the prefix (a later member counts
+ * as outside) or by the graph. exits[t] receives how many, exit_sum[t] the
+ * sum of their nodes' ids — the exit node itself where there is one. An
+ * output of member s is an exit from t = s until the prefix holds all its
+ * readers (for ever if one is not a member), so each adds one interval. */
+static void region_exits(const rp_graph *g, region_search *s, int count)
+{
+    for (int t = 0; t <= count + 1; t++) {
+        s->exits[t] = 0;
+        s->exit_sum[t] = 0;
+    }
+    for (int q = 0; q < count; q++)
+        s->pos[s->members[q]] = q + 1;
+    for (int q = 0; q < count; q++) {
+        int i = s->members[q];
         const rp_node *n = &g->nodes[i];
         for (int k = 0; k < n->n_out; k++) {
             int v = n->out[k];
             if (v < 0)
                 continue;
-            bool leaves = g->values[v].is_graph_output;
-            for (int j = i + 1; j < g->n_nodes && !leaves; j++) {
-                const rp_node *c = &g->nodes[j];
-                if ((member[j] && j <= last) || c->folded)
+            int until = g->values[v].is_graph_output ? count : q; /* the last prefix it leaves */
+            const int *c;
+            int nc = rp_graph_consumer_list(g, v, &c);
+            for (int r = 0; r < nc && until < count; r++) {
+                if (g->nodes[c[r]].folded)
                     continue;
-                for (int q = 0; q < c->n_in; q++)
-                    if (c->in[q] == v)
-                        leaves = true;
+                int later = s->member[c[r]] ? s->pos[c[r]] - 1 : count;
+                if (later > until)
+                    until = later;
             }
-            if (leaves) {
-                exits++;
-                *exit_node = i;
+            if (until > q) {
+                s->exits[q + 1]++;
+                s->exits[until + 1]--;
+                s->exit_sum[q + 1] += i;
+                s->exit_sum[until + 1] -= i;
             }
         }
     }
-    return exits;
+    for (int t = 1; t <= count; t++) {
+        s->exits[t] += s->exits[t - 1];
+        s->exit_sum[t] += s->exit_sum[t - 1];
+    }
 }
 
 /* Grow the region of nodes that depend on `root` alone (constants aside) and
@@ -123,17 +191,18 @@ static int region_exits(const rp_graph *g, const bool *member, int first, int la
  * because growth runs on past the normalisation when a region op follows it
  * (a final LayerNorm then a ReduceMean over the tokens). Members are in
  * topological order, so a prefix still depends on root alone. Marks interior
- * and exit; returns true if taken. */
-static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *member)
+ * and exit; returns true if taken.
+ *
+ * Growth visits only the readers of root and of members, lowest node first:
+ * every member's producers inside the region come before it, so when a node
+ * is looked at, all of its inputs that will ever be inside already are. */
+static bool try_region(const rp_graph *g, int root, rp_assignment *a, region_search *s)
 {
-    memset(member, 0, sizeof(bool) * (size_t)g->n_nodes);
-    bool *inside = calloc((size_t)g->n_values, sizeof *inside); /* values produced in the region, or root */
-    if (!inside)
-        return false;
-    inside[root] = true;
-    int count = 0, last = -1;
-    int first = g->values[root].producer + 1;
-    for (int i = first; i < g->n_nodes; i++) {
+    int n_heap = 0, n_queued = 0, count = 0;
+    s->inside[root] = true;
+    queue_consumers(g, s, root, &n_heap, &n_queued);
+    while (n_heap > 0) {
+        int i = rp_node_heap_pop(s->heap, &n_heap);
         const rp_node *n = &g->nodes[i];
         if (n->folded || a->kind[i] == RP_KIND_IN_REGION || a->kind[i] == RP_KIND_REGION || !n->op ||
             !(n->op->flags & RP_OPF_SPELLS_NORM))
@@ -143,44 +212,51 @@ static bool try_region(const rp_graph *g, int root, rp_assignment *a, bool *memb
             int v = n->in[k];
             if (is_const(g, v))
                 continue;
-            if (!inside[v])
+            if (!s->inside[v])
                 only_inside = false;
             else
                 uses_root = true;
         }
         if (!uses_root || !only_inside)
             continue;
-        member[i] = true;
-        count++;
-        last = i;
+        s->member[i] = true;
+        s->members[count++] = i;
         for (int k = 0; k < n->n_out; k++)
-            if (n->out[k] >= 0)
-                inside[n->out[k]] = true;
+            if (n->out[k] >= 0) {
+                s->inside[n->out[k]] = true;
+                queue_consumers(g, s, n->out[k], &n_heap, &n_queued);
+            }
     }
-    free(inside);
     const rp_tensor *xt = &g->values[root].t;
-    int exit_node = -1, cut = -1;
-    for (int end = last; end >= first && count >= 2; end--) {
-        if (!member[end])
-            continue;
-        int e = -1;
-        if (region_exits(g, member, first, end, &e) == 1 && g->nodes[e].n_out >= 1 && g->nodes[e].out[0] >= 0 &&
-            rp_shape_equal(xt, &g->values[g->nodes[e].out[0]].t)) {
-            exit_node = e;
-            cut = end;
-            break;
+    int exit_node = -1, cut = 0;
+    if (count >= 2) {
+        region_exits(g, s, count);
+        for (int t = count; t >= 2; t--) {
+            int e = (int)s->exit_sum[t];
+            if (s->exits[t] == 1 && g->nodes[e].n_out >= 1 && g->nodes[e].out[0] >= 0 &&
+                rp_shape_equal(xt, &g->values[g->nodes[e].out[0]].t)) {
+                exit_node = e;
+                cut = t;
+                break;
+            }
         }
-        count--; /* members up to end - 1 */
     }
-    if (cut < 0)
-        return false;
-    for (int i = first; i <= cut; i++) {
-        if (!member[i])
-            continue;
+    for (int q = 0; q < cut; q++) {
+        int i = s->members[q];
         a->kind[i] = i == exit_node ? RP_KIND_REGION : RP_KIND_IN_REGION;
         a->region_input[i] = i == exit_node ? root : -1;
     }
-    return true;
+    s->inside[root] = false;
+    for (int q = 0; q < count; q++) {
+        const rp_node *n = &g->nodes[s->members[q]];
+        s->member[s->members[q]] = false;
+        for (int k = 0; k < n->n_out; k++)
+            if (n->out[k] >= 0)
+                s->inside[n->out[k]] = false;
+    }
+    for (int q = 0; q < n_queued; q++)
+        s->queued[s->queued_ids[q]] = false;
+    return cut > 0;
 }
 
 /* Each input element goes to at most one output element, unchanged: both
@@ -397,10 +473,11 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_regis
     a->region_in_t = calloc((size_t)n + 1, sizeof *a->region_in_t);
     a->view = calloc((size_t)n + 1, sizeof *a->view);
     a->side = calloc((size_t)n + 1, sizeof *a->side);
-    bool *member = calloc((size_t)n + 1, sizeof *member);
+    region_search search;
+    bool searching = region_search_init(&search, g);
     const rp_rule **entry_rule = calloc((size_t)set.n + 1, sizeof *entry_rule);
     if (!a->kind || !a->rule || !a->params || !a->region_input || !a->state || !a->region_node || !a->side ||
-        !a->region_in_t || !a->view || !member || !entry_rule) {
+        !a->region_in_t || !a->view || !searching || !entry_rule) {
         st = rp_fail(err, RP_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -418,7 +495,7 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_regis
         const rp_value *val = &g->values[v];
         if (val->kind == RP_VALUE_CONSTANT || val->t.dtype != RP_FLOAT)
             continue;
-        try_region(g, v, a, member);
+        try_region(g, v, a, &search);
     }
     for (int i = 0; i < n; i++)
         if (a->kind[i] != RP_KIND_REGION && a->kind[i] != RP_KIND_IN_REGION)
@@ -459,7 +536,8 @@ rp_status rp_assign_rules(const rp_graph *g, const char *rule_set, rp_rule_regis
             a->scratch_floats = scratch;
     }
 done:
-    free(member);
+    if (searching)
+        region_search_free(&search);
     free(entry_rule);
     rp_rule_set_free(&set);
     if (st)

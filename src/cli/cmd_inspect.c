@@ -54,7 +54,7 @@ int cmd_inspect(int argc, char **argv)
     if (!onnx)
         return fail("inspect needs --onnx MODEL");
     int64_t limit = 0;
-    if (max_memory && (rc = parse_bytes(max_memory, "--max-memory", &limit)))
+    if ((max_memory && (rc = parse_bytes(max_memory, "--max-memory", &limit))) || (rc = check_model_file(onnx, limit)))
         return rc;
     rp_error err = {0};
     rp_model *m = NULL;

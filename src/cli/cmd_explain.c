@@ -139,16 +139,25 @@ static const char *json_str(const cJSON *o, const char *key)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static int write_npy(const char *path, const rp_tensor *t)
+/* A writer's message names the staged file; the user knows the final one. */
+static int fail_staged(const char *msg, const char *staged, const char *final)
 {
-    rp_error err = {0};
-    return rp_npy_write(path, t, &err) ? fail(err.msg) : 0;
+    size_t n = strlen(staged);
+    if (strncmp(msg, staged, n) != 0)
+        return fail(msg);
+    return failf("%s%s", final, msg + n);
 }
 
-static int write_png(const char *path, const rp_image *im)
+static int write_npy(const char *staged, const char *final, const rp_tensor *t)
 {
     rp_error err = {0};
-    return rp_image_write_png(path, im, &err) ? fail(err.msg) : 0;
+    return rp_npy_write(staged, t, &err) ? fail_staged(err.msg, staged, final) : 0;
+}
+
+static int write_png(const char *staged, const char *final, const rp_image *im)
+{
+    rp_error err = {0};
+    return rp_image_write_png(staged, im, &err) ? fail_staged(err.msg, staged, final) : 0;
 }
 
 static const char *label_of(const job *j, int c, char *buf, size_t len)
@@ -354,7 +363,8 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
             cJSON_AddStringToObject(rec, "method", mname);
             cJSON_AddItemToArray(maps, rec);
 
-            if ((rc = write_npy(next_file(&t, &next, path, sizeof path, final, sizeof final), map)))
+            next_file(&t, &next, path, sizeof path, final, sizeof final);
+            if ((rc = write_npy(path, final, map)))
                 goto done;
             json_add_str(rec, "npy", final);
             rp_image overlay = {0}, heat = {0};
@@ -363,11 +373,12 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
                 rc = failf("%s: %s", it->path, err.msg);
                 goto done;
             }
-            rc = write_png(next_file(&t, &next, path, sizeof path, final, sizeof final), &overlay);
+            next_file(&t, &next, path, sizeof path, final, sizeof final);
+            rc = write_png(path, final, &overlay);
             json_add_str(rec, "overlay", final);
             next_file(&t, &next, path, sizeof path, final, sizeof final);
             if (!rc)
-                rc = write_png(path, &heat);
+                rc = write_png(path, final, &heat);
             json_add_str(rec, "heatmap", final);
             rp_image_release(&heat);
             if (!rc && tiles) {
@@ -394,7 +405,8 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
                     view.rank = 3;
                     memmove(view.dims, view.dims + 1, 3 * sizeof view.dims[0]);
                 }
-                if ((rc = write_npy(next_file(&t, &next, path, sizeof path, final, sizeof final), &view)))
+                next_file(&t, &next, path, sizeof path, final, sizeof final);
+                if ((rc = write_npy(path, final, &view)))
                     goto done;
             }
         }
@@ -405,7 +417,8 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
             rc = failf("%s: %s", it->path, err.msg);
             goto done;
         }
-        rc = write_png(next_file(&t, &next, path, sizeof path, final, sizeof final), &panel);
+        next_file(&t, &next, path, sizeof path, final, sizeof final);
+        rc = write_png(path, final, &panel);
         rp_image_release(&panel);
         if (rc)
             goto done;
@@ -413,7 +426,9 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
     }
     char *text = cJSON_Print(summary);
     next_file(&t, &next, path, sizeof path, final, sizeof final);
-    rc = text ? write_text(path, text) : fail("out of memory");
+    rp_error werr = {0};
+    rc = !text ? fail("out of memory")
+         : rp_file_write_atomic(path, text, strlen(text), &werr) ? fail_staged(werr.msg, path, final) : 0;
     free(text);
     if (!rc && stop_requested())
         rc = EXIT_BAD;
@@ -811,7 +826,8 @@ int cmd_explain(int argc, char **argv)
     }
     if ((rc = check_unique_stems(items, n_items)))
         goto done;
-    if ((rc = check_writable_dir(a.outdir)) || (a.dump && (rc = check_writable_dir(a.dump))))
+    /* A --dump-intermediates folder inside -o is checked once -o exists. */
+    if ((rc = check_writable_dir(a.outdir)))
         goto done;
     if ((rc = load_model_batch(a.onnx, max_memory, no_finite != NULL, (int)batch, &j.m)))
         goto done;
@@ -847,7 +863,7 @@ int cmd_explain(int argc, char **argv)
         goto done;
     j.out = j.dump = &out;
     if (a.dump && !same_dir(a.dump, a.outdir)) {
-        if ((rc = out_dir_open(&dump, a.dump)))
+        if ((rc = check_writable_dir(a.dump)) || (rc = out_dir_open(&dump, a.dump)))
             goto done;
         j.dump = &dump;
     }

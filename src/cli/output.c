@@ -134,8 +134,12 @@ int txn_add(out_txn *t, out_dir *d, const char *name, char *staged, size_t len)
 {
     if (!d || !d->staging)
         return fail("internal error: no output folder");
-    if ((long)strlen(name) > d->name_max)
-        return failf("%s: the file name is too long for the file system (%s)", name, d->path);
+    if ((long)strlen(name) > d->name_max) {
+        char msg[8400];
+        snprintf(msg, sizeof msg, "%s/%s: a file name of %zu bytes, longer than the %ld the file system takes",
+                 d->path, name, strlen(name), d->name_max);
+        return fail(msg);
+    }
     if (t->n == t->cap) {
         int cap = t->cap ? 2 * t->cap : 16;
         out_file *grown = realloc(t->files, sizeof *grown * (size_t)cap);

@@ -198,6 +198,43 @@ if with_metadata "$model" huge_resize.onnx relprop.resize=40000 relprop.crop=64 
     "$relprop" explain --onnx "$model" --image "$bad/ok.png" --resize 40000 --crop 64 -o out_m
 fi
 
+# External data naming a FIFO: refused by kind, without blocking.
+mkdir ext && cp "$src/tests/data/external/model.onnx" ext/ && mkfifo ext/weights.bin
+expect_fail "external data FIFO" "external data file '.*weights.bin' is not a regular file" "$relprop" inspect --onnx ext/model.onnx
+# Malformed attributes, refused naming the node: one given twice, and 100 000 of them. The
+# models are written here as protobuf (ModelProto: a Softmax over x (1, 3)).
+make_softmax() { # OUT N_AXIS_ATTRIBUTES N_UNKNOWN_ATTRIBUTES
+  /usr/bin/python3 - "$@" <<'PY'
+import struct, sys
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+def f_len(num, data): return varint(num << 3 | 2) + varint(len(data)) + data
+def f_int(num, v): return varint(num << 3) + varint(v)
+def s(x): return x.encode()
+out, n_axis, n_unknown = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+attrs = b"".join(f_len(5, f_len(1, s("axis")) + f_int(3, 1) + f_int(20, 2)) for _ in range(n_axis))
+attrs += b"".join(f_len(5, f_len(1, s("junk%d" % k)) + f_int(3, k) + f_int(20, 2)) for k in range(n_unknown))
+node = f_len(1, s("x")) + f_len(2, s("y")) + f_len(3, s("sm")) + f_len(4, s("Softmax")) + attrs
+shape = f_len(2, f_len(1, f_int(1, 1)) + f_len(1, f_int(1, 3)))
+vtype = f_len(2, f_len(1, f_int(1, 1) + shape))
+graph = f_len(1, node) + f_len(2, s("g")) + f_len(11, f_len(1, s("x")) + vtype) + f_len(12, f_len(1, s("y")) + vtype)
+model = f_int(1, 8) + f_len(8, f_len(1, b"") + f_int(2, 13)) + f_len(7, graph)
+open(out, "wb").write(model)
+PY
+}
+make_softmax softmax_ok.onnx 1 0 && make_softmax softmax_twice.onnx 2 0 && make_softmax softmax_junk.onnx 0 100000
+run_cmd "$relprop" inspect --onnx softmax_ok.onnx
+[ $rc -eq 0 ] && ok || ko "the well-formed Softmax model: rc $rc, $(cat "$tmp/stderr")"
+expect_fail "attribute given twice" "node 'sm' \(Softmax\): attribute 'axis' is given twice" "$relprop" inspect --onnx softmax_twice.onnx
+expect_fail "100 000 attributes" "node 'sm' \(Softmax\): 100000 attributes" "$relprop" inspect --onnx softmax_junk.onnx
+
 # --- --shard: ranges checked, no overflow ---
 expect_fail "--shard huge" "--shard must be K/N" "$relprop" explain --onnx "$model" --input "$x0" --shard 9223372036854775807/9223372036854775807 -o out_s
 expect_fail "--shard N too large" "--shard must be K/N" "$relprop" explain --onnx "$model" --input "$x0" --shard 1/99999999999999999999 -o out_s

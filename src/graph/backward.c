@@ -226,7 +226,9 @@ rp_status rp_graph_backward(rp_graph *g, int out_value, const rp_tensor *seed, r
             return st;
     }
     if (!grads->on_path[out_value] || !gy->data)
-        return rp_fail(err, RP_ERR_ARG, "%s: backward: output '%s' was not planned", path, g->values[out_value].name);
+        return rp_fail(err, RP_ERR_ARG,
+                       "%s: output '%s' is not computed from the model input by any operation, so it has "
+                       "no gradient to explain", path, g->values[out_value].name);
     if (seed->dtype != RP_FLOAT || seed->count != gy->count)
         return rp_fail(err, RP_ERR_SHAPE, "%s: backward: seed does not match output '%s'", path,
                        g->values[out_value].name);

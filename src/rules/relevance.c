@@ -52,7 +52,9 @@ rp_status rp_relevance_run(rp_graph *g, const rp_assignment *a, int out_value, c
             return st;
     }
     if (!rel->on_path[out_value] || !ry->data || seed->count != ry->count)
-        return rp_fail(err, RP_ERR_ARG, "%s: relevance: output '%s' was not planned", path, g->values[out_value].name);
+        return rp_fail(err, RP_ERR_ARG,
+                       "%s: output '%s' is not computed from the model input by any operation, so it has "
+                       "no relevance to explain", path, g->values[out_value].name);
     memcpy(ry->data, seed->data, (size_t)seed->count * sizeof(float));
     if (check)
         check->n = 0;

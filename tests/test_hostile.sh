@@ -203,7 +203,7 @@ mkdir ext && cp "$src/tests/data/external/model.onnx" ext/ && mkfifo ext/weights
 expect_fail "external data FIFO" "external data file '.*weights.bin' is not a regular file" "$relprop" inspect --onnx ext/model.onnx
 # Malformed attributes, refused naming the node: one given twice, and 100 000 of them. The
 # models are written here as protobuf (ModelProto: a Softmax over x (1, 3)).
-make_softmax() { # OUT N_AXIS_ATTRIBUTES N_UNKNOWN_ATTRIBUTES
+make_softmax() { # OUT N_AXIS_ATTRIBUTES N_UNKNOWN_ATTRIBUTES [NODE_NAME OP_TYPE]
   /usr/bin/python3 - "$@" <<'PY'
 import struct, sys
 def varint(n):
@@ -219,9 +219,10 @@ def f_len(num, data): return varint(num << 3 | 2) + varint(len(data)) + data
 def f_int(num, v): return varint(num << 3) + varint(v)
 def s(x): return x.encode()
 out, n_axis, n_unknown = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+name, op = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else ("sm", "Softmax")
 attrs = b"".join(f_len(5, f_len(1, s("axis")) + f_int(3, 1) + f_int(20, 2)) for _ in range(n_axis))
 attrs += b"".join(f_len(5, f_len(1, s("junk%d" % k)) + f_int(3, k) + f_int(20, 2)) for k in range(n_unknown))
-node = f_len(1, s("x")) + f_len(2, s("y")) + f_len(3, s("sm")) + f_len(4, s("Softmax")) + attrs
+node = f_len(1, s("x")) + f_len(2, s("y")) + f_len(3, s(name)) + f_len(4, s(op)) + attrs
 shape = f_len(2, f_len(1, f_int(1, 1)) + f_len(1, f_int(1, 3)))
 vtype = f_len(2, f_len(1, f_int(1, 1) + shape))
 graph = f_len(1, node) + f_len(2, s("g")) + f_len(11, f_len(1, s("x")) + vtype) + f_len(12, f_len(1, s("y")) + vtype)
@@ -234,6 +235,11 @@ run_cmd "$relprop" inspect --onnx softmax_ok.onnx
 [ $rc -eq 0 ] && ok || ko "the well-formed Softmax model: rc $rc, $(cat "$tmp/stderr")"
 expect_fail "attribute given twice" "node 'sm' \(Softmax\): attribute 'axis' is given twice" "$relprop" inspect --onnx softmax_twice.onnx
 expect_fail "100 000 attributes" "node 'sm' \(Softmax\): 100000 attributes" "$relprop" inspect --onnx softmax_junk.onnx
+# A node name with control characters, printed by inspect and in the error: escaped.
+make_softmax ctl_name.onnx 1 0 $'evil\033[2J\nname' Hardmax
+run_cmd "$relprop" inspect --onnx ctl_name.onnx
+[ $rc -eq 2 ] && ! grep -q $'\033' "$tmp/stdout" "$tmp/stderr" && grep -qF "node 'evil\\x1b[2J\\x0aname': Hardmax" "$tmp/stdout" \
+  && [ "$(wc -l <"$tmp/stderr")" -eq 1 ] && ok || ko "control characters in a node name: rc $rc, $(cat -v "$tmp/stdout" "$tmp/stderr")"
 
 # --- --shard: ranges checked, no overflow ---
 expect_fail "--shard huge" "--shard must be K/N" "$relprop" explain --onnx "$model" --input "$x0" --shard 9223372036854775807/9223372036854775807 -o out_s

@@ -87,6 +87,14 @@ const char *term_str(const char *s, char *buf, size_t len)
     return buf;
 }
 
+const char *esc(const char *s)
+{
+    static char bufs[8][1024];
+    static int next;
+    char *b = bufs[next++ % 8];
+    return term_str(s, b, sizeof bufs[0]);
+}
+
 cJSON *json_add_str(cJSON *o, const char *key, const char *s)
 {
     size_t n = escape_into(s ? s : "", NULL, 0, false);

@@ -22,6 +22,9 @@ int failf(const char *fmt, const char *a, const char *b);
 /* s with control characters and bytes that are not UTF-8 written as \xNN,
  * for the terminal; returns buf (or a constant for NULL). */
 const char *term_str(const char *s, char *buf, size_t len);
+/* term_str into one of 8 rotating static buffers: for printf arguments
+ * (names from model files), up to 8 in one call. Not thread-safe. */
+const char *esc(const char *s);
 /* cJSON_AddStringToObject with bytes that are not UTF-8 written as the
  * text \xNN, so every JSON file relprop writes is valid UTF-8 (cJSON
  * escapes control characters itself). */

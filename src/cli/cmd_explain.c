@@ -239,8 +239,8 @@ static void print_conservation(const rp_explanation *e, int ci)
            rp_explanation_class(e, ci), at_out, at_in, bad);
     for (int j = 0; j < n; j++) {
         const rp_conservation_entry *c = rp_explanation_conservation(e, ci, j);
-        printf("  node '%s' (%s, %s -> %s): in %.6g  out %.6g  dropped %.6g%s\n", c->name, c->op, c->kind, c->rule,
-               c->relevance_in, c->relevance_out, c->relevance_dropped, c->violated ? "  [VIOLATED]" : "");
+        printf("  node '%s' (%s, %s -> %s): in %.6g  out %.6g  dropped %.6g%s\n", esc(c->name), esc(c->op), c->kind,
+               esc(c->rule), c->relevance_in, c->relevance_out, c->relevance_dropped, c->violated ? "  [VIOLATED]" : "");
     }
 }
 

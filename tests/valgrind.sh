@@ -25,7 +25,7 @@ check() {
 cd "$src/tests"
 # test_jpeg_check decodes real JPEGs with Debian's prebuilt stb, which ASan
 # does not instrument: memcheck sees inside it.
-for t in test_loader test_plan test_pool test_rules test_maps test_elementwise test_shape_ops test_eval test_jpeg_check; do
+for t in test_loader test_plan test_pool test_rules test_maps test_elementwise test_shape_ops test_eval test_jpeg_check test_files; do
   [ -x "$build/tests/$t" ] || { echo "missing $build/tests/$t"; failed=$((failed + 1)); continue; }
   check "$t" env CK_FORK=no "${vg[@]}" "$build/tests/$t"
 done

@@ -17,6 +17,7 @@
  * CLI's fail()), so it does not depend on main.c's dispatch. */
 #include "../src/cli/cli.c"
 #include "../src/cli/cmd_eval.c"
+#include "../src/cli/output.c"
 
 #include <check.h>
 #include <stdarg.h>

@@ -32,7 +32,7 @@ cd "$src/tests"
 # read and discarded look used), so it runs its portable C code here, which
 # test_jpeg also requires to give Pillow's pixels exactly.
 export JSIMD_FORCENONE=1
-for t in test_loader test_plan test_pool test_rules test_maps test_elementwise test_shape_ops test_eval test_jpeg test_images; do
+for t in test_loader test_plan test_pool test_rules test_maps test_elementwise test_shape_ops test_eval test_jpeg test_images test_files; do
   [ -x "$build/tests/$t" ] || { echo "missing $build/tests/$t"; failed=$((failed + 1)); continue; }
   check "$t" env CK_FORK=no "${vg[@]}" "$build/tests/$t"
 done

@@ -94,9 +94,34 @@ void rp_tensor_release(rp_tensor *t);
 /* NumPy .npy files (format 1.0–3.0, C order, little-endian; float32, float64,
  * int8..int64, uint8..uint64, bool). The tensor is owned by the caller. */
 rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err);
-/* Write t as .npy. Written to a temporary file in the same folder and renamed,
- * so a failure never leaves a partial file at path. */
+/* Write t as .npy, whole or not at all (rp_file_write_atomic's rules: only
+ * an absent name or a regular file at path is replaced). rp_npy_read reads
+ * regular files only (a FIFO or device is refused without blocking). */
 rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err);
+
+/* ---- files (src/core/atomic_file.c) ----
+ * Every file relprop writes is whole or absent: it is written to a new
+ * temporary in the target's folder (a random name, O_CREAT | O_EXCL |
+ * O_NOFOLLOW: nothing planted there is followed), fsync'd and renamed over
+ * the target. Only an absent name or a regular file is replaced: a symlink,
+ * device, FIFO, socket or directory at the target is an error, and nothing
+ * is written. Inputs are opened with O_NONBLOCK and checked with fstat
+ * before a byte is read: only regular files are read, within a size bound. */
+
+/* Write data[0..len) to path as above. */
+rp_status rp_file_write_atomic(const char *path, const void *data, size_t len, rp_error *err);
+/* rename(from, to) under the same rule for `to`; from must be a regular file. */
+rp_status rp_file_rename_regular(const char *from, const char *to, rp_error *err);
+/* Open path for reading without ever blocking: a FIFO, device, socket or
+ * directory is refused by kind, a file above max_bytes (0 = no bound) by
+ * size, naming `what` ("labels file", ...). *fd is the caller's to close;
+ * *size (may be NULL) the size fstat saw. */
+rp_status rp_file_open_regular(const char *path, const char *what, int64_t max_bytes, int *fd, int64_t *size,
+                               rp_error *err);
+/* A whole text file of at most max_bytes, opened as above, NUL-terminated
+ * (*out malloc'd, the caller frees it); a file holding NUL bytes is refused. */
+rp_status rp_file_read_text(const char *path, const char *what, int64_t max_bytes, char **out, size_t *len,
+                            rp_error *err);
 
 /* Threads for all of relprop's work: its pool splits matrix products into
  * single-threaded OpenBLAS calls and runs its own loops (OpenBLAS's own

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "output.h"
 
 int cmd_eval(int argc, char **argv);
 
@@ -130,15 +132,19 @@ static int read_eval_list(const char *list, eval_image **out, int *n_out)
 {
     *out = NULL;
     *n_out = 0;
-    FILE *f = fopen(list, "r");
-    if (!f)
-        return failf("%s: cannot open the list: %s", list, strerror(errno));
-    char line[8192], msg[512];
+    rp_error err = {0};
+    char *text = NULL, msg[512];
+    size_t text_len = 0;
+    if (rp_file_read_text(list, "list file", MAX_TEXT_FILE, &text, &text_len, &err))
+        return fail(err.msg);
     eval_image *ims = NULL;
     int n = 0, cap = 0, rc = 0, lineno = 0;
-    while (!rc && fgets(line, sizeof line, f)) {
+    for (char *line = text, *next; !rc && *line; line = next) {
+        size_t k = strcspn(line, "\n");
+        next = line + k + (line[k] != 0);
+        line[k] = 0;
         lineno++;
-        line[strcspn(line, "\r\n")] = 0;
+        line[strcspn(line, "\r")] = 0;
         if (lineno == 1) {
             if (strcmp(line, "image,class,mask") != 0)
                 rc = failf("%s: line 1 must be the header 'image,class,mask', got '%s'", list, line);
@@ -203,7 +209,7 @@ static int read_eval_list(const char *list, eval_image **out, int *n_out)
         if (c2[1] && !mask)
             rc = fail("out of memory");
     }
-    fclose(f);
+    free(text);
     if (!rc && lineno == 0)
         rc = failf("%s: empty file; expected the header 'image,class,mask'%s", list, "");
     if (!rc && n == 0)
@@ -229,8 +235,30 @@ typedef struct eval_job {
     int64_t n_classes;
     method_acc acc[RP_METHOD_COUNT];
     int64_t n_images, n_rows, n_masked, n_multi, n_unperturbed_hits;
-    FILE *hits; /* DIR/hits.csv with --dump */
+    char *hits;  /* DIR/hits.csv's text with --dump, written at the end */
+    size_t hits_len, hits_cap;
+    int64_t pre_budget;
+    out_dir *out, *dump; /* the same when -o and --dump name one folder */
 } eval_job;
+
+/* Appends to hits.csv's text. */
+static int hits_add(eval_job *j, const char *text)
+{
+    size_t n = strlen(text);
+    if (j->hits_len + n + 1 > j->hits_cap) {
+        size_t cap = j->hits_cap ? j->hits_cap : 4096;
+        while (j->hits_len + n + 1 > cap)
+            cap *= 2;
+        char *grown = realloc(j->hits, cap);
+        if (!grown)
+            return fail("out of memory");
+        j->hits = grown;
+        j->hits_cap = cap;
+    }
+    memcpy(j->hits + j->hits_len, text, n + 1);
+    j->hits_len += n;
+    return 0;
+}
 
 /* The mask as the model sees the image: the image's resize and crop with
  * nearest-neighbour interpolation; non-zero = object. mask_out: h*w bytes. */
@@ -246,6 +274,11 @@ static int load_mask(const eval_job *j, const char *path, uint8_t *mask_out)
     for (int c = 0; c < 3; c++) {
         p.mean[c] = 0.0f;
         p.std[c] = 1.0f;
+    }
+    int rc0 = check_preprocess_memory(&p, im.width, im.height, 1, j->pre_budget, path);
+    if (rc0) {
+        rp_image_release(&im);
+        return rc0;
     }
     rp_status st = rp_image_to_tensor(&im, &p, 1, &t, &err);
     rp_image_release(&im);
@@ -298,6 +331,8 @@ static int eval_image_run(eval_job *j, const eval_image *im)
         rc = fail(err.msg);
         goto done;
     }
+    if ((rc = check_preprocess_memory(&j->pre, img.width, img.height, j->channels, j->pre_budget, im->path)))
+        goto done;
     if (rp_image_to_tensor(&img, &j->pre, j->channels, &x, &err)) {
         rc = failf("%s: %s", im->path, err.msg);
         goto done;
@@ -327,7 +362,7 @@ static int eval_image_run(eval_job *j, const eval_image *im)
     const rp_tensor *logits = rp_explanation_logits(e);
     int k = nr; /* the number of labelled classes of this image */
     bool multi = n_masked >= 2;
-    char stem[1024], path[4200];
+    char stem[1024], path[8192];
     stem_of(im->path, stem, sizeof stem);
     for (int r = 0; r < nr; r++) {
         /* Step 0 (nothing removed) is the explained forward pass itself,
@@ -404,18 +439,22 @@ static int eval_image_run(eval_job *j, const eval_image *im)
             if (a->dump) {
                 const char *mname = rp_method_name(method);
                 int64_t dims[2] = {j->h, j->w};
-                snprintf(path, sizeof path, "%s/%s.c%d.%s.pixmap.npy", a->dump, stem, classes[r], mname);
+                snprintf(path, sizeof path, "%s/%s.c%d.%s.pixmap.npy", j->dump->staging, stem, classes[r], mname);
                 if ((rc = dump_npy(path, pix, 2, dims)))
                     goto done;
-                snprintf(path, sizeof path, "%s/%s.c%d.%s.map.npy", a->dump, stem, classes[r], mname);
+                snprintf(path, sizeof path, "%s/%s.c%d.%s.map.npy", j->dump->staging, stem, classes[r], mname);
                 if ((rc = dump_npy(path, map->data, 2, (int64_t[2]){mh, mw})))
                     goto done;
-                for (int d = 0; d < 2; d++) {
-                    fprintf(j->hits, "%s,%d,%s,%s", stem, classes[r], mname, d ? "neg" : "pos");
+                for (int d = 0; d < 2 && !rc; d++) {
+                    char row[1400];
+                    int len = snprintf(row, sizeof row, "%s,%d,%s,%s", stem, classes[r], mname, d ? "neg" : "pos");
                     for (int s = 0; s < RP_EVAL_STEPS; s++)
-                        fprintf(j->hits, ",%d", d ? hn[s] : hp[s]);
-                    fputc('\n', j->hits);
+                        len += snprintf(row + len, sizeof row - (size_t)len, ",%d", d ? hn[s] : hp[s]);
+                    snprintf(row + len, sizeof row - (size_t)len, "\n");
+                    rc = hits_add(j, row);
                 }
+                if (rc)
+                    goto done;
             }
         }
     }
@@ -617,11 +656,20 @@ static void print_table(const eval_job *j, const method_result *res)
     }
 }
 
+/* The staged path of file `name` in folder d. */
+static const char *staged(const out_dir *d, const char *name, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", d->staging, name);
+    return path;
+}
+
+/* Writes the results (and hits.csv with --dump) into the staging folders;
+ * cmd_eval publishes them with the dumps. */
 static int write_results(const eval_job *j, const method_result *res)
 {
     const eval_args *a = j->a;
     rp_error err = {0};
-    char path[4200];
+    char path[8192];
     int rc = 0;
     char *csv = results_csv(j, res), *json = results_json(j, res), *svg = NULL;
     const char *names[RP_METHOD_COUNT];
@@ -642,25 +690,70 @@ static int write_results(const eval_job *j, const method_result *res)
         rc = fail(err.msg);
         goto done;
     }
-    if ((rc = ensure_dir(a->outdir)))
+    if (a->dump && (rc = write_text(staged(j->dump, "hits.csv", path, sizeof path), j->hits ? j->hits : "")))
         goto done;
-    snprintf(path, sizeof path, "%s/results.csv", a->outdir);
-    if ((rc = write_text(path, csv)))
+    if ((rc = write_text(staged(j->out, "results.csv", path, sizeof path), csv)) ||
+        (rc = write_text(staged(j->out, "results.json", path, sizeof path), json)) ||
+        (rc = write_text(staged(j->out, "perturbation.svg", path, sizeof path), svg)))
         goto done;
-    snprintf(path, sizeof path, "%s/results.json", a->outdir);
-    if ((rc = write_text(path, json)))
-        goto done;
-    snprintf(path, sizeof path, "%s/perturbation.svg", a->outdir);
-    if ((rc = write_text(path, svg)))
-        goto done;
-    snprintf(path, sizeof path, "%s/perturbation.png", a->outdir);
-    if (rp_image_write_png(path, &png, &err))
+    if (rp_image_write_png(staged(j->out, "perturbation.png", path, sizeof path), &png, &err))
         rc = fail(err.msg);
 done:
     free(csv);
     free(json);
     free(svg);
     rp_image_release(&png);
+    return rc;
+}
+
+/* Two paths naming one folder (one lock, one staging folder). */
+static bool same_dir(const char *p, const char *q)
+{
+    struct stat a, b;
+    if (stat(p, &a) != 0 || stat(q, &b) != 0)
+        return strcmp(p, q) == 0;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Every file the run writes, in publication order: with --dump the maps
+ * and hits.csv, then the results, results.json last. Registered before
+ * the first forward pass, so names are checked (length, --force) up front. */
+static int register_outputs(const eval_job *j, const eval_image *ims, int n_run, out_txn *t)
+{
+    const eval_args *a = j->a;
+    char name[2048], path[8192], stem[1024];
+    int rc = 0;
+    for (int i = 0; a->dump && i < n_run; i++) {
+        stem_of(ims[i].path, stem, sizeof stem);
+        for (int r = 0; r < ims[i].n_rows; r++)
+            for (int mi = 0; mi < a->n_methods; mi++)
+                for (int k = 0; k < 2; k++) {
+                    snprintf(name, sizeof name, "%s.c%d.%s.%s.npy", stem, ims[i].rows[r].cls,
+                             rp_method_name(a->methods[mi]), k ? "map" : "pixmap");
+                    if ((rc = txn_add(t, j->dump, name, path, sizeof path)))
+                        return rc;
+                }
+    }
+    if (a->dump && (rc = txn_add(t, j->dump, "hits.csv", path, sizeof path)))
+        return rc;
+    static const char *const outputs[] = {"results.csv", "perturbation.svg", "perturbation.png", "results.json"};
+    for (int i = 0; i < 4; i++)
+        if ((rc = txn_add(t, j->out, outputs[i], path, sizeof path)))
+            return rc;
+    return 0;
+}
+
+/* With --dump, files are named after the image's stem: two images with
+ * one stem would overwrite each other's maps. */
+static int check_unique_stems(const eval_image *ims, int n)
+{
+    const char **paths = malloc(sizeof *paths * (size_t)(n > 0 ? n : 1));
+    if (!paths)
+        return fail("out of memory");
+    for (int i = 0; i < n; i++)
+        paths[i] = ims[i].path;
+    int rc = check_unique_names(paths, n, "--dump files", "rename one, or run without --dump");
+    free(paths);
     return rc;
 }
 
@@ -715,38 +808,34 @@ int cmd_eval(int argc, char **argv)
     eval_job j = {.a = &a};
     eval_image *ims = NULL;
     method_result res[RP_METHOD_COUNT];
+    out_dir out = {.lock_fd = -1}, dump = {.lock_fd = -1};
+    out_txn t = {0};
     int n_ims = 0;
     rp_error err = {0};
-    char path[4200];
-    /* Refuse before any work, so a long run never ends in "exists". */
-    static const char *const outputs[] = {"results.csv", "results.json", "perturbation.svg", "perturbation.png"};
-    /* The output folder is made now so that a --dump folder inside it can be checked too. */
-    if ((rc = check_writable_dir(a.outdir)) || (rc = ensure_dir(a.outdir)) ||
-        (a.dump && (rc = check_writable_dir(a.dump))))
+    j.pre_budget = DEFAULT_PREPROCESS_BYTES;
+    if (max_memory && (rc = parse_bytes(max_memory, "--max-memory", &j.pre_budget)))
         return rc;
-    for (int i = 0; i < 4; i++) {
-        snprintf(path, sizeof path, "%s/%s", a.outdir, outputs[i]);
-        if ((rc = refuse_overwrite(path, a.force)))
-            return rc;
-    }
-    if (a.dump) {
-        snprintf(path, sizeof path, "%s/hits.csv", a.dump);
-        if ((rc = refuse_overwrite(path, a.force)))
-            return rc;
-    }
+    if ((rc = check_writable_dir(a.outdir)))
+        return rc;
     if ((rc = read_eval_list(a.data, &ims, &n_ims)))
         return rc;
     int n_run = a.limit && a.limit < n_ims ? (int)a.limit : n_ims;
     /* Every file readable before the first forward pass: a typo in row 900
-     * should not cost the first 899 images' work. */
+     * should not cost the first 899 images' work. Opened as they will be,
+     * so a FIFO or device is refused here rather than blocking later. */
     for (int i = 0; i < n_run; i++)
         for (int r = -1; r < ims[i].n_rows; r++) {
             const char *p = r < 0 ? ims[i].path : ims[i].rows[r].mask;
-            if (p && access(p, R_OK) != 0) {
-                rc = failf("%s: listed in the data but cannot be read: %s", p, strerror(errno));
+            int fd;
+            if (p && rp_file_open_regular(p, r < 0 ? "image" : "mask", 0, &fd, NULL, &err)) {
+                rc = failf("%s (listed in the data)", err.msg, "");
                 goto done;
             }
+            if (p)
+                close(fd);
         }
+    if (a.dump && (rc = check_unique_stems(ims, n_run)))
+        goto done;
     if ((rc = load_model(a.onnx, max_memory, no_finite != NULL, &j.m)))
         goto done;
     const rp_tensor *xi = rp_model_input_info(j.m, 0);
@@ -758,6 +847,31 @@ int cmd_eval(int argc, char **argv)
     j.h = (int)xi->dims[2];
     j.w = (int)xi->dims[3];
     j.n_classes = rp_model_output_info(j.m, 0)->count;
+    /* The whole run's facts, once: classes in range, start layer, rules. */
+    for (int i = 0; i < n_run; i++)
+        for (int r = 0; r < ims[i].n_rows; r++)
+            if (ims[i].rows[r].cls >= j.n_classes) {
+                char buf[160];
+                snprintf(buf, sizeof buf, "class %d is out of range: the model has %lld classes (0..%lld)",
+                         ims[i].rows[r].cls, (long long)j.n_classes, (long long)j.n_classes - 1);
+                rc = failf("%s: %s", ims[i].path, buf);
+                goto done;
+            }
+    int n_attn = rp_model_attention_count(j.m);
+    if (n_attn > 0 && a.start_layer >= n_attn) {
+        char buf[160];
+        snprintf(buf, sizeof buf, "--start-layer %ld out of range: the model has %d attention layers (0..%d)",
+                 a.start_layer, n_attn, n_attn - 1);
+        rc = fail(buf);
+        goto done;
+    }
+    if (a.rules && strcmp(a.rules, "paper") != 0) {
+        const char *kind, *rule;
+        if (rp_model_node_count(j.m) > 0 && rp_model_node_rule_in(j.m, a.rules, NULL, 0, &kind, &rule, NULL, &err)) {
+            rc = failf("--rules %s: %s", a.rules, err.msg);
+            goto done;
+        }
+    }
     bool want_patches = false;
     for (int i = 0; i < a.n_methods; i++)
         want_patches |= a.methods[i] != RP_METHOD_LRP_FULL;
@@ -765,40 +879,60 @@ int cmd_eval(int argc, char **argv)
         rc = fail(err.msg);
         goto done;
     }
-    if ((rc = resolve_preprocess(&a.pre, j.m, &j.pre, &j.pre_source)))
+    if ((rc = resolve_preprocess(&a.pre, j.m, j.pre_budget, &j.pre, &j.pre_source)))
         goto done;
-    if (a.dump) {
-        if ((rc = ensure_dir(a.dump)))
+
+    /* Locked folders and every name checked before the first forward
+     * pass, so a long run never ends in "exists". The run is one unit:
+     * results, dumps and hits.csv are published together at the end, or
+     * (failure, SIGINT, SIGTERM) none of them. */
+    stop_handlers_install();
+    if ((rc = out_dir_open(&out, a.outdir)))
+        goto done;
+    j.out = j.dump = &out;
+    if (a.dump && !same_dir(a.dump, a.outdir)) {
+        if ((rc = check_writable_dir(a.dump)) || (rc = out_dir_open(&dump, a.dump)))
             goto done;
-        snprintf(path, sizeof path, "%s/hits.csv", a.dump);
-        j.hits = fopen(path, "w");
-        if (!j.hits) {
-            rc = failf("%s: cannot write: %s", path, strerror(errno));
-            goto done;
-        }
-        fprintf(j.hits, "stem,class,method,direction,h0,h1,h2,h3,h4,h5,h6,h7,h8,h9\n");
+        j.dump = &dump;
     }
+    if ((rc = register_outputs(&j, ims, n_run, &t)) || (rc = txn_check_overwrite(&t, a.force)))
+        goto done;
+    if (a.dump && (rc = hits_add(&j, "stem,class,method,direction,h0,h1,h2,h3,h4,h5,h6,h7,h8,h9\n")))
+        goto done;
     bool bar = n_run > 1 && isatty(STDERR_FILENO);
-    for (int i = 0; i < n_run; i++) {
+    char name[256];
+    for (int i = 0; i < n_run && !stop_requested(); i++) {
         if (bar)
-            progress(i, n_run, ims[i].path);
+            progress(i, n_run, term_str(ims[i].path, name, sizeof name));
         /* One bad image stops the run: the metrics are only comparable
          * across methods and runs over the same set. */
         if ((rc = eval_image_run(&j, &ims[i])))
             goto done;
     }
+    if (stop_requested()) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "stopped by signal %d; nothing was written", stop_requested());
+        rc = fail(msg);
+        goto done;
+    }
     if (bar)
         progress(n_run, n_run, "");
     for (int i = 0; i < a.n_methods; i++)
         finish(&j.acc[a.methods[i]], &res[i]);
-    if ((rc = write_results(&j, res)))
+    if ((rc = write_results(&j, res)) || (rc = txn_publish(&t)))
         goto done;
     print_table(&j, res);
-    printf("wrote %s/results.csv, results.json, perturbation.svg and perturbation.png\n", a.outdir);
+    printf("wrote %s/results.csv, results.json, perturbation.svg and perturbation.png\n",
+           term_str(a.outdir, name, sizeof name));
 done:
-    if (j.hits && fclose(j.hits) != 0 && !rc)
-        rc = failf("%s/hits.csv: cannot write: %s", a.dump, strerror(errno));
+    if (rc)
+        txn_rollback(&t);
+    txn_free(&t);
+    out_dir_close(&dump);
+    out_dir_close(&out);
+    free(j.hits);
     free_images(ims, n_ims);
     rp_model_free(j.m);
+    stop_reraise();
     return rc;
 }

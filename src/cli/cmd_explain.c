@@ -4,12 +4,15 @@
  * batch, which can be split across machines with --shard. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "output.h"
 #include "relprop/rule.h"
 
 static const char *usage_explain =
@@ -81,6 +84,7 @@ typedef struct explain_args {
     int n_classes;
     rp_method methods[RP_METHOD_COUNT];
     int n_methods;
+    int64_t pre_budget; /* bytes preprocessing one image may take */
 } explain_args;
 
 typedef struct input_item {
@@ -97,11 +101,12 @@ typedef struct job {
     int64_t n_classes;
     bool multilabel;
     rp_token_layout layout;
+    out_dir *out, *dump; /* -o and --dump-intermediates (the same when they name one folder) */
 } job;
 
 static int job_preprocess(job *j)
 {
-    return resolve_preprocess(&j->a->pre, j->m, &j->pre, &j->pre_source);
+    return resolve_preprocess(&j->a->pre, j->m, j->a->pre_budget, &j->pre, &j->pre_source);
 }
 
 static const char *interp_name(rp_interp i)
@@ -128,16 +133,31 @@ static cJSON *tensor_stats(const rp_tensor *t)
     return o;
 }
 
-static int write_npy(const char *path, const rp_tensor *t)
+static const char *json_str(const cJSON *o, const char *key)
 {
-    rp_error err = {0};
-    return rp_npy_write(path, t, &err) ? fail(err.msg) : 0;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static int write_png(const char *path, const rp_image *im)
+/* A writer's message names the staged file; the user knows the final one. */
+static int fail_staged(const char *msg, const char *staged, const char *final)
+{
+    size_t n = strlen(staged);
+    if (strncmp(msg, staged, n) != 0)
+        return fail(msg);
+    return failf("%s%s", final, msg + n);
+}
+
+static int write_npy(const char *staged, const char *final, const rp_tensor *t)
 {
     rp_error err = {0};
-    return rp_image_write_png(path, im, &err) ? fail(err.msg) : 0;
+    return rp_npy_write(staged, t, &err) ? fail_staged(err.msg, staged, final) : 0;
+}
+
+static int write_png(const char *staged, const char *final, const rp_image *im)
+{
+    rp_error err = {0};
+    return rp_image_write_png(staged, im, &err) ? fail_staged(err.msg, staged, final) : 0;
 }
 
 static const char *label_of(const job *j, int c, char *buf, size_t len)
@@ -158,9 +178,15 @@ static int load_input(const job *j, const input_item *it, rp_tensor *x, cJSON *s
             return fail(err.msg);
         if (x->dtype != RP_FLOAT)
             return failf("%s: dtype %s, expected float32", it->path, x->dtype == RP_DOUBLE ? "float64" : "not float32");
-        cJSON_AddStringToObject(summary, "input_tensor", it->path);
+        json_add_str(summary, "input_tensor", it->path);
         return 0;
     }
+    /* Kind first: a FIFO or device named as an image is refused without
+     * blocking or reading forever. */
+    int fd;
+    if (rp_file_open_regular(it->path, "image", 0, &fd, NULL, &err))
+        return fail(err.msg);
+    close(fd);
     rp_image im = {0};
     if (rp_image_load(it->path, &im, &err))
         return fail(err.msg);
@@ -173,9 +199,14 @@ static int load_input(const job *j, const input_item *it, rp_tensor *x, cJSON *s
         return failf("%s: the model takes %s-channel images; relprop feeds 1 (gray) or 3 (RGB)", rp_model_path(j->m),
                      buf);
     }
+    int rc = check_preprocess_memory(&j->pre, im.width, im.height, channels, j->a->pre_budget, it->path);
+    if (rc) {
+        rp_image_release(&im);
+        return rc;
+    }
     rp_status st = rp_image_to_tensor(&im, &j->pre, channels, x, &err);
     cJSON *img = cJSON_AddObjectToObject(summary, "image");
-    cJSON_AddStringToObject(img, "path", it->path);
+    json_add_str(img, "path", it->path);
     cJSON_AddNumberToObject(img, "width", im.width);
     cJSON_AddNumberToObject(img, "height", im.height);
     rp_image_release(&im);
@@ -208,14 +239,61 @@ static void print_conservation(const rp_explanation *e, int ci)
            rp_explanation_class(e, ci), at_out, at_in, bad);
     for (int j = 0; j < n; j++) {
         const rp_conservation_entry *c = rp_explanation_conservation(e, ci, j);
-        printf("  node '%s' (%s, %s -> %s): in %.6g  out %.6g  dropped %.6g%s\n", c->name, c->op, c->kind, c->rule,
-               c->relevance_in, c->relevance_out, c->relevance_dropped, c->violated ? "  [VIOLATED]" : "");
+        printf("  node '%s' (%s, %s -> %s): in %.6g  out %.6g  dropped %.6g%s\n", esc(c->name), esc(c->op), c->kind,
+               esc(c->rule), c->relevance_in, c->relevance_out, c->relevance_dropped, c->violated ? "  [VIOLATED]" : "");
     }
+}
+
+/* Registers input `it`'s files with t, in the order they are written and
+ * published: per class and method the map, overlay and heatmap, the
+ * intermediates, the panel, and the JSON summary last (the commit record). */
+static int register_results(const job *j, const char *stem, const rp_explanation *e, int b, out_txn *t)
+{
+    const explain_args *a = j->a;
+    static const char *const kinds[3] = {"npy", "overlay.png", "heatmap.png"};
+    static const char *const inter[3] = {"attn", "attn_grad", "attn_cam"};
+    char name[2048], staged[8192];
+    int rc = 0;
+    for (int ci = 0; ci < rp_explanation_class_count(e); ci++) {
+        int cls = rp_explanation_sample_class(e, b, ci);
+        for (int mi = 0; mi < rp_explanation_method_count(e); mi++)
+            for (int k = 0; k < 3; k++) {
+                snprintf(name, sizeof name, "%s.c%d.%s.%s", stem, cls, rp_method_name(rp_explanation_method(e, mi)),
+                         kinds[k]);
+                if ((rc = txn_add(t, j->out, name, staged, sizeof staged)))
+                    return rc;
+            }
+        for (int l = 0; a->dump && l < rp_explanation_layer_count(e); l++) {
+            const rp_tensor *v[3];
+            rp_explanation_layer(e, ci, l, &v[0], &v[1], &v[2]);
+            for (int k = 0; k < 3; k++) {
+                snprintf(name, sizeof name, "%s.c%d.%s_%d.npy", stem, cls, inter[k], l);
+                if (v[k] && (rc = txn_add(t, j->dump, name, staged, sizeof staged)))
+                    return rc;
+            }
+        }
+    }
+    snprintf(name, sizeof name, "%s.panel.png", stem);
+    if (a->panel && (rc = txn_add(t, j->out, name, staged, sizeof staged)))
+        return rc;
+    snprintf(name, sizeof name, "%s.json", stem);
+    return txn_add(t, j->out, name, staged, sizeof staged);
+}
+
+/* The staged path of registered file *next, which must be `name`; advances. */
+static const char *next_file(const out_txn *t, int *next, char *path, size_t len, char *final, size_t flen)
+{
+    const out_file *f = &t->files[(*next)++];
+    snprintf(path, len, "%s/%s", f->dir->staging, f->name);
+    txn_final_path(f, final, flen);
+    return path;
 }
 
 /* Write input `it`'s results — the top predictions, per class and method the
  * map, overlay and heatmap, the panel and the JSON summary — from row b of
- * explanation e; x is that row's input tensor. */
+ * explanation e; x is that row's input tensor. All or nothing: the files
+ * are staged and published together (output.h); on any failure or a stop
+ * none of them is left. */
 static int write_results(const job *j, const input_item *it, const rp_tensor *x, const rp_explanation *e, int b,
                          cJSON *summary, bool verbose)
 {
@@ -223,14 +301,15 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
     rp_error err = {0};
     rp_image *tiles = NULL;
     char **captions = NULL;
-    int n_tiles = 0, rc = 0;
-    char stem[1024], path[4096];
+    out_txn t = {0};
+    int n_tiles = 0, rc = 0, next = 0;
+    char stem[1024], path[8192], final[8192], buf[1024];
     stem_of(it->path, stem, sizeof stem);
     const rp_tensor *all_logits = rp_explanation_logits(e);
     const int64_t n_logits = all_logits->count / rp_explanation_batch(e);
     const float *logits = (const float *)all_logits->data + b * n_logits;
     if (verbose) {
-        printf("%s\n", it->path);
+        printf("%s\n", term_str(it->path, buf, sizeof buf));
         print_predictions(logits, n_logits, (int)a->top, j->labels, j->multilabel);
     }
     for (int ci = 0; a->check_conservation && ci < rp_explanation_class_count(e); ci++)
@@ -242,35 +321,19 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
     }
     top_classes(logits, n_logits, (int)a->top, order);
     cJSON *preds = cJSON_AddArrayToObject(summary, "predictions");
-    char buf[64];
     for (int k = 0; k < a->top && k < n_logits; k++) {
         cJSON *p = cJSON_CreateObject();
         cJSON_AddNumberToObject(p, "class", order[k]);
-        cJSON_AddStringToObject(p, "label", label_of(j, order[k], buf, sizeof buf));
+        json_add_str(p, "label", label_of(j, order[k], buf, sizeof buf));
         cJSON_AddNumberToObject(p, "logit", logits[order[k]]);
         cJSON_AddItemToArray(preds, p);
     }
     free(order);
 
     int n_cls = rp_explanation_class_count(e), n_m = rp_explanation_method_count(e);
-    /* Created only now, so a run that fails earlier leaves nothing behind. */
-    if ((rc = ensure_dir(a->outdir)) || (a->dump && (rc = ensure_dir(a->dump))))
-        goto done;
-    /* Refuse before writing anything, so an input's results are all new or all untouched. */
-    static const char *const kinds[3] = {"npy", "overlay.png", "heatmap.png"};
-    for (int ci = 0; !a->force && ci < n_cls; ci++)
-        for (int mi = 0; mi < n_m; mi++)
-            for (int k = 0; k < 3; k++) {
-                snprintf(path, sizeof path, "%s/%s.c%d.%s.%s", a->outdir, stem, rp_explanation_sample_class(e, b, ci),
-                         rp_method_name(rp_explanation_method(e, mi)), kinds[k]);
-                if ((rc = refuse_overwrite(path, false)))
-                    goto done;
-            }
-    snprintf(path, sizeof path, "%s/%s.json", a->outdir, stem);
-    if ((rc = refuse_overwrite(path, a->force)))
-        goto done;
-    snprintf(path, sizeof path, "%s/%s.panel.png", a->outdir, stem);
-    if (a->panel && (rc = refuse_overwrite(path, a->force)))
+    /* Every name checked before anything is written: an input's results
+     * are all new or all untouched. */
+    if ((rc = register_results(j, stem, e, b, &t)) || (rc = txn_check_overwrite(&t, a->force)))
         goto done;
     if (a->panel) {
         tiles = calloc((size_t)(1 + n_cls * n_m), sizeof *tiles);
@@ -296,53 +359,54 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
             int ph = pixels ? 1 : j->layout.patch_h, pw = pixels ? 1 : j->layout.patch_w;
             cJSON *rec = tensor_stats(map);
             cJSON_AddNumberToObject(rec, "class", cls);
-            cJSON_AddStringToObject(rec, "label", label_of(j, cls, buf, sizeof buf));
+            json_add_str(rec, "label", label_of(j, cls, buf, sizeof buf));
             cJSON_AddStringToObject(rec, "method", mname);
             cJSON_AddItemToArray(maps, rec);
 
-            snprintf(path, sizeof path, "%s/%s.c%d.%s.npy", a->outdir, stem, cls, mname);
-            if ((rc = write_npy(path, map)))
+            next_file(&t, &next, path, sizeof path, final, sizeof final);
+            if ((rc = write_npy(path, final, map)))
                 goto done;
-            cJSON_AddStringToObject(rec, "npy", path);
+            json_add_str(rec, "npy", final);
             rp_image overlay = {0}, heat = {0};
             if (rp_render_overlay(x, map, ph, pw, &overlay, &err) || rp_render_heatmap(map, ph, pw, &heat, &err)) {
                 rp_image_release(&overlay);
                 rc = failf("%s: %s", it->path, err.msg);
                 goto done;
             }
-            snprintf(path, sizeof path, "%s/%s.c%d.%s.overlay.png", a->outdir, stem, cls, mname);
-            rc = write_png(path, &overlay);
-            cJSON_AddStringToObject(rec, "overlay", path);
-            snprintf(path, sizeof path, "%s/%s.c%d.%s.heatmap.png", a->outdir, stem, cls, mname);
+            next_file(&t, &next, path, sizeof path, final, sizeof final);
+            rc = write_png(path, final, &overlay);
+            json_add_str(rec, "overlay", final);
+            next_file(&t, &next, path, sizeof path, final, sizeof final);
             if (!rc)
-                rc = write_png(path, &heat);
-            cJSON_AddStringToObject(rec, "heatmap", path);
+                rc = write_png(path, final, &heat);
+            json_add_str(rec, "heatmap", final);
             rp_image_release(&heat);
             if (!rc && tiles) {
-                char cap[256];
+                char cap[1400];
                 snprintf(cap, sizeof cap, "%s (%d) %s", label_of(j, cls, buf, sizeof buf), cls, mname);
                 tiles[n_tiles] = overlay;
                 captions[n_tiles++] = strdup(cap);
             } else {
                 rp_image_release(&overlay);
             }
+            if (!rc && stop_requested())
+                rc = EXIT_BAD;
             if (rc)
                 goto done;
         }
         for (int l = 0; a->dump && l < rp_explanation_layer_count(e); l++) {
-            const rp_tensor *t[3];
-            static const char *names[3] = {"attn", "attn_grad", "attn_cam"};
-            rp_explanation_layer(e, ci, l, &t[0], &t[1], &t[2]);
+            const rp_tensor *v[3];
+            rp_explanation_layer(e, ci, l, &v[0], &v[1], &v[2]);
             for (int k = 0; k < 3; k++) {
-                if (!t[k])
+                if (!v[k])
                     continue;
-                rp_tensor view = *t[k]; /* (1,H,N,N) → (H,N,N), as the oracle stores them */
+                rp_tensor view = *v[k]; /* (1,H,N,N) → (H,N,N), as the oracle stores them */
                 if (view.rank == 4 && view.dims[0] == 1) {
                     view.rank = 3;
                     memmove(view.dims, view.dims + 1, 3 * sizeof view.dims[0]);
                 }
-                snprintf(path, sizeof path, "%s/%s.c%d.%s_%d.npy", a->dump, stem, cls, names[k], l);
-                if ((rc = write_npy(path, &view)))
+                next_file(&t, &next, path, sizeof path, final, sizeof final);
+                if ((rc = write_npy(path, final, &view)))
                     goto done;
             }
         }
@@ -353,22 +417,32 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
             rc = failf("%s: %s", it->path, err.msg);
             goto done;
         }
-        snprintf(path, sizeof path, "%s/%s.panel.png", a->outdir, stem);
-        rc = write_png(path, &panel);
+        next_file(&t, &next, path, sizeof path, final, sizeof final);
+        rc = write_png(path, final, &panel);
         rp_image_release(&panel);
         if (rc)
             goto done;
-        cJSON_AddStringToObject(summary, "panel", path);
-        if (verbose)
-            printf("panel: %s\n", path);
+        json_add_str(summary, "panel", final);
     }
     char *text = cJSON_Print(summary);
-    snprintf(path, sizeof path, "%s/%s.json", a->outdir, stem);
-    rc = text ? write_text(path, text) : fail("out of memory");
+    next_file(&t, &next, path, sizeof path, final, sizeof final);
+    rp_error werr = {0};
+    rc = !text ? fail("out of memory")
+         : rp_file_write_atomic(path, text, strlen(text), &werr) ? fail_staged(werr.msg, path, final) : 0;
     free(text);
-    if (!rc && verbose)
-        printf("wrote %d maps (npy, overlay and heatmap PNG) and %s\n", n_cls * n_m, path);
+    if (!rc && stop_requested())
+        rc = EXIT_BAD;
+    if (!rc)
+        rc = txn_publish(&t);
+    if (!rc && verbose) {
+        if (tiles)
+            printf("panel: %s\n", term_str(json_str(summary, "panel"), buf, sizeof buf));
+        printf("wrote %d maps (npy, overlay and heatmap PNG) and %s\n", n_cls * n_m, term_str(final, buf, sizeof buf));
+    }
 done:
+    if (rc)
+        txn_rollback(&t);
+    txn_free(&t);
     for (int i = 0; i < n_tiles; i++) {
         rp_image_release(&tiles[i]);
         free(captions[i]);
@@ -430,7 +504,7 @@ static void explain_batch(const job *j, const input_item *items, int n, bool ver
     }
     for (int i = 0; i < n; i++) {
         cJSON *summary = cJSON_CreateObject();
-        cJSON_AddStringToObject(summary, "model", rp_model_path(j->m));
+        json_add_str(summary, "model", rp_model_path(j->m));
         int rc = load_input(j, &items[i], &xs[loaded], summary);
         if (!rc && !fits_row(&xs[loaded], info)) {
             char msg[4400], got[160], want[160];
@@ -491,19 +565,30 @@ done:
  * relative paths taken from the list file's folder. */
 static int read_list(const char *list, input_item **items, int *n, int *cap)
 {
-    FILE *f = fopen(list, "r");
-    if (!f)
-        return failf("%s: cannot open list: %s", list, strerror(errno));
+    rp_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    if (rp_file_read_text(list, "list file", MAX_TEXT_FILE, &text, &len, &err))
+        return fail(err.msg);
     const char *slash = strrchr(list, '/');
     int dir_len = slash ? (int)(slash - list) : 0;
-    char line[4096];
     int rc = 0;
-    while (!rc && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        if (!line[0] || line[0] == '#')
+    for (char *line = text; *line && !rc;) {
+        size_t k = strcspn(line, "\n");
+        char *next = line + k + (line[k] != 0);
+        line[k] = 0;
+        if (k > 0 && line[k - 1] == '\r')
+            line[k - 1] = 0;
+        if (!line[0] || line[0] == '#') {
+            line = next;
             continue;
+        }
+        if (*n == INT_MAX - 1) {
+            rc = failf("%s: too many inputs%s", list, "");
+            break;
+        }
         if (*n == *cap) {
-            int grown_cap = *cap ? *cap * 2 : 64;
+            int grown_cap = *cap ? (*cap > INT_MAX / 2 ? INT_MAX : *cap * 2) : 64;
             input_item *grown = realloc(*items, sizeof *grown * (size_t)grown_cap);
             if (!grown) {
                 rc = fail("out of memory");
@@ -512,21 +597,98 @@ static int read_list(const char *list, input_item **items, int *n, int *cap)
             *items = grown;
             *cap = grown_cap;
         }
-        size_t len = strlen(line) + (size_t)dir_len + 2;
-        char *p = malloc(len);
+        size_t plen = strlen(line) + (size_t)dir_len + 2;
+        char *p = malloc(plen);
         if (!p) {
             rc = fail("out of memory");
             break;
         }
         if (line[0] == '/' || dir_len == 0)
-            snprintf(p, len, "%s", line);
+            snprintf(p, plen, "%s", line);
         else
-            snprintf(p, len, "%.*s/%s", dir_len, list, line);
+            snprintf(p, plen, "%.*s/%s", dir_len, list, line);
         size_t pl = strlen(p);
         (*items)[(*n)++] = (input_item){p, pl > 4 && strcmp(p + pl - 4, ".npy") == 0};
+        line = next;
     }
-    fclose(f);
+    free(text);
     return rc;
+}
+
+/* Every input's files are named after its stem ("dir/cat.png" → "cat"):
+ * two inputs with one stem would overwrite each other's results. Checked
+ * over the whole list, so every shard refuses alike before anything is
+ * written. */
+static int check_unique_stems(const input_item *items, int n)
+{
+    const char **paths = malloc(sizeof *paths * (size_t)(n > 0 ? n : 1));
+    if (!paths)
+        return fail("out of memory");
+    for (int i = 0; i < n; i++)
+        paths[i] = items[i].path;
+    int rc = check_unique_names(paths, n, "results", "rename one, or explain them in separate runs with different "
+                                                     "-o folders");
+    free(paths);
+    return rc;
+}
+
+/* Two paths naming one folder (one lock, one staging folder). */
+static bool same_dir(const char *p, const char *q)
+{
+    struct stat a, b;
+    if (stat(p, &a) != 0 || stat(q, &b) != 0)
+        return strcmp(p, q) == 0;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static bool uses_start_layer(const explain_args *a)
+{
+    for (int i = 0; i < a->n_methods; i++)
+        if (a->methods[i] == RP_METHOD_TRANSFORMER_ATTRIBUTION || a->methods[i] == RP_METHOD_ROLLOUT)
+            return true;
+    return false;
+}
+
+/* What concerns the whole run, checked once against the model before the
+ * first input: the classes, the start layer and the rule set. */
+static int check_run(const job *j)
+{
+    const explain_args *a = j->a;
+    char msg[1200], nb[32];
+    for (int i = 0; i < a->n_classes; i++)
+        if (a->classes[i] >= j->n_classes) {
+            snprintf(msg, sizeof msg, "--class %d out of range: the model has %lld classes (0..%lld)", a->classes[i],
+                     (long long)j->n_classes, (long long)j->n_classes - 1);
+            return fail(msg);
+        }
+    if (a->top_classes > j->n_classes) {
+        snprintf(nb, sizeof nb, "%lld", (long long)j->n_classes);
+        return failf("--top-classes: the model has only %s classes%s", nb, "");
+    }
+    int n_attn = rp_model_attention_count(j->m);
+    if (uses_start_layer(a) && n_attn > 0 && a->start_layer >= n_attn) {
+        snprintf(msg, sizeof msg, "--start-layer %ld out of range: the model has %d attention layers (0..%d)",
+                 a->start_layer, n_attn, n_attn - 1);
+        return fail(msg);
+    }
+    if (a->rules && strcmp(a->rules, "paper") != 0) {
+        rp_error err = {0};
+        /* A file is looked at before it is read: no FIFO, device or giant. */
+        bool is_file = strchr(a->rules, '/') || (strlen(a->rules) > 5 && !strcmp(a->rules + strlen(a->rules) - 5, ".json"));
+        int fd;
+        if (is_file) {
+            if (rp_file_open_regular(a->rules, "rule set file", MAX_TEXT_FILE, &fd, NULL, &err))
+                return fail(err.msg);
+            close(fd);
+        }
+        const char *kind, *rule;
+        if (rp_model_node_count(j->m) > 0 &&
+            rp_model_node_rule_in(j->m, a->rules, a->registry, 0, &kind, &rule, NULL, &err)) {
+            snprintf(msg, sizeof msg, "--rules %s: %s", a->rules, err.msg);
+            return fail(msg);
+        }
+    }
+    return 0;
 }
 
 int cmd_explain(int argc, char **argv)
@@ -605,16 +767,28 @@ int cmd_explain(int argc, char **argv)
         a.methods[a.n_methods++] = RP_METHOD_TRANSFORMER_ATTRIBUTION;
     long shard_k = 0, shard_n = 1;
     if (a.shard) {
-        char *end;
+        char *end, *slash = strchr(a.shard, '/');
+        errno = 0;
         shard_k = strtol(a.shard, &end, 10);
-        if (*end == '/')
-            shard_n = strtol(end + 1, &end, 10);
-        if (*end || !strchr(a.shard, '/') || shard_n < 1 || shard_k < 0 || shard_k >= shard_n)
-            return failf("--shard must be K/N with 0 <= K < N, got '%s'%s", a.shard, "");
+        bool ok = slash && end == slash && end != a.shard && !errno;
+        if (ok) {
+            shard_n = strtol(slash + 1, &end, 10);
+            ok = end != slash + 1 && !*end && !errno;
+        }
+        /* N at most INT_MAX keeps first = items * K / N within int64. */
+        if (!ok || shard_n < 1 || shard_n > INT_MAX || shard_k < 0 || shard_k >= shard_n)
+            return failf("--shard must be K/N with 0 <= K < N <= 2147483647, got '%s'%s", a.shard, "");
+    }
+    if (max_memory) {
+        if ((rc = parse_bytes(max_memory, "--max-memory", &a.pre_budget)))
+            return rc;
+    } else {
+        a.pre_budget = DEFAULT_PREPROCESS_BYTES;
     }
 
     job j = {.a = &a};
     input_item *items = NULL;
+    out_dir out = {.lock_fd = -1}, dump = {.lock_fd = -1};
     int n_items = 0, cap = 0, failed = 0, done_ok = 0;
     rp_error err = {0};
     if (n_plugin > 0) {
@@ -628,10 +802,39 @@ int cmd_explain(int argc, char **argv)
                 goto done;
             }
     }
+    /* The inputs first: a bad list costs no model load. */
+    cap = n_image + n_tensor;
+    items = calloc((size_t)cap + 1, sizeof *items);
+    if (!items) {
+        rc = fail("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_image; i++)
+        items[n_items++] = (input_item){strdup(image_s[i]), false};
+    for (int i = 0; i < n_tensor; i++)
+        items[n_items++] = (input_item){strdup(tensor_s[i]), true};
+    for (int i = 0; i < n_items; i++)
+        if (!items[i].path) {
+            rc = fail("out of memory");
+            goto done;
+        }
+    if (list && (rc = read_list(list, &items, &n_items, &cap)))
+        goto done;
+    if (n_items == 0) {
+        rc = failf("%s: lists no inputs%s", list ? list : "", "");
+        goto done;
+    }
+    if ((rc = check_unique_stems(items, n_items)))
+        goto done;
+    /* A --dump-intermediates folder inside -o is checked once -o exists. */
+    if ((rc = check_writable_dir(a.outdir)))
+        goto done;
     if ((rc = load_model_batch(a.onnx, max_memory, no_finite != NULL, (int)batch, &j.m)))
         goto done;
     const rp_tensor *y = rp_model_output_info(j.m, 0);
     j.n_classes = y->count / batch;
+    if ((rc = check_run(&j)))
+        goto done;
     if (a.labels_path) {
         if ((rc = read_labels(a.labels_path, j.n_classes, &j.labels)))
             goto done;
@@ -647,46 +850,58 @@ int cmd_explain(int argc, char **argv)
         rc = fail(err.msg);
         goto done;
     }
-    if (n_image > 0 || list) {
-        if ((rc = job_preprocess(&j)))
+    bool any_image = false;
+    for (int i = 0; i < n_items; i++)
+        any_image |= !items[i].is_tensor;
+    if (any_image && (rc = job_preprocess(&j)))
+        goto done;
+
+    /* Everything that concerns the whole run is checked; from here on
+     * results are written, into locked folders, input by input. */
+    stop_handlers_install();
+    if ((rc = out_dir_open(&out, a.outdir)))
+        goto done;
+    j.out = j.dump = &out;
+    if (a.dump && !same_dir(a.dump, a.outdir)) {
+        if ((rc = check_writable_dir(a.dump)) || (rc = out_dir_open(&dump, a.dump)))
             goto done;
+        j.dump = &dump;
     }
-    cap = n_image + n_tensor;
-    items = calloc((size_t)cap + 1, sizeof *items);
-    if (!items) {
-        rc = fail("out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n_image; i++)
-        items[n_items++] = (input_item){strdup(image_s[i]), false};
-    for (int i = 0; i < n_tensor; i++)
-        items[n_items++] = (input_item){strdup(tensor_s[i]), true};
-    if (list && (rc = read_list(list, &items, &n_items, &cap)))
-        goto done;
-    if ((rc = check_writable_dir(a.outdir)) || (a.dump && (rc = check_writable_dir(a.dump))))
-        goto done;
     /* Contiguous slices, so shard K of N covers a deterministic block. */
     int first = (int)((int64_t)n_items * shard_k / shard_n), last = (int)((int64_t)n_items * (shard_k + 1) / shard_n);
     int total = last - first;
     bool bar = total > 1 && isatty(STDERR_FILENO);
-    for (int i = first; i < last; i += (int)batch) {
+    char name[256];
+    for (int i = first; i < last && !stop_requested(); i += (int)batch) {
         int n = last - i < batch ? last - i : (int)batch;
         if (bar)
-            progress(i - first, total, items[i].path);
+            progress(i - first, total, term_str(items[i].path, name, sizeof name));
         explain_batch(&j, &items[i], n, true, &done_ok, &failed);
         if (bar)
-            progress(i - first + n, total, items[i + n - 1].path);
+            progress(i - first + n, total, term_str(items[i + n - 1].path, name, sizeof name));
+    }
+    if (stop_requested()) {
+        if (bar)
+            fputc('\n', stderr);
+        char msg[200];
+        snprintf(msg, sizeof msg, "stopped by signal %d: %d input(s) complete; the one in progress was removed",
+                 stop_requested(), done_ok);
+        rc = fail(msg);
+        goto done;
     }
     if (total > 1 || failed)
         printf("explained %d of %d inputs%s; %d failed; outputs in %s\n", done_ok, total,
-               shard_n > 1 ? " in this shard" : "", failed, a.outdir);
+               shard_n > 1 ? " in this shard" : "", failed, term_str(a.outdir, name, sizeof name));
     rc = failed ? EXIT_BAD : 0;
 done:
+    out_dir_close(&dump);
+    out_dir_close(&out);
     for (int i = 0; i < n_items; i++)
         free(items[i].path);
     free(items);
     free_labels(j.labels, j.n_classes);
     rp_model_free(j.m);
     rp_rule_registry_free(a.registry);
+    stop_reraise();
     return rc;
 }

@@ -23,7 +23,7 @@ static const char *usage_inspect =
 
 static void print_value(const char *name, const rp_tensor *t)
 {
-    printf("  %-24s %-8s [", name, t->dtype == RP_FLOAT ? "float32" : t->dtype == RP_INT64 ? "int64" : "other");
+    printf("  %-24s %-8s [", esc(name), t->dtype == RP_FLOAT ? "float32" : t->dtype == RP_INT64 ? "int64" : "other");
     for (int d = 0; d < t->rank; d++)
         printf(d ? ",%lld" : "%lld", (long long)t->dims[d]);
     printf("]\n");
@@ -54,7 +54,7 @@ int cmd_inspect(int argc, char **argv)
     if (!onnx)
         return fail("inspect needs --onnx MODEL");
     int64_t limit = 0;
-    if (max_memory && (rc = parse_bytes(max_memory, "--max-memory", &limit)))
+    if ((max_memory && (rc = parse_bytes(max_memory, "--max-memory", &limit))) || (rc = check_model_file(onnx, limit)))
         return rc;
     rp_error err = {0};
     rp_model *m = NULL;
@@ -92,17 +92,17 @@ int cmd_inspect(int argc, char **argv)
         n_unsupported += !rp_model_node_supported(m, i);
     }
     qsort(counts, (size_t)n_ops, sizeof *counts, cmp_count);
-    printf("model: %s\n", rp_model_path(m));
+    printf("model: %s\n", esc(rp_model_path(m)));
     printf("opset: %d, nodes: %d\n", rp_model_opset(m), n_nodes);
     printf("ops:");
     for (int k = 0; k < n_ops; k++)
-        printf(" %s %d%s", counts[k].op, counts[k].count, k + 1 < n_ops ? "," : "\n");
+        printf(" %s %d%s", esc(counts[k].op), counts[k].count, k + 1 < n_ops ? "," : "\n");
     if (n_unsupported) {
         printf("unsupported ops: %d\n", n_unsupported);
         for (int i = 0; i < n_nodes; i++)
             if (!rp_model_node_supported(m, i))
-                printf("  node '%s': %s%s%s\n", rp_model_node_name(m, i), rp_model_node_domain(m, i),
-                       rp_model_node_domain(m, i)[0] ? "::" : "", rp_model_node_op(m, i));
+                printf("  node '%s': %s%s%s\n", esc(rp_model_node_name(m, i)), esc(rp_model_node_domain(m, i)),
+                       rp_model_node_domain(m, i)[0] ? "::" : "", esc(rp_model_node_op(m, i)));
     } else {
         printf("unsupported ops: none\n");
     }
@@ -128,13 +128,13 @@ int cmd_inspect(int argc, char **argv)
     for (int i = 0; i < n_attn; i++) {
         rp_attention_info a;
         if (rp_model_attention(m, i, &a, &err) == RP_OK)
-            printf("  %d: softmax '%s' -> product '%s', heads %d, tokens %d\n", i, a.softmax_node, a.product_node,
+            printf("  %d: softmax '%s' -> product '%s', heads %d, tokens %d\n", i, esc(a.softmax_node), esc(a.product_node),
                    a.heads, a.tokens);
     }
     rp_token_layout tl;
     if (rp_model_token_layout(m, &tl, &err) == RP_OK) {
         printf("patch grid: %dx%d (patch %dx%d on a %dx%d image, conv '%s')\n", tl.grid_h, tl.grid_w, tl.patch_h,
-               tl.patch_w, tl.image_h, tl.image_w, tl.patch_node);
+               tl.patch_w, tl.image_h, tl.image_w, esc(tl.patch_node));
         printf("prefix tokens: %d (tokens %d)\n", tl.prefix_tokens, tl.tokens);
         if (tl.readout) {
             printf("readout: %s:", tl.readout);
@@ -143,11 +143,11 @@ int cmd_inspect(int argc, char **argv)
             printf("%s\n", tl.n_readout_rows == 16 ? " ..." : "");
         }
     } else if (err.code == RP_ERR_UNSUPPORTED && n_attn > 0) {
-        printf("unsupported attention layout: %s\n", err.msg);
+        printf("unsupported attention layout: %s\n", esc(err.msg));
         rc = fail(err.msg);
         goto done;
     } else {
-        printf("patch grid: not found (%s)\n", err.msg);
+        printf("patch grid: not found (%s)\n", esc(err.msg));
     }
     /* Rule summary: how many nodes each (kind, rule) pair covers. */
     op_count *rule_counts = calloc((size_t)n_nodes + 1, sizeof *rule_counts);
@@ -164,8 +164,8 @@ int cmd_inspect(int argc, char **argv)
         if (params)
             rp_rule_params_format(params, pbuf, sizeof pbuf);
         if (rules)
-            printf("%s  node '%s' (%s): %s -> %s%s%s\n", i == 0 ? "rules:\n" : "", rp_model_node_name(m, i),
-                   rp_model_node_op(m, i), kind, rule ? rule : "-", pbuf[0] ? " " : "", pbuf);
+            printf("%s  node '%s' (%s): %s -> %s%s%s\n", i == 0 ? "rules:\n" : "", esc(rp_model_node_name(m, i)),
+                   esc(rp_model_node_op(m, i)), kind, rule ? rule : "-", pbuf[0] ? " " : "", pbuf);
         if (!rule)
             continue;
         char label[80];
@@ -183,7 +183,7 @@ int cmd_inspect(int argc, char **argv)
         qsort(rule_counts, (size_t)n_rule_kinds, sizeof *rule_counts, cmp_count);
         printf("relevance rules (%s):", rules ? rules : "paper");
         for (int k = 0; k < n_rule_kinds; k++)
-            printf(" %s %d%s", rule_counts[k].op, rule_counts[k].count, k + 1 < n_rule_kinds ? "," : "");
+            printf(" %s %d%s", esc(rule_counts[k].op), rule_counts[k].count, k + 1 < n_rule_kinds ? "," : "");
         printf("\n");
     }
     free(rule_counts);

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/npy.h"
 #include "core/tensor.h"
@@ -403,11 +404,17 @@ fail:
 rp_status rp_npy_read(const char *path, rp_tensor *out, rp_error *err)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd;
+    rp_status st = rp_file_open_regular(path, ".npy file", 0, &fd, NULL, err);
+    if (st)
+        return st;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
         return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     npy_src s = {.f = f};
-    rp_status st = npy_parse(path, &s, out, err);
+    st = npy_parse(path, &s, out, err);
     fclose(f);
     return st;
 }
@@ -425,10 +432,6 @@ rp_status rp_npy_read_buffer(const uint8_t *buf, size_t len, const char *name, r
 
 rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err)
 {
-    rp_status st = RP_OK;
-    char *tmp = NULL;
-    FILE *f = NULL;
-
     const char *descr = descr_of(t->dtype);
     if (!descr)
         return rp_fail(err, RP_ERR_DTYPE, "%s: cannot write dtype %s to .npy", path, rp_dtype_name(t->dtype));
@@ -470,38 +473,13 @@ rp_status rp_npy_write(const char *path, const rp_tensor *t, rp_error *err)
     memset(header + 10 + n, ' ', pad);
     header[10 + hlen - 1] = '\n';
 
-    size_t plen = strlen(path);
-    tmp = malloc(plen + 32);
-    if (!tmp)
-        return rp_fail(err, RP_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
-        st = rp_fail(err, RP_ERR_IO, "%s: cannot create '%s': %s", path, tmp, strerror(errno));
-        goto fail;
+    rp_atomic_file af;
+    rp_status st = rp_atomic_begin(&af, path, err);
+    if (st)
+        return st;
+    if ((st = rp_atomic_write(&af, header, 10 + hlen, err)) || (st = rp_atomic_write(&af, t->data, nbytes, err))) {
+        rp_atomic_abort(&af);
+        return st;
     }
-    if (fwrite(header, 1, 10 + hlen, f) != 10 + hlen || (nbytes && fwrite(t->data, 1, nbytes, f) != nbytes) ||
-        fflush(f) != 0) {
-        st = rp_fail(err, RP_ERR_IO, "%s: write error: %s", path, strerror(errno));
-        goto fail;
-    }
-    int rc = fclose(f);
-    f = NULL;
-    if (rc != 0) {
-        st = rp_fail(err, RP_ERR_IO, "%s: write error: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        st = rp_fail(err, RP_ERR_IO, "%s: cannot rename '%s' into place: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    free(tmp);
-    return RP_OK;
-fail:
-    if (f)
-        fclose(f);
-    if (tmp)
-        remove(tmp);
-    free(tmp);
-    return st;
+    return rp_atomic_commit(&af, err);
 }

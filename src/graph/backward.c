@@ -228,8 +228,9 @@ rp_status rp_reverse_walk_run(rp_graph *g, int out_value, const rp_tensor *seed,
             return st;
     }
     if (!b->on_path[out_value] || !ry->data)
-        return rp_fail(err, RP_ERR_ARG, "%s: the %s walk starts at output '%s', which it was not planned for",
-                       path, w->what, g->values[out_value].name);
+        return rp_fail(err, RP_ERR_ARG,
+                       "%s: output '%s' is not computed from the model input by any operation, so it has "
+                       "no %s to explain", path, g->values[out_value].name, w->what);
     if (seed->dtype != RP_FLOAT || seed->count != ry->count)
         return rp_fail(err, RP_ERR_SHAPE, "%s: the %s walk's seed does not match output '%s'", path, w->what,
                        g->values[out_value].name);

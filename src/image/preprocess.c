@@ -19,6 +19,7 @@
 
 #include <stb_image_write.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "image/decode.h"
@@ -281,26 +282,22 @@ done:
 
 /* ---- writing PNG ---- */
 
+/* The PNG goes through the shared whole-or-absent writer (core/atomic_file.h). */
 typedef struct png_sink {
-    FILE *f;
-    int err_no; /* first write error, 0 if none */
+    rp_atomic_file af;
+    rp_status st;  /* first write error */
+    rp_error *err;
 } png_sink;
 
 static void png_write_cb(void *ctx, void *data, int size)
 {
     png_sink *s = ctx;
-    if (s->err_no || size <= 0)
-        return;
-    if (fwrite(data, 1, (size_t)size, s->f) != (size_t)size)
-        s->err_no = errno ? errno : EIO;
+    if (!s->st && size > 0)
+        s->st = rp_atomic_write(&s->af, data, (size_t)size, s->err);
 }
 
 rp_status rp_image_write_png(const char *path, const rp_image *im, rp_error *err)
 {
-    rp_status st = RP_OK;
-    char *tmp = NULL;
-    bool created = false;
-    png_sink sink = {0};
     if (!path)
         return rp_fail(err, RP_ERR_ARG, "rp_image_write_png: path is NULL");
     if (!image_valid(im))
@@ -311,46 +308,20 @@ rp_status rp_image_write_png(const char *path, const rp_image *im, rp_error *err
     if ((int64_t)im->width * im->channels + 1 > INT_MAX / 2 / im->height)
         return rp_fail(err, RP_ERR_UNSUPPORTED, "%s: image %dx%d is too large to write as PNG", path, im->width,
                        im->height);
-
-    size_t plen = strlen(path);
-    tmp = malloc(plen + 32);
-    if (!tmp)
-        return rp_fail(err, RP_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    sink.f = fopen(tmp, "wb");
-    if (!sink.f) {
-        st = rp_fail(err, RP_ERR_IO, "%s: cannot create '%s': %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    created = true;
+    png_sink sink = {.err = err};
+    rp_status st = rp_atomic_begin(&sink.af, path, err);
+    if (st)
+        return st;
     if (!stbi_write_png_to_func(png_write_cb, &sink, im->width, im->height, im->channels, im->pixels,
                                 im->width * im->channels)) {
-        st = rp_fail(err, RP_ERR_NOMEM, "%s: PNG encoder failed (out of memory)", path);
-        goto fail;
+        rp_atomic_abort(&sink.af);
+        return sink.st ? sink.st : rp_fail(err, RP_ERR_NOMEM, "%s: PNG encoder failed (out of memory)", path);
     }
-    if (sink.err_no || fflush(sink.f) != 0) {
-        st = rp_fail(err, RP_ERR_IO, "%s: write error: %s", path, strerror(sink.err_no ? sink.err_no : errno));
-        goto fail;
+    if (sink.st) {
+        rp_atomic_abort(&sink.af);
+        return sink.st;
     }
-    int rc = fclose(sink.f);
-    sink.f = NULL;
-    if (rc != 0) {
-        st = rp_fail(err, RP_ERR_IO, "%s: write error: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        st = rp_fail(err, RP_ERR_IO, "%s: cannot rename '%s' into place: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
-    free(tmp);
-    return RP_OK;
-fail:
-    if (sink.f)
-        fclose(sink.f);
-    if (created)
-        remove(tmp); /* nothing is left behind, at path or beside it */
-    free(tmp);
-    return st;
+    return rp_atomic_commit(&sink.af, err);
 }
 
 /* ---- resampling, as Pillow's ImagingResample (libImaging/Resample.c) ----

@@ -51,10 +51,10 @@ static inline float term_value(head_term t, const rp_layer_view *v, size_t k)
 static const char *term_name(head_term t)
 {
     switch (t) {
-    case TERM_A: case TERM_A_POS: return "A";
-    case TERM_R_POS: return "R";
-    case TERM_GR_POS: return "G and R";
-    case TERM_GA_POS: return "G and A";
+    case TERM_A: case TERM_A_POS: return "attention map";
+    case TERM_R_POS: return "relevance";
+    case TERM_GR_POS: return "gradient and relevance";
+    case TERM_GA_POS: return "gradient and attention map";
     }
     return "?";
 }
@@ -84,8 +84,10 @@ static rp_status check_input(const rp_map_input *in, const float *out, int first
         bool has_gr = term == TERM_GR_POS && v->GR;
         if (((term_needs_A(term) || also_A) && !v->A) || ((term_needs_G(term) || also_G) && !v->G && !has_gr) ||
             (term_needs_R(term) && !v->R && !has_gr))
-            return rp_fail(err, RP_ERR_ARG, "%s: layer %d lacks %s", method, l,
-                           also_A && also_G ? "A and G" : term_name(term));
+            return rp_fail(err, RP_ERR_ARG,
+                           "%s: attention layer %d gets no %s from the explained class: the class score does not "
+                           "depend on that layer, and %s reads every layer it aggregates",
+                           method, l, also_A && also_G ? "attention map and gradient" : term_name(term), method);
     }
     return RP_OK;
 }

@@ -258,6 +258,13 @@ static bool is_default_domain(const char *d)
     return d == NULL || d[0] == 0 || strcmp(d, "ai.onnx") == 0;
 }
 
+#define RP_MAX_NODE_ATTRS 1024
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Name, op, domain, opset and attributes of node index idx. */
 static rp_status convert_node(rp_graph *g, int idx, const Onnx__NodeProto *np, load_ctx *lc, rp_error *err)
 {
@@ -293,6 +300,11 @@ static rp_status convert_node(rp_graph *g, int idx, const Onnx__NodeProto *np, l
         n->in[k] = -1;
     for (int k = 0; k < n->n_out; k++)
         n->out[k] = -1;
+    /* No ONNX operator has more than a few dozen attributes; thousands are
+     * a crafted file, not a model. */
+    if (np->n_attribute > RP_MAX_NODE_ATTRS)
+        return rp_fail(err, RP_ERR_FORMAT, "node '%s' (%s): %zu attributes (at most %d are accepted)", n->name,
+                       n->op_type, np->n_attribute, RP_MAX_NODE_ATTRS);
     if (np->n_attribute) {
         n->attr = calloc(np->n_attribute, sizeof *n->attr);
         if (!n->attr)
@@ -303,6 +315,22 @@ static rp_status convert_node(rp_graph *g, int idx, const Onnx__NodeProto *np, l
             if (st)
                 return st;
         }
+        /* An attribute given twice: which one a kernel reads would be an
+         * accident of lookup order. */
+        const char **names = malloc(np->n_attribute * sizeof *names);
+        if (!names)
+            return rp_fail(err, RP_ERR_NOMEM, "out of memory");
+        for (int k = 0; k < n->n_attr; k++)
+            names[k] = n->attr[k].name;
+        qsort(names, (size_t)n->n_attr, sizeof *names, cmp_names);
+        for (int k = 1; k < n->n_attr; k++)
+            if (strcmp(names[k - 1], names[k]) == 0) {
+                rp_status st = rp_fail(err, RP_ERR_FORMAT, "node '%s' (%s): attribute '%s' is given twice", n->name,
+                                       n->op_type, names[k]);
+                free(names);
+                return st;
+            }
+        free(names);
     }
     return RP_OK;
 }

@@ -14,6 +14,7 @@
 #include "graph/onnx_tensor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,10 +140,14 @@ static rp_status read_external(const Onnx__TensorProto *tp, const char *label, l
         goto fail;
     }
 
-    /* Open the resolved name so the file read is the one that was checked. */
-    f = fopen(real_file, "rb");
+    /* Open the resolved name so the file read is the one that was checked;
+     * O_NONBLOCK so a FIFO there is refused below instead of blocking. */
+    int fd = open(real_file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (!f) {
         st = rp_fail(err, RP_ERR_IO, "tensor '%s': external data file '%s': %s", label, full, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         goto fail;
     }
     struct stat sb;
@@ -150,6 +155,7 @@ static rp_status read_external(const Onnx__TensorProto *tp, const char *label, l
         st = rp_fail(err, RP_ERR_IO, "tensor '%s': external data file '%s' is not a regular file", label, full);
         goto fail;
     }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     if ((uint64_t)offset > (uint64_t)sb.st_size || (uint64_t)sb.st_size - (uint64_t)offset < (uint64_t)nbytes) {
         st = rp_fail(err, RP_ERR_IO,
                      "tensor '%s': external data file '%s' is too short: needs %zu bytes at offset %lld, "

@@ -191,10 +191,12 @@ class Model:
         return self._base.metadata(key)
 
     def inspect(self, rules=None):
-        """What ``relprop inspect`` reports, as a dict: inputs, outputs, ops,
-        unsupported ops, attention layers, the patch grid and readout
-        (``layout``), and how many nodes get each relevance rule under rule
-        set `rules` (default "paper")."""
+        """What ``relprop inspect`` reports, as a dict: inputs, outputs, op
+        counts (after GELU fusion), folded nodes, attention layers, the patch
+        grid and readout (``layout``; ``{"error": ...}`` when there is none),
+        and how many nodes get each relevance rule under rule set `rules`
+        (default "paper"), as ``rule_counts`` {"kind -> rule": n}. (A model
+        with an op relprop does not support fails to load, naming the node.)"""
         return self._base.inspect(_rules_arg(rules))
 
     def preprocessing(self):

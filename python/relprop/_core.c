@@ -20,7 +20,7 @@
 
 #include "relprop/relprop.h"
 
-static PyObject *RelpropError; /* relprop.Error; .status is "io", "format", ... */
+static PyObject *RelpropError; /* relprop.Error; .status is rp_status_name's: "io", "format", ... */
 
 static PyObject *raise_rp(const rp_error *err)
 {
@@ -698,31 +698,23 @@ static int set_item(PyObject *d, const char *key, PyObject *v)
     return rc;
 }
 
-/* inspect(rules) -> dict: what `relprop inspect` prints, as data. */
+/* inspect(rules) -> dict: what `relprop inspect` prints, as data, for a
+ * prepared model (ops counted after GELU fusion). A model with ops relprop
+ * does not support never gets here: loading it raised, naming the node. */
 static PyObject *CoreModel_inspect(CoreModel *self, PyObject *args)
 {
     const char *rules = NULL;
     if (!check_ready(self) || !PyArg_ParseTuple(args, "|z", &rules))
         return NULL;
     rp_model *m = self->m;
-    PyObject *d = PyDict_New(), *ops = PyDict_New(), *unsupported = PyList_New(0), *attn = PyList_New(0),
-             *rule_counts = PyDict_New();
-    if (!d || !ops || !unsupported || !attn || !rule_counts)
+    PyObject *d = PyDict_New(), *ops = PyDict_New(), *attn = PyList_New(0), *rule_counts = PyDict_New();
+    if (!d || !ops || !attn || !rule_counts)
         goto fail;
     int n_nodes = rp_model_node_count(m), folded = 0;
     for (int i = 0; i < n_nodes; i++) {
         if (count_into(ops, rp_model_node_op(m, i)) < 0)
             goto fail;
         folded += rp_model_node_folded(m, i);
-        if (!rp_model_node_supported(m, i)) {
-            PyObject *u = Py_BuildValue("{ssssss}", "node", rp_model_node_name(m, i), "op", rp_model_node_op(m, i),
-                                        "domain", rp_model_node_domain(m, i));
-            if (!u || PyList_Append(unsupported, u) < 0) {
-                Py_XDECREF(u);
-                goto fail;
-            }
-            Py_DECREF(u);
-        }
     }
     int fused = rp_model_fused_gelu_count(m);
     rp_error err = {0};
@@ -779,18 +771,16 @@ static PyObject *CoreModel_inspect(CoreModel *self, PyObject *args)
         set_item(d, "batch", PyLong_FromLong(rp_model_batch(m))) < 0 ||
         set_item(d, "dynamic_batch", PyBool_FromLong(self->dynamic_batch)) < 0 ||
         set_item(d, "rules", PyUnicode_FromString(rules ? rules : "paper")) < 0 ||
-        PyDict_SetItemString(d, "ops", ops) < 0 || PyDict_SetItemString(d, "unsupported", unsupported) < 0 ||
+        PyDict_SetItemString(d, "ops", ops) < 0 ||
         PyDict_SetItemString(d, "attention", attn) < 0 || PyDict_SetItemString(d, "rule_counts", rule_counts) < 0)
         goto fail;
     Py_DECREF(ops);
-    Py_DECREF(unsupported);
     Py_DECREF(attn);
     Py_DECREF(rule_counts);
     return d;
 fail:
     Py_XDECREF(d);
     Py_XDECREF(ops);
-    Py_XDECREF(unsupported);
     Py_XDECREF(attn);
     Py_XDECREF(rule_counts);
     return NULL;
@@ -908,7 +898,7 @@ PyMODINIT_FUNC PyInit__core(void)
         return NULL;
     RelpropError = PyErr_NewExceptionWithDoc("relprop.Error",
                                              "An error from relprop, with its one-line message; .status names the "
-                                             "kind (io, format, unsupported, shape, dtype, value, nomem, arg, internal).",
+                                             "kind (io, format, unsupported, shape, dtype, value, out of memory, argument, internal).",
                                              PyExc_RuntimeError, NULL);
     if (!RelpropError || PyModule_AddObjectRef(mod, "Error", RelpropError) < 0 ||
         PyModule_AddObjectRef(mod, "CoreModel", (PyObject *)&CoreModelType) < 0 ||

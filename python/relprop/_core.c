@@ -105,6 +105,17 @@ static PyObject *shape_tuple(const rp_tensor *t)
     return s;
 }
 
+/* d[key] = v with a plain (not interned) key: PyDict_SetItemString interns
+ * its key, and interning a new string on every call churns CPython's
+ * interned table, which it then reallocates now and then. */
+static int dict_set(PyObject *d, const char *key, PyObject *v)
+{
+    PyObject *k = PyUnicode_FromString(key);
+    int rc = k ? PyDict_SetItem(d, k, v) : -1;
+    Py_XDECREF(k);
+    return rc;
+}
+
 static const char *dtype_name(rp_dtype dt)
 {
     switch (dt) {
@@ -636,7 +647,7 @@ static PyObject *CoreModel_explain(CoreModel *self, PyObject *args)
                 }
                 memcpy(dst + ((int64_t)b * K + ci) * first->count, t->data, sizeof(float) * (size_t)t->count);
             }
-        int rc = PyDict_SetItemString(maps, rp_method_name(rp_explanation_method(e, mi)), a);
+        int rc = dict_set(maps, rp_method_name(rp_explanation_method(e, mi)), a);
         Py_DECREF(a);
         if (rc < 0)
             goto done;
@@ -693,7 +704,7 @@ static int set_item(PyObject *d, const char *key, PyObject *v)
 {
     if (!v)
         return -1;
-    int rc = PyDict_SetItemString(d, key, v);
+    int rc = dict_set(d, key, v);
     Py_DECREF(v);
     return rc;
 }
@@ -771,8 +782,8 @@ static PyObject *CoreModel_inspect(CoreModel *self, PyObject *args)
         set_item(d, "batch", PyLong_FromLong(rp_model_batch(m))) < 0 ||
         set_item(d, "dynamic_batch", PyBool_FromLong(self->dynamic_batch)) < 0 ||
         set_item(d, "rules", PyUnicode_FromString(rules ? rules : "paper")) < 0 ||
-        PyDict_SetItemString(d, "ops", ops) < 0 ||
-        PyDict_SetItemString(d, "attention", attn) < 0 || PyDict_SetItemString(d, "rule_counts", rule_counts) < 0)
+        dict_set(d, "ops", ops) < 0 || dict_set(d, "attention", attn) < 0 ||
+        dict_set(d, "rule_counts", rule_counts) < 0)
         goto fail;
     Py_DECREF(ops);
     Py_DECREF(attn);

@@ -8,6 +8,7 @@ packages=(
   libopenblas-dev check libsubunit-dev libstb-dev libcjson-dev
   libonnx-testdata
   python3 python3-numpy valgrind clang libclang-rt-14-dev
+  python3-dev python3-setuptools python3-pytest
 )
 missing=()
 for p in "${packages[@]}"; do

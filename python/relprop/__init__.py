@@ -117,9 +117,11 @@ class Explanation:
         self.methods = tuple(methods)
         self.patch = patch
 
-    def map(self, method="transformer_attribution", cls=None, row=0):
-        """One (h, w) map: of `method`, for class `cls` (default: the row's
-        first explained class) of input row `row`."""
+    def map(self, method=None, cls=None, row=0):
+        """One (h, w) map: of `method` (default: the first asked), for class
+        `cls` (default: the row's first explained class) of input row `row`."""
+        if method is None:
+            method = self.methods[0]
         if method not in self.maps:
             raise KeyError(f"method '{method}' was not explained; this explanation has {', '.join(self.methods)}")
         if not 0 <= row < self.classes.shape[0]:

@@ -188,3 +188,10 @@ def test_bad_arguments(demo):
 def test_set_threads():
     assert relprop.set_threads(1) == 1
     assert relprop.set_threads(None) >= 1
+
+
+def test_map_defaults(demo):
+    x = demo.load_image(os.path.join(SAMPLES, "dress_sandal.png"))
+    e = demo.explain(x, methods=["rollout", "lrp_full"], top_classes=2)
+    assert np.array_equal(e.map(), e.maps["rollout"][0, 0])
+    assert e.classes[0].tolist() == [c for c, _, _ in relprop.top_k(e.logits, 2)]

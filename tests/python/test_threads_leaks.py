@@ -27,9 +27,21 @@ def same(a, b):
                all(a.maps[k].tobytes() == b.maps[k].tobytes() for k in a.maps) for a, b in zip(a, b))
 
 
+def close(a, b, limit=1e-5):
+    """Equal classes and maps within `limit` of their largest magnitude. Two
+    models computing at once share relprop's one thread pool: whichever
+    call finds it busy does its products on its own thread, unsplit, and
+    OpenBLAS's AVX2 kernels may then round a panel's edge differently
+    (README, Speed) -- the last bits, never more."""
+    return all(np.array_equal(a.classes, b.classes) and
+               all(np.abs(a.maps[k] - b.maps[k]).max() <= limit * np.abs(b.maps[k]).max() for k in a.maps)
+               for a, b in zip(a, b))
+
+
 def test_one_model_many_threads():
     """Four threads on one Model: its per-model lock runs the calls one
-    after the other, and every thread gets what it gets alone."""
+    after the other, and every thread gets what it gets alone, bit for bit
+    (one call at a time has the thread pool to itself, as alone)."""
     m = relprop.Model(DEMO_MODEL)
     xs = [m.load_image(os.path.join(SAMPLES, f)) for f in IMAGES]
     want = explain_all(m, xs)
@@ -77,7 +89,7 @@ def test_two_models_two_threads():
         t.join()
     assert not errors, errors
     for key in got:
-        assert len(got[key]) == 5 and all(same(r, want[key]) for r in got[key])
+        assert len(got[key]) == 5 and all(close(r, want[key]) for r in got[key])
 
 
 def test_gil_released():

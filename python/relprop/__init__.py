@@ -289,13 +289,14 @@ def _rules_arg(rules):
 
 
 def _size(v, what):
+    """N or (h, w), each in 1..65536 as the CLI's --resize and --crop take."""
     if v is None:
         return None
     if isinstance(v, (int, np.integer)):
         v = (int(v), int(v))
     v = tuple(int(a) for a in v)
-    if len(v) != 2 or min(v) < 1:
-        raise ValueError(f"{what}: expected N or (h, w), positive")
+    if len(v) != 2 or min(v) < 1 or max(v) > 65536:
+        raise ValueError(f"{what}: expected N or (h, w), from 1 to 65536, got {v}")
     return v
 
 
@@ -323,9 +324,7 @@ def load_image(path, model=None, preset=None, resize=None, crop=None, interpolat
     pre = dict(pre)
     if resize is not None:
         if isinstance(resize, (int, np.integer)):
-            pre["resize"], pre["resize_hw"] = int(resize), None
-            if resize < 1:
-                raise ValueError("resize: expected a positive size")
+            pre["resize"], pre["resize_hw"] = _size(resize, "resize")[0], None
         else:
             pre["resize"], pre["resize_hw"] = None, _size(resize, "resize")
     if crop is not None:

@@ -174,6 +174,10 @@ def test_bad_arguments(demo):
         relprop.write_png("/tmp/never.png", np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(ValueError, match="give a model"):
         relprop.load_image(os.path.join(SAMPLES, "coat_tshirt.png"))
+    with pytest.raises(ValueError, match="65536"):
+        relprop.load_image(os.path.join(SAMPLES, "coat_tshirt.png"), model=demo, resize=1 << 40)
+    with pytest.raises(ValueError, match="resize"):
+        relprop.load_image(os.path.join(SAMPLES, "coat_tshirt.png"), model=demo, resize=(0, 5))
     with pytest.raises(ValueError, match="interpolation"):
         relprop.load_image(os.path.join(SAMPLES, "coat_tshirt.png"), model=demo, interpolation="lanczos")
     with pytest.raises(ValueError, match="std"):

@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build build-cli setup test test-fast test-sanitize test-valgrind demo install bench-eval bench fuzz clean
+.PHONY: all build build-cli setup test test-fast test-python test-sanitize test-valgrind demo install bench-eval bench fuzz clean
 
 all: build
 
@@ -21,19 +21,28 @@ setup:
 	@bash scripts/setup.sh
 
 # The whole suite three ways: a normal build, built with AddressSanitizer and
-# UndefinedBehaviorSanitizer, and a subset under valgrind's memcheck.
-test: test-fast test-sanitize test-valgrind
+# UndefinedBehaviorSanitizer, and a subset under valgrind's memcheck; the
+# Python package (python/) is built and tested each way too.
+test: test-fast test-python test-sanitize test-valgrind
 
 test-fast: build
 	@bash tests/run_ctest.sh $(BUILD) --output-on-failure -j $(JOBS)
+
+# The Python package built against $(BUILD)'s librelprop.a into
+# $(BUILD)/python; its pytest tests and examples/python/notebook.py.
+test-python: build
+	@bash tests/python/run.sh $(abspath $(BUILD))
 
 test-sanitize:
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DRELPROP_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 bash tests/run_ctest.sh $(BUILD)-asan --output-on-failure -j $(JOBS)
+	@bash tests/python/run.sh $(abspath $(BUILD))-asan asan
 
 test-valgrind: build
 	@bash tests/valgrind.sh $(abspath $(BUILD))
+	@bash tests/python/run.sh $(abspath $(BUILD)) build
+	@bash tests/python/valgrind.sh $(abspath $(BUILD))
 
 demo: setup build-cli
 	@bash scripts/demo.sh $(BUILD)/relprop

@@ -10,6 +10,7 @@ packages=(
   libonnx-testdata
   python3 python3-numpy valgrind clang libclang-rt-14-dev
   python3-pil libjpeg-turbo-progs
+  python3-dev python3-setuptools python3-pytest
 )
 missing=()
 for p in "${packages[@]}"; do

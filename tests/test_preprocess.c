@@ -589,6 +589,48 @@ START_TEST(test_model_metadata)
 }
 END_TEST
 
+/* rp_model_default_preprocess, what the CLI and the Python package use with
+ * no options: the metadata if any, else a bilinear resize to the model's
+ * input with mean = std = 0.5; errors in the metadata are passed on. */
+START_TEST(test_default_preprocess)
+{
+    rp_model *m = NULL;
+    rp_error err = {0};
+    rp_preprocess p, q;
+    const char *source = NULL;
+    bool found = false;
+    ck_assert_msg(rp_model_load(fixture("meta_none.onnx"), &m, &err) == RP_OK, "%s", err.msg);
+    ck_assert_msg(rp_model_default_preprocess(m, &p, &source, &err) == RP_OK, "%s", err.msg);
+    const rp_tensor *x = rp_model_input_info(m, 0);
+    ck_assert_int_eq(x->rank, 4);
+    ck_assert_int_eq(p.resize, 0);
+    ck_assert_int_eq(p.resize_h, (int)x->dims[2]);
+    ck_assert_int_eq(p.resize_w, (int)x->dims[3]);
+    ck_assert_int_eq(p.crop_h, 0);
+    ck_assert_int_eq(p.interp, RP_INTERP_BILINEAR);
+    for (int c = 0; c < 3; c++) {
+        ck_assert_float_eq(p.mean[c], 0.5f);
+        ck_assert_float_eq(p.std[c], 0.5f);
+    }
+    ck_assert_msg(source && strstr(source, "default"), "source: %s", source ? source : "NULL");
+    ck_assert_int_eq(rp_model_default_preprocess(m, &p, NULL, &err), RP_OK); /* source may be NULL */
+    rp_model_free(m);
+
+    ck_assert_msg(rp_model_load(fixture("meta_custom.onnx"), &m, &err) == RP_OK, "%s", err.msg);
+    ck_assert_int_eq(rp_model_default_preprocess(m, &p, &source, &err), RP_OK);
+    ck_assert_int_eq(rp_model_preprocess(m, &q, &found, &err), RP_OK);
+    ck_assert(found);
+    ck_assert_mem_eq(&p, &q, sizeof p);
+    ck_assert_str_eq(source, "model metadata");
+    rp_model_free(m);
+
+    m = open_meta("meta_bad_interp.onnx");
+    ck_assert_int_eq(rp_model_default_preprocess(m, &p, &source, &err), RP_ERR_VALUE);
+    ck_assert_msg(strstr(err.msg, "lanczos") != NULL, "%s", err.msg);
+    rp_model_free(m);
+}
+END_TEST
+
 /* ---- writing PNG ---- */
 
 START_TEST(test_write_png)
@@ -653,6 +695,7 @@ static Suite *suite(void)
     tcase_add_test(te, test_transform_identities);
     tcase_add_test(te, test_presets);
     tcase_add_test(te, test_model_metadata);
+    tcase_add_test(te, test_default_preprocess);
     tcase_add_test(te, test_write_png);
     suite_add_tcase(s, te);
     return s;

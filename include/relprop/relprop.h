@@ -382,6 +382,12 @@ rp_status rp_preprocess_preset(const char *name, rp_preprocess *out, rp_error *e
 rp_status rp_model_preprocess(const rp_model *m, rp_preprocess *out, bool *found, rp_error *err);
 /* A metadata_props value by key, or NULL. Owned by the model. */
 const char *rp_model_metadata(const rp_model *m, const char *key);
+/* What the CLI and the Python package use when no preprocessing is given
+ * (src/image/default_preprocess.c): the model's metadata (rp_model_preprocess)
+ * if it has any, else a bilinear resize to the model's input size with
+ * mean = std = 0.5 (the paper's notebook). *source (may be NULL) says which,
+ * in words; static. After prepare, so that the input size is known. */
+rp_status rp_model_default_preprocess(const rp_model *m, rp_preprocess *out, const char **source, rp_error *err);
 
 /* Image → (1, C, H, W) float32 input (caller-owned). C = 3, or 1 if
  * channels_out == 1 (luminance as PIL's convert("L")). */

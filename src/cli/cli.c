@@ -493,24 +493,12 @@ int resolve_preprocess(const preprocess_flags *a, rp_model *m, int64_t budget, r
                        const char **source)
 {
     rp_error err = {0};
-    bool found = false;
-    const rp_tensor *x = rp_model_input_info(m, 0);
     if (a->preset) {
         if (rp_preprocess_preset(a->preset, pre, &err))
             return fail(err.msg);
         *source = "preset";
-    } else if (rp_model_preprocess(m, pre, &found, &err)) {
+    } else if (rp_model_default_preprocess(m, pre, source, &err)) {
         return fail(err.msg);
-    } else if (found) {
-        *source = "model metadata";
-    } else {
-        memset(pre, 0, sizeof *pre);
-        pre->resize_h = x->rank == 4 ? (int)x->dims[2] : 0;
-        pre->resize_w = x->rank == 4 ? (int)x->dims[3] : 0;
-        pre->interp = RP_INTERP_BILINEAR;
-        for (int c = 0; c < 3; c++)
-            pre->mean[c] = pre->std[c] = 0.5f;
-        *source = "default (resize to the model's input, mean = std = 0.5)";
     }
     int rc = 0, h = 0, w = 0;
     if (a->resize) {

@@ -493,6 +493,7 @@ int resolve_preprocess(const preprocess_flags *a, rp_model *m, int64_t budget, r
                        const char **source)
 {
     rp_error err = {0};
+    const rp_tensor *x = rp_model_input_info(m, 0);
     if (a->preset) {
         if (rp_preprocess_preset(a->preset, pre, &err))
             return fail(err.msg);

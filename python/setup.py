@@ -34,8 +34,10 @@ def ensure_library():
 
 
 def pkg_config_libs():
-    # What librelprop.a needs (CMakeLists.txt: relprop_lib's link libraries).
-    out = subprocess.check_output(["pkg-config", "--libs", "libprotobuf-c", "openblas", "stb", "libcjson"], text=True)
+    # What librelprop.a needs: the build writes CMakeLists.txt's list.
+    with open(os.path.join(BUILD, "relprop_pkg_deps.txt")) as f:
+        deps = f.read().split()
+    out = subprocess.check_output(["pkg-config", "--libs"] + deps, text=True)
     return shlex.split(out) + ["-lm", "-ldl", "-lpthread"]
 
 

@@ -28,7 +28,7 @@ if [ "$mode" = asan ]; then
   pytest_extra=(--deselect tests/python/test_threads_leaks.py::test_no_leaks_over_1000_calls)
 fi
 echo "python: building the package against $build"
-(cd "$src/python" && RELPROP_BUILD_DIR="$build" "$py" setup.py -q build --build-base "$build/python-build" \
+(cd "$src/python" && RELPROP_BUILD_DIR="$build" "$py" setup.py -q build --force --build-base "$build/python-build" \
   --build-lib "$out" >"$build/python-build.log" 2>&1) || { cat "$build/python-build.log"; echo "python: build failed"; exit 1; }
 [ "$mode" = build ] && exit 0
 log=$build/python-pytest.log

@@ -35,6 +35,29 @@ START_TEST(rows_match_the_enum)
 }
 END_TEST
 
+/* One ranking for the library, the CLI and the evaluation: equal logits keep
+ * index order (the CLI's own selection sort once gave [2, 1] here). */
+START_TEST(top_classes_keep_index_order_on_ties)
+{
+    const float y[] = {1, 1, 2, 0.5f, 2};
+    int out[5];
+    rp_top_classes(y, 3, 2, out);
+    ck_assert_int_eq(out[0], 2);
+    ck_assert_int_eq(out[1], 0);
+    rp_top_classes(y, 5, 5, out);
+    static const int want[] = {2, 4, 0, 1, 3};
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(out[i], want[i]);
+        ck_assert(rp_eval_in_top_k(y, 5, want[i], i + 1));
+        ck_assert(!rp_eval_in_top_k(y, 5, want[i], i));
+    }
+    rp_top_classes(y, 2, 9, out); /* k above n */
+    ck_assert_int_eq(out[0], 0);
+    ck_assert_int_eq(out[1], 1);
+    ck_assert(rp_method_pixel_map(RP_METHOD_LRP_FULL) && !rp_method_pixel_map(RP_METHOD_ROLLOUT));
+}
+END_TEST
+
 START_TEST(each_method_alone_as_among_all)
 {
     static const int starts[] = {0, 2};
@@ -77,6 +100,7 @@ int main(void)
     TCase *tc = tcase_create("rows");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, rows_match_the_enum);
+    tcase_add_test(tc, top_classes_keep_index_order_on_ties);
     tcase_add_test(tc, each_method_alone_as_among_all);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -270,6 +270,13 @@ typedef enum rp_method {
 const char *rp_method_name(rp_method m);
 /* Parse a method name; false if unknown. */
 bool rp_method_parse(const char *name, rp_method *out);
+/* Whether the method's map is over the input's pixels, (H, W) (lrp_full),
+ * rather than over the patch grid, (grid_h, grid_w). */
+bool rp_method_pixel_map(rp_method m);
+
+/* The k largest of n logits into out[0..k), largest first; equal logits
+ * keep index order (so {1, 1, 2} ranks 2, 0, 1). k above n is taken as n. */
+void rp_top_classes(const float *logits, int64_t n, int k, int *out);
 
 typedef struct rp_explain_options {
     int start_layer;         /* first layer aggregated by transformer_attribution and rollout (default 0) */
@@ -478,8 +485,8 @@ typedef struct rp_eval_spec {
 rp_status rp_eval_specificity(const float *pixmap, const uint8_t *target_mask, const uint8_t *others_mask, int64_t n,
                               rp_eval_spec *out, rp_error *err);
 
-/* Whether class cls is among the k largest logits (ties by index, as the
- * CLI's top-k listing orders them). */
+/* Whether class cls is among the k largest logits (ties by index, as
+ * rp_top_classes orders them). */
 bool rp_eval_in_top_k(const float *logits, int64_t n, int cls, int k);
 
 /* The perturbation test for one map. input is the normalised (1, C, H, W)

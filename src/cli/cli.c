@@ -227,24 +227,6 @@ char **labels_from_model(const rp_model *m, int64_t n_classes)
     return labels;
 }
 
-void top_classes(const float *logits, int64_t n, int k, int *order)
-{
-    for (int64_t i = 0; i < n; i++)
-        order[i] = (int)i;
-    if (k > n)
-        k = (int)n;
-    /* Partial selection sort: k is small, and ties keep index order (deterministic). */
-    for (int j = 0; j < k; j++) {
-        int64_t best = j;
-        for (int64_t i = j + 1; i < n; i++)
-            if (logits[order[i]] > logits[order[best]])
-                best = i;
-        int t = order[j];
-        order[j] = order[best];
-        order[best] = t;
-    }
-}
-
 void print_predictions(const float *logits, int64_t n, int top, char **labels, bool multilabel)
 {
     int *order = malloc(sizeof *order * (size_t)n);
@@ -252,7 +234,7 @@ void print_predictions(const float *logits, int64_t n, int top, char **labels, b
         return;
     if (top > n)
         top = (int)n;
-    top_classes(logits, n, top, order);
+    rp_top_classes(logits, n, top, order);
     double mx = logits[0], z = 0;
     for (int64_t i = 0; i < n; i++)
         mx = logits[i] > mx ? logits[i] : mx;

@@ -63,8 +63,6 @@ char **labels_from_model(const rp_model *m, int64_t n_classes);
 /* The notebook's table: rank, class, label, logit, probability (softmax, or
  * sigmoid per class for multi-label models). */
 void print_predictions(const float *logits, int64_t n, int top, char **labels, bool multilabel);
-/* Indices of the k largest logits, ties by index. order must hold n ints. */
-void top_classes(const float *logits, int64_t n, int k, int *order);
 
 int ensure_dir(const char *dir);
 /* Fails early, with the reason, if dir (or, when it does not exist yet, the

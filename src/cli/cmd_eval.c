@@ -379,7 +379,7 @@ static int eval_image_run(eval_job *j, const eval_image *im)
             rp_method method = rp_explanation_method(e, mi);
             method_acc *acc = &j->acc[method];
             const rp_tensor *map = rp_explanation_map(e, r, mi);
-            bool pixels = method == RP_METHOD_LRP_FULL;
+            bool pixels = rp_method_pixel_map(method);
             int ph = pixels ? 1 : j->layout.patch_h, pw = pixels ? 1 : j->layout.patch_w;
             int64_t mh = map->rank >= 2 ? map->dims[map->rank - 2] : 0, mw = map->rank >= 2 ? map->dims[map->rank - 1] : 0;
             if (mh * ph != j->h || mw * pw != j->w) {
@@ -874,7 +874,7 @@ int cmd_eval(int argc, char **argv)
     }
     bool want_patches = false;
     for (int i = 0; i < a.n_methods; i++)
-        want_patches |= a.methods[i] != RP_METHOD_LRP_FULL;
+        want_patches |= !rp_method_pixel_map(a.methods[i]);
     if (want_patches && rp_model_token_layout(j.m, &j.layout, &err)) {
         rc = fail(err.msg);
         goto done;

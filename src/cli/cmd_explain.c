@@ -319,7 +319,7 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
         rc = fail("out of memory");
         goto done;
     }
-    top_classes(logits, n_logits, (int)a->top, order);
+    rp_top_classes(logits, n_logits, (int)a->top, order);
     cJSON *preds = cJSON_AddArrayToObject(summary, "predictions");
     for (int k = 0; k < a->top && k < n_logits; k++) {
         cJSON *p = cJSON_CreateObject();
@@ -355,7 +355,7 @@ static int write_results(const job *j, const input_item *it, const rp_tensor *x,
             rp_method method = rp_explanation_method(e, mi);
             const char *mname = rp_method_name(method);
             const rp_tensor *map = rp_explanation_sample_map(e, b, ci, mi);
-            bool pixels = method == RP_METHOD_LRP_FULL;
+            bool pixels = rp_method_pixel_map(method);
             int ph = pixels ? 1 : j->layout.patch_h, pw = pixels ? 1 : j->layout.patch_w;
             cJSON *rec = tensor_stats(map);
             cJSON_AddNumberToObject(rec, "class", cls);
@@ -845,7 +845,7 @@ int cmd_explain(int argc, char **argv)
     j.multilabel = ml && strcmp(ml, "1") == 0;
     bool want_patches = false;
     for (int i = 0; i < a.n_methods; i++)
-        want_patches |= a.methods[i] != RP_METHOD_LRP_FULL;
+        want_patches |= !rp_method_pixel_map(a.methods[i]);
     if (want_patches && rp_model_token_layout(j.m, &j.layout, &err)) {
         rc = fail(err.msg);
         goto done;

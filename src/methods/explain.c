@@ -200,9 +200,10 @@ static rp_status copy_tensor(rp_tensor *dst, const rp_tensor *src, rp_error *err
     return st;
 }
 
-/* The k largest of n logits, largest first; ties keep index order. */
-static void top_classes(const float *y, int64_t n, int *out, int k)
+void rp_top_classes(const float *y, int64_t n, int k, int *out)
 {
+    if (k > n)
+        k = (int)n;
     for (int j = 0; j < k; j++) {
         int best = -1;
         for (int64_t i = 0; i < n; i++) {
@@ -425,7 +426,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
         if (n_classes > 0)
             memcpy(e->classes + b * e->n_classes, classes, sizeof *classes * (size_t)n_classes);
         else
-            top_classes((const float *)y->data + b * n_logits, n_logits, e->classes + b * e->n_classes, e->n_classes);
+            rp_top_classes((const float *)y->data + b * n_logits, n_logits, e->n_classes, e->classes + b * e->n_classes);
     }
     memcpy(e->methods, methods, sizeof *methods * (size_t)n_methods);
     if ((st = check_request(m, n_logits, e->classes, e->n_classes, methods, n_methods, err)))

@@ -82,3 +82,9 @@ bool rp_method_parse(const char *name, rp_method *out)
         }
     return false;
 }
+
+bool rp_method_pixel_map(rp_method m)
+{
+    const rp_method_row *r = rp_method_row_of(m);
+    return r && r->pixels;
+}

@@ -11,7 +11,10 @@
  *     (the gray ramp i -> (i, i, i)) and holds PLTE's entries, so an index
  *     beyond the palette gives Pillow's gray, deterministically.
  * Interlaced files are de-interlaced by libpng. A bad CRC is an error in
- * any chunk, as in Pillow (libpng would skip an ancillary one). libpng's errors come back
+ * any chunk: Pillow refuses one in the chunks before the image data
+ * (libpng alone would skip an ancillary one), and a bad IDAT CRC, which
+ * Pillow does not check, is corruption all the same. So is a palette image
+ * without PLTE, which Pillow would show as gray. libpng's errors come back
  * through setjmp as "corrupt PNG: <libpng's message>"; running out of bytes
  * is "truncated PNG". Reading stops after the last row: a file cut after its
  * image data (no IEND) loads, as in Pillow. */

@@ -358,8 +358,9 @@ typedef struct rp_image {
     uint8_t *pixels;             /* width * height * channels bytes, owned (rp_image_release) */
 } rp_image;
 
-/* Read PNG (libpng), JPEG (libjpeg-turbo, as Pillow decodes), BMP and PPM/PGM (relprop's own readers). Converted to RGB (alpha dropped,
- * gray expanded) as PIL's convert("RGB") does. Zero-size, unreadable or
+/* Read PNG (libpng), JPEG (libjpeg-turbo, decoded as Pillow does), BMP and
+ * PPM/PGM (relprop's own readers). Converted to RGB (alpha dropped, gray
+ * expanded) as PIL's convert("RGB") does. Zero-size, unreadable or
  * corrupt files are errors naming the file. */
 rp_status rp_image_load(const char *path, rp_image *out, rp_error *err);
 void rp_image_release(rp_image *im);

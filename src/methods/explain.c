@@ -598,16 +598,7 @@ rp_status rp_explain(rp_model *m, const rp_tensor *input, const int *classes, in
                 goto fail;
         }
     }
-    free(readout);
-    free(views);
-    free(targets);
-    free(fused_done);
-    m->grads.on_final = NULL;
-    m->grads.on_final_ctx = NULL;
-    free(check.entries);
-    rp_tensor_release(&seed);
-    *out = e;
-    return RP_OK;
+    st = RP_OK;
 fail:
     free(readout);
     free(views);
@@ -617,6 +608,9 @@ fail:
     m->grads.on_final_ctx = NULL;
     free(check.entries);
     rp_tensor_release(&seed);
-    rp_explanation_free(e);
+    if (st == RP_OK)
+        *out = e;
+    else
+        rp_explanation_free(e);
     return st;
 }

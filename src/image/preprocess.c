@@ -20,6 +20,7 @@
 #include <stb_image_write.h>
 
 #include "core/atomic_file.h"
+#include "relprop/relprop.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "image/decode.h"
@@ -66,55 +67,48 @@ void rp_image_release(rp_image *im)
     memset(im, 0, sizeof *im);
 }
 
-/* The whole file in memory: the decoders read from memory, and reading it
- * ourselves gives the OS's reason (strerror) when the file cannot be read. */
+/* 2 GiB: far above any file of an image within the pixel limit (64 Mpx of
+ * 16-bit RGBA is 512 MiB uncompressed). */
+#define IMAGE_FILE_MAX ((int64_t)INT_MAX)
+
+/* The whole file in memory, for the decoders, which read from memory. Only
+ * a regular file is read, opened without blocking (a FIFO or device is
+ * refused by kind, before a byte is read). */
 static rp_status read_file(const char *path, uint8_t **out, size_t *len, rp_error *err)
 {
-    rp_status st = RP_OK;
-    uint8_t *buf = NULL;
-    size_t cap = 0, n = 0;
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rp_fail(err, RP_ERR_IO, "%s: cannot open image: %s", path, strerror(errno));
-    for (;;) {
-        if (n == cap) {
-            /* 2 GiB: far above any file of an image within the pixel limit
-             * (64 Mpx of 16-bit RGBA is 512 MiB uncompressed). */
-            if (cap >= (size_t)INT_MAX) {
-                st = rp_fail(err, RP_ERR_UNSUPPORTED, "%s: image file larger than 2 GiB", path);
-                goto fail;
-            }
-            size_t ncap = cap ? cap * 2 : 1 << 16;
-            if (ncap > (size_t)INT_MAX)
-                ncap = (size_t)INT_MAX;
-            uint8_t *nb = realloc(buf, ncap);
-            if (!nb) {
-                st = rp_fail(err, RP_ERR_NOMEM, "%s: out of memory reading the image", path);
-                goto fail;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                st = rp_fail(err, RP_ERR_IO, "%s: cannot read image: %s", path, strerror(errno));
-                goto fail;
-            }
+    int fd = -1;
+    int64_t size = 0;
+    rp_status st = rp_file_open_regular(path, "image", IMAGE_FILE_MAX, &fd, &size, err);
+    if (st)
+        return st;
+    uint8_t *buf = malloc(size > 0 ? (size_t)size : 1);
+    if (!buf) {
+        close(fd);
+        return rp_fail(err, RP_ERR_NOMEM, "%s: out of memory reading the image", path);
+    }
+    size_t n = 0;
+    while (n < (size_t)size) {
+        ssize_t got = read(fd, buf + n, (size_t)size - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            st = rp_fail(err, RP_ERR_IO, "%s: cannot read image: %s", path, strerror(errno));
             break;
         }
+        if (got == 0)
+            break; /* the file shrank while read: decode what is there, the decoder judges it */
+        n += (size_t)got;
     }
-    fclose(f);
+    close(fd);
+    if (st) {
+        free(buf);
+        return st;
+    }
     *out = buf;
     *len = n;
     return RP_OK;
-fail:
-    fclose(f);
-    free(buf);
-    return st;
 }
 
 /* ---- decoding ---- */

@@ -2,6 +2,8 @@
  * and one row in `sets`. */
 #include "rules/sets.h"
 
+#include "relprop/relprop.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fnmatch.h>
@@ -202,49 +204,6 @@ static void known_sets(char *buf, size_t len)
     }
 }
 
-/* The whole file, NUL-terminated; *out owned by the caller. */
-static rp_status read_file(const char *path, char **out, size_t *len, rp_error *err)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rp_fail(err, RP_ERR_IO, "rule set file '%s': %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    rp_status st = RP_OK;
-    while (buf) {
-        if (n + 1 >= cap) {
-            if (cap > (64u << 20)) {
-                st = rp_fail(err, RP_ERR_FORMAT, "rule set file '%s' is larger than 64 MiB", path);
-                break;
-            }
-            char *g = realloc(buf, cap * 2);
-            if (!g)
-                break;
-            buf = g;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                st = rp_fail(err, RP_ERR_IO, "rule set file '%s': read error", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return rp_fail(err, RP_ERR_NOMEM, "out of memory");
-    if (st) {
-        free(buf);
-        return st;
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return RP_OK;
-}
-
 static int line_of(const char *text, const char *at)
 {
     int line = 1;
@@ -316,7 +275,8 @@ static rp_status load_file(const char *path, rp_rule_set *s, int *cap, rp_error 
 {
     char *text = NULL;
     size_t len = 0;
-    rp_status st = read_file(path, &text, &len, err);
+    /* A regular file only, never blocking on a FIFO or reading a device. */
+    rp_status st = rp_file_read_text(path, "rule set file", (int64_t)64 << 20, &text, &len, err);
     if (st)
         return st;
     const char *end = NULL;

@@ -55,6 +55,7 @@ START_TEST(top_classes_keep_index_order_on_ties)
     ck_assert_int_eq(out[0], 0);
     ck_assert_int_eq(out[1], 1);
     ck_assert(rp_method_pixel_map(RP_METHOD_LRP_FULL) && !rp_method_pixel_map(RP_METHOD_ROLLOUT));
+    ck_assert(rp_method_uses_start_layer(RP_METHOD_ROLLOUT) && !rp_method_uses_start_layer(RP_METHOD_RAW_ATTENTION));
 }
 END_TEST
 
@@ -75,6 +76,22 @@ START_TEST(each_method_alone_as_among_all)
         rp_explanation *every = NULL;
         ck_assert_msg(rp_explain(m, &x, classes, 2, all, RP_METHOD_COUNT, &opt, &every, &err) == RP_OK, "%s", err.msg);
         for (int i = 0; i < RP_METHOD_COUNT; i++) {
+            /* Beside transformer attribution, whose walks fuse gradient into
+             * relevance unless a method reads them apart. */
+            rp_method pair[2] = {all[i], RP_METHOD_TRANSFORMER_ATTRIBUTION};
+            rp_explanation *paired = NULL;
+            ck_assert_msg(rp_explain(m, &x, classes, 2, pair, 2, &opt, &paired, &err) == RP_OK, "%s: %s",
+                          rp_method_name(all[i]), err.msg);
+            for (int ci = 0; ci < 2; ci++)
+                for (int q = 0; q < 2; q++) {
+                    const rp_tensor *a = rp_explanation_map(paired, ci, q),
+                                    *b = rp_explanation_map(every, ci, (int)pair[q]);
+                    ck_assert_msg(a->count == b->count &&
+                                      memcmp(a->data, b->data, sizeof(float) * (size_t)a->count) == 0,
+                                  "%s beside transformer_attribution, class %d: %s differs from among all methods",
+                                  rp_method_name(all[i]), classes[ci], rp_method_name(pair[q]));
+                }
+            rp_explanation_free(paired);
             rp_explanation *alone = NULL;
             ck_assert_msg(rp_explain(m, &x, classes, 2, &all[i], 1, &opt, &alone, &err) == RP_OK, "%s: %s",
                           rp_method_name(all[i]), err.msg);

@@ -23,10 +23,14 @@ static void says_what_it_means(const rp_op *op)
     ck_assert_msg(op->role != RP_ROLE_UNSET, "%s (opset %d): no .role", op->name, op->since_opset);
     ck_assert_msg(op->prepare && op->forward, "%s (opset %d): no kernel", op->name, op->since_opset);
     ck_assert_msg(op->min_out >= 1 && op->max_out >= op->min_out && op->max_in >= op->min_in, "%s: arity", op->name);
-    /* Only shape and constant work may lack a gradient, and every op on a
-     * relevance path needs one (ReduceProd excepted: it has none yet). */
+    /* Shape and constant work has no gradient; every op relevance or a
+     * gradient can flow through has one (only some RP_ROLE_OTHER ops lack
+     * it: Equal, whose output is boolean, and ReduceProd). */
     if (op->role == RP_ROLE_NONE)
         ck_assert_msg(!op->backward, "%s: shape work with a gradient", op->name);
+    else if (op->role != RP_ROLE_OTHER)
+        ck_assert_msg(op->backward != NULL, "%s (opset %d): role %d but no gradient", op->name, op->since_opset,
+                      (int)op->role);
     /* Summands: what is added into the output. */
     if (op->summand_inputs)
         ck_assert_msg(op->role == RP_ROLE_SUM || op->role == RP_ROLE_CONTRACTION || op->role == RP_ROLE_MOVE,

@@ -273,6 +273,8 @@ bool rp_method_parse(const char *name, rp_method *out);
 /* Whether the method's map is over the input's pixels, (H, W) (lrp_full),
  * rather than over the patch grid, (grid_h, grid_w). */
 bool rp_method_pixel_map(rp_method m);
+/* Whether the method aggregates layers from rp_explain_options.start_layer up. */
+bool rp_method_uses_start_layer(rp_method m);
 
 /* The k largest of n logits into out[0..k), largest first; equal logits
  * keep index order (so {1, 1, 2} ranks 2, 0, 1). k above n is taken as n. */

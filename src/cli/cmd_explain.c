@@ -644,7 +644,7 @@ static bool same_dir(const char *p, const char *q)
 static bool uses_start_layer(const explain_args *a)
 {
     for (int i = 0; i < a->n_methods; i++)
-        if (a->methods[i] == RP_METHOD_TRANSFORMER_ATTRIBUTION || a->methods[i] == RP_METHOD_ROLLOUT)
+        if (rp_method_uses_start_layer(a->methods[i]))
             return true;
     return false;
 }

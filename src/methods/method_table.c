@@ -27,13 +27,14 @@ static rp_status generic_attention(const rp_map_input *in, int start, float *out
     return rp_map_generic_attention(in, out, err);
 }
 
-/* In rp_method's order (checked below and by test_method_table). */
+/* Indexed by rp_method (test_method_table checks every value has its row). */
 static const rp_method_row rows[RP_METHOD_COUNT] = {
     [RP_METHOD_TRANSFORMER_ATTRIBUTION] = {.name = "transformer_attribution",
                                            .gradient = RP_REACH_FROM_START,
                                            .relevance = RP_REACH_FROM_START,
+                                           .uses_start_layer = true,
                                            .map = rp_map_transformer_attribution},
-    [RP_METHOD_ROLLOUT] = {.name = "rollout", .map = rp_map_rollout},
+    [RP_METHOD_ROLLOUT] = {.name = "rollout", .uses_start_layer = true, .map = rp_map_rollout},
     [RP_METHOD_RAW_ATTENTION] = {.name = "raw_attention", .map = raw_attention},
     [RP_METHOD_ATTN_GRADCAM] = {.name = "attn_gradcam",
                                 .gradient = RP_REACH_LAST,
@@ -87,4 +88,10 @@ bool rp_method_pixel_map(rp_method m)
 {
     const rp_method_row *r = rp_method_row_of(m);
     return r && r->pixels;
+}
+
+bool rp_method_uses_start_layer(rp_method m)
+{
+    const rp_method_row *r = rp_method_row_of(m);
+    return r && r->uses_start_layer;
 }

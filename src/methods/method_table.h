@@ -26,6 +26,9 @@ typedef struct rp_method_row {
      * product G * R: rules out multiplying the gradient into the relevance
      * as the walk goes (the fused transformer attribution). */
     bool reads_apart;
+    /* Aggregates from rp_explain_options.start_layer up (the attention
+     * maps themselves for rollout, whatever its walks). */
+    bool uses_start_layer;
     /* Relevance all the way down to the input: a pixel map (lrp_full), made
      * by rp_explain itself; map is NULL. */
     bool pixels;

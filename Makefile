@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all build build-cli setup test test-fast test-python test-sanitize test-valgrind demo install bench-eval bench fuzz clean
+.PHONY: all build build-cli setup setup-tests test test-fast test-python test-sanitize test-valgrind demo install bench-eval bench fuzz clean
 
 all: build
 
@@ -23,7 +23,11 @@ setup:
 # The whole suite three ways: a normal build, built with AddressSanitizer and
 # UndefinedBehaviorSanitizer, and a subset under valgrind's memcheck; the
 # Python package (python/) is built and tested each way too.
-test: test-fast test-python test-sanitize test-valgrind
+test: setup-tests test-fast test-python test-sanitize test-valgrind
+
+# What only the tests need (PyTorch, for from_torch), installed if missing.
+setup-tests:
+	@bash scripts/setup.sh --tests
 
 test-fast: build
 	@bash tests/run_ctest.sh $(BUILD) --output-on-failure -j $(JOBS)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages relprop needs to build, test and run its tools,
 # when they are missing. Safe to run again.
+#   setup.sh           what `make demo` needs, and the test suite's tools
+#   setup.sh --tests   also PyTorch, for the tests that export a torch model
+#                      (the Python package's from_torch); `make test` runs it
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
@@ -12,6 +15,9 @@ packages=(
   python3-pil libjpeg-turbo-progs
   python3-dev python3-setuptools python3-pytest
 )
+if [ "${1:-}" = --tests ]; then
+  packages+=(python3-torch)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

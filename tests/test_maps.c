@@ -1,4 +1,4 @@
-/* The map aggregations of src/methods/maps.c (METHOD.md §3):
+/* The map aggregations of src/methods/maps.c (docs/method.md §5):
  *  - small cases worked out by hand (the derivations are in the comments);
  *  - random cases against a naive double-precision transcription of §3 with a
  *    general readout, prefix and start layer;
@@ -209,7 +209,7 @@ START_TEST(test_hand_gradcam)
 }
 END_TEST
 
-/* ---- random cases against a naive double transcription of METHOD.md §3 ---- */
+/* ---- random cases against a naive double transcription of docs/method.md §5 ---- */
 
 typedef struct naive_case {
     int L, H, N, prefix;

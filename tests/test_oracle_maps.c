@@ -1,4 +1,4 @@
-/* Every method against the paper authors' implementation (METHOD.md §3,
+/* Every method against the paper authors' implementation (docs/method.md §5,
  * ../shared/oracle/README.md): for every oracle case, input and explained
  * class, each patch map is within 1e-2 of the expected map relative to its
  * largest magnitude, and within 1e-3 of the float64 reference (the float32

@@ -1,4 +1,4 @@
-/* The heatmap pictures of src/image/render.c (METHOD.md §4):
+/* The heatmap pictures of src/image/render.c (docs/method.md §6):
  *  - the JET table, all 256 entries, against tests/data/render/jet_rgb.txt
  *    (derived independently by tools/reference_overlay.py) and a few
  *    entries against cv2.applyColorMap(COLORMAP_JET) of OpenCV 4.6;

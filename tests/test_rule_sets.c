@@ -98,7 +98,7 @@ START_TEST(sets_assign_by_kind)
     int n = rp_model_node_count(m), softmax_rules = 0, softmax_nodes = 0;
     const char **kind = calloc((size_t)n, sizeof *kind), **rule = calloc((size_t)n, sizeof *rule);
     const struct rp_rule_params **p = calloc((size_t)n, sizeof *p);
-    /* The paper's table (METHOD.md §2), as before rule sets existed. */
+    /* The paper's table (docs/method.md §3.4), as before rule sets existed. */
     const char *k_paper[][2] = {{"first_conv", "zb"}, {"linear", "alpha_beta"}, {"bias", "identity"},
                                 {"product", "product"}, {"sum", "sum"},      {"region", "identity"},
                                 {"data", "route"},      {"unary", "identity"}};

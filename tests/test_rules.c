@@ -2,7 +2,7 @@
  * product}.c) on single hand-built nodes: a tiny rp_graph holds the node's input and
  * output values (constness is the value kind), the op's own kernel computes
  * the forward values, and each rule's result is compared with a naive
- * double-precision implementation of its formula (METHOD.md §2), plus
+ * double-precision implementation of its formula (docs/method.md §4), plus
  * conservation checks (sum of input relevance = sum of output relevance)
  * where the rule conserves. */
 #include <check.h>

@@ -1,6 +1,6 @@
 /* ViT variants (tests/variants, made by tools/export_variants.py, expected
  * maps from tools/reference.py — an independent PyTorch implementation of
- * METHOD.md checked against the authors' oracle): distilled DeiT, mean
+ * docs/method.md §2 checked against the authors' oracle): distilled DeiT, mean
  * pooling, register tokens, separate q/k/v, pre-scaled q, patch 14 on a
  * 16×16 grid, a non-square input, masked attention, a softmax spelled out as
  * ReduceMax/Sub/Exp/ReduceSum/Div, a pre-logits Linear + Tanh before the

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""numpy reference for `relprop eval` (METHOD.md section 5).
+"""numpy reference for `relprop eval` (docs/method.md §7).
 
 Recomputes every metric of `relprop eval --dump DUMP` from what relprop
 dumped -- the maps as explained (<stem>.c<C>.<method>.map.npy) and the

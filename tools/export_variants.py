@@ -59,7 +59,7 @@ W_GAIN = float(os.environ.get("W_GAIN", 3.0))        # v, proj, fc1, fc2 weights
 LOGIT_SCALE = float(os.environ.get("LOGIT_SCALE", 10.0))  # classifier rescaled: max |logit| on the input
 PRE_LOGITS_GAIN = float(os.environ.get("PRE_LOGITS_GAIN", 8.0))  # pre-logits weights: std 0.02 * this (Tanh not ~linear)
 # classifier_bias variants: non-zero classifier biases, so that the fixture
-# tests that they are ignored (METHOD.md: Linear, bias ignored; the bias Add
+# tests that they are ignored (docs/method.md §4.3: Linear, bias ignored; the bias Add
 # after a MatMul belongs to it). Head: before calibrate_head, about half the
 # spread of the logits; pre-logits: about half the spread of its pre-activations.
 HEAD_BIAS_STD = 0.05
@@ -400,7 +400,7 @@ def write_fixture(name, model, seed, x, classes, results, opset, outdir, tried=(
             "prefix tokens (cls, dist, registers) and the position embedding are constants: their relevance is dropped",
         ] + ([
             "decomposed softmax (ReduceMax, Sub, Exp, ReduceSum, Div): one region from the scores to the Div, "
-            "identity rule as a whole (METHOD.md section 2); A, G and R are read at the Div output",
+            "identity rule as a whole (docs/method.md §3.3); A, G and R are read at the Div output",
         ] if cfg["softmax"] != "op" else []) + ([
             "pre-logits: Linear (alpha-beta, bias ignored), Tanh identity, then the head Linear",
         ] if cfg["pre_logits"] else []) + ([
@@ -463,7 +463,7 @@ def graph_expectations(path):
     softmax (a Softmax, or the Div of a decomposed one: Div(e, ReduceSum(e)),
     e = Exp(...)) and the A @ V MatMul; and the rules of the classifier nodes
     between the readout Gather and the logits and of the decomposed
-    softmax's nodes, under the "paper" rule set (METHOD.md section 2):
+    softmax's nodes, under the "paper" rule set (docs/method.md §3.4):
     kind/rule as rp_model_node_rule reports them, rule null where no
     relevance passes (the interior of a region)."""
     import onnx
@@ -689,7 +689,7 @@ def write_unsupported(outdir, seed=77):
                        "offending Softmax node(s) %s (their attention is over 16 tokens in 4 windows, not over "
                        "the 64 tokens of the sequence), instead of listing attention layers as usable" % softmax,
             "explain": "fails with a clear error (non-zero exit status) naming the same node; no map written",
-            "why": "METHOD.md assumes one [H,N,N] attention matrix over all N tokens per layer; here A is "
+            "why": "docs/method.md §2.4 assumes one [H,N,N] attention matrix over all N tokens per layer; here A is "
                    "[nW*H, 16, 16] over windows (its batch axis holds windows, not heads), so reading it as "
                    "heads over 16 tokens would give a silently wrong map",
         },

@@ -28,7 +28,7 @@ def rand(*shape, lo=-1.0, hi=1.0):
 
 
 def sdiv(a, b):
-    """The reference implementation's safe division (METHOD.md section 2)."""
+    """The reference implementation's safe division (docs/method.md §1.2)."""
     b = np.asarray(b, dtype=np.float64)
     d = b + 1e-9
     d = np.where(d == 0, 1e-9, d)

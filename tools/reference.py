@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Reference implementation of docs/METHOD.md in plain PyTorch.
+"""Reference implementation of docs/method.md §3–§5 in plain PyTorch.
 
-An independent implementation (written from METHOD.md, not from the paper
+An independent implementation (written from the specification, ../shared/docs/METHOD.md, restated in docs/method.md; not from the paper
 authors' code) of the relevance propagation of Chefer, Gur & Wolf (CVPR 2021)
 and the six baselines relprop ships, on a plain PyTorch ViT whose token layout
 and attention layout are parameters:
@@ -41,7 +41,7 @@ of the exported graph in reverse topological order would:
   a tensor with several consumers       sum of the relevances sent back
 
 Gradients G_l = d y_t / d A_l come from autograd.  The seven methods are read
-through the readout vector r (METHOD.md section 3) and restricted to the patch
+through the readout vector r (docs/method.md §2.3) and restricted to the patch
 columns.  float32 by default; `dtype=torch.float64` runs model and relevance
 in double precision.
 
@@ -72,7 +72,7 @@ EPS = 1e-9
 
 
 # ----------------------------------------------------------------------------
-# LRP rules (METHOD.md section 2), module-level functions on plain tensors
+# LRP rules (docs/method.md §4), module-level functions on plain tensors
 # ----------------------------------------------------------------------------
 
 def sdiv(a, b):
@@ -127,7 +127,7 @@ def relprop_conv_zb(x, weight, R, stride, padding=0):
 
 def relprop_conv_ab(x, weight, R, stride, padding=0, alpha=1.0, beta=0.0):
     """Alpha-beta for a convolution that is not the first one (parts divided
-    separately).  Unused by the ViTs here; kept for completeness of METHOD.md."""
+    separately).  Unused by the ViTs here; kept for completeness of docs/method.md §4.3."""
     xp, xn = x.clamp(min=0), x.clamp(max=0)
     wp, wn = weight.clamp(min=0), weight.clamp(max=0)
     conv = lambda t, w: F.conv2d(t, w, stride=stride, padding=padding)
@@ -145,7 +145,7 @@ def relprop_conv_ab(x, weight, R, stride, padding=0, alpha=1.0, beta=0.0):
 
 
 # How a tensor consumed by several nodes merges the relevances they send
-# back.  "sum" (METHOD.md section 2): their plain sum.  "clone": the paper
+# back.  "sum" (docs/method.md §3.1): their plain sum.  "clone": the paper
 # authors' Clone module, x * sum_i sdiv(R_i, x), which differs from the sum
 # by the factor x / (x + 1e-9) (and is 0 where x == 0); it explains the
 # residual float64 difference on the random DeiT-tiny oracle case (see
@@ -507,7 +507,7 @@ class RefViT(nn.Module):
 
 
 # ----------------------------------------------------------------------------
-# Methods (METHOD.md section 3)
+# Methods (docs/method.md §5)
 # ----------------------------------------------------------------------------
 
 def _heads_first(t, heads):
@@ -854,7 +854,7 @@ def main():
                                                      "..", "..", "shared", "oracle"))
     ap.add_argument("--cases", default="", help="comma-separated subset of cases")
     ap.add_argument("--consumer-rule", choices=["sum", "clone"], default="sum",
-                    help="merge of a tensor's consumers' relevances: METHOD.md's sum (default) or "
+                    help="merge of a tensor's consumers' relevances: docs/method.md §3.1's sum (default) or "
                          "the authors' Clone x * sum(sdiv(R_i, x))")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference pictures for src/image/render.c (METHOD.md section 4).
+"""Reference pictures for src/image/render.c (docs/method.md §6).
 
 An independent numpy transcription of the authors' notebook visualisation,
 kept in RGB (the notebook mixes OpenCV's BGR with RGB; relprop does not):

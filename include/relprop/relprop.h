@@ -197,7 +197,7 @@ rp_status rp_model_run(rp_model *m, const rp_tensor *input, rp_tensor *out, rp_e
 
 /* ---- structure found in the graph (after prepare) ---- */
 
-/* An attention layer (METHOD.md §1): a softmax whose output is the left
+/* An attention layer (docs/method.md §2.1): a softmax whose output is the left
  * operand of a product with an activation. */
 typedef struct rp_attention_info {
     const char *softmax_node; /* the Softmax node, or the last node of its decomposition */
@@ -220,7 +220,7 @@ typedef struct rp_token_layout {
     int prefix_tokens;        /* tokens before the patches (CLS, distillation, registers) */
     int tokens;               /* prefix + grid_h * grid_w */
     const char *patch_node;   /* the Conv that makes the patches */
-    /* How the classifier reads the last block's token rows (METHOD.md §3):
+    /* How the classifier reads the last block's token rows (docs/method.md §2.3):
      * "token row" (CLS), "mean of token rows" (distilled DeiT), "mean over
      * tokens" (mean pooling) or "row 0 (assumed)"; the rows with a non-zero
      * weight (at most 16 listed). */
@@ -253,7 +253,7 @@ rp_status rp_model_node_rule_in(rp_model *m, const char *rules, rp_rule_registry
                                 const char **kind, const char **rule, const struct rp_rule_params **params,
                                 rp_error *err);
 
-/* ---- explanations (METHOD.md §3) ---- */
+/* ---- explanations (docs/method.md §5) ---- */
 
 typedef enum rp_method {
     RP_METHOD_TRANSFORMER_ATTRIBUTION, /* the paper's method */
@@ -404,7 +404,7 @@ rp_status rp_model_default_preprocess(const rp_model *m, rp_preprocess *out, con
 rp_status rp_image_to_tensor(const rp_image *im, const rp_preprocess *p, int channels_out, rp_tensor *out,
                              rp_error *err);
 
-/* ---- heatmaps out (src/image/render.c), METHOD.md §4 ---- */
+/* ---- heatmaps out (src/image/render.c), docs/method.md §6 ---- */
 
 /* The notebook's overlay: map (grid_h, grid_w) upsampled bilinearly (half-pixel
  * centres) by (patch_h, patch_w) — or a pixel map (H, W) used as is —,
@@ -424,7 +424,7 @@ rp_status rp_render_panel(const rp_image *tiles, const char *const *captions, in
                           rp_error *err);
 
 
-/* ==== evaluation (src/methods/eval_*.c), METHOD.md §5 ==================
+/* ==== evaluation (src/methods/eval_*.c), docs/method.md §7 ==================
  * The paper's perturbation and segmentation tests and a class-specificity
  * test, as building blocks; `relprop eval` strings them together. Maps are
  * first brought to pixels (rp_eval_pixel_map); every metric then reads an

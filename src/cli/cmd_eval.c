@@ -1,4 +1,4 @@
-/* relprop eval: the paper's evaluation (METHOD.md §5) on a labelled image
+/* relprop eval: the paper's evaluation (docs/method.md §7) on a labelled image
  * list, for several methods at once. Per image: one rp_explain call for all
  * its labelled classes and all methods, then per (class, method) the
  * perturbation test in both directions (9 forward passes each, through

@@ -1,5 +1,5 @@
 /* Structure found by looking at the graph, not at node names: attention
- * layers (METHOD.md §1) and how tokens map to image patches. Used by inspect
+ * layers (docs/method.md §2.1) and how tokens map to image patches. Used by inspect
  * now and by the relevance methods, which need A, its gradient and relevance
  * per layer. */
 #ifndef RP_GRAPH_STRUCTURE_H
@@ -39,7 +39,7 @@ rp_status rp_check_attention_layout(const rp_graph *g, const rp_attention_layer 
                                     const rp_patch_embedding *p, rp_error *err);
 
 /* How the classifier reads the token rows of the last block: r over the N
- * tokens (METHOD.md §3, "Other token layouts"). Gathers of constant rows on
+ * tokens (docs/method.md §2.3, "Other token layouts"). Gathers of constant rows on
  * the token axis after the last attention layer give r uniform over those
  * rows (CLS: e_0; distilled DeiT: (e_0 + e_1)/2); a ReduceMean over the token
  * axis gives 1/N everywhere. Falls back to e_0. *how names what was found. */

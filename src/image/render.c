@@ -1,4 +1,4 @@
-/* Heatmaps as the authors' notebook draws them (METHOD.md §4), in RGB.
+/* Heatmaps as the authors' notebook draws them (docs/method.md §6), in RGB.
  *
  * The notebook's arithmetic, reproduced step by step in float32 (numpy's and
  * torch's element type) so that its 8-bit results come out the same:

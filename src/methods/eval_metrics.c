@@ -1,4 +1,4 @@
-/* The evaluation metrics of METHOD.md §5 as pure functions of pixel maps and
+/* The evaluation metrics of docs/method.md §7 as pure functions of pixel maps and
  * masks (declared in the "evaluation" section of relprop.h).
  *
  * Each follows the paper's scripts (hila-chefer/Transformer-Explainability,
@@ -163,7 +163,7 @@ rp_status rp_eval_segmentation(const float *pixmap, const uint8_t *mask, int64_t
         return rp_fail(err, RP_ERR_NOMEM, "evaluation: out of memory for segmentation over %lld pixels", (long long)n);
     }
     /* float32 like the paper's torch tensors; a constant map is all zeros
-     * (METHOD.md §5), where the paper's script turns its NaNs into zeros. */
+     * (docs/method.md §7.3), where the paper's script turns its NaNs into zeros. */
     float lo = pixmap[0], hi = pixmap[0];
     for (int64_t i = 1; i < n; i++) {
         lo = pixmap[i] < lo ? pixmap[i] : lo;

@@ -1,4 +1,4 @@
-/* The perturbation test of METHOD.md §5 for one map: remove pixels in order
+/* The perturbation test of docs/method.md §7.2 for one map: remove pixels in order
  * of relevance, re-run the model, record whether the class survives. Every
  * forward pass goes through rp_model_run, the engine `explain` uses. */
 #include <stdlib.h>

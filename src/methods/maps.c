@@ -1,4 +1,4 @@
-/* The attention-aggregation methods of METHOD.md §3 (everything except
+/* The attention-aggregation methods of docs/method.md §5 (everything except
  * lrp_full). Pure functions of the per-layer A, G, R collected by the engine.
  *
  * Arithmetic follows the authors' reference (float32 tensors, float32 matrix
@@ -189,7 +189,7 @@ rp_status rp_map_transformer_attribution(const rp_map_input *in, int start_layer
     return product_chain(in, start_layer, TERM_GR_POS, 0, out, m, err);
 }
 
-/* Rollout. METHOD.md §3.2 divides each row of mean_h(A)+I by its sum. Some
+/* Rollout. docs/method.md §5.2 divides each row of mean_h(A)+I by its sum. Some
  * copies of the authors' compute_rollout_attention have that line commented
  * out, so we checked against the oracle (fmnist, 6 input/class cases, L = 4;
  * DeiT-tiny, L = 12): WITH the row normalisation the maps agree to 1.1e-7 ..

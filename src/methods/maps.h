@@ -1,4 +1,4 @@
-/* The methods of METHOD.md §3 as pure functions of what was collected per
+/* The methods of docs/method.md §5 as pure functions of what was collected per
  * attention layer: A (probabilities), G (gradient of the target logit w.r.t.
  * A) and R (LRP relevance of A as an operand of A·V), each [H,N,N] float32,
  * heads first (for [B*H,N,N] layouts with B = 1 this is the same memory).

@@ -1,4 +1,4 @@
-/* Alpha-beta rule for a linear map with one constant weight (METHOD.md §2,
+/* Alpha-beta rule for a linear map with one constant weight (docs/method.md §4.3,
  * "Linear" and "other convs"): MatMul, Gemm, Conv, Einsum whose operands are
  * one activation x and one constant W. The bias (Gemm's C, Conv's B) is
  * ignored: F below is the node's own kernel with the bias replaced by zeros.

@@ -1,4 +1,4 @@
-/* Which rule each node gets (METHOD.md §2), decided from the graph before any
+/* Which rule each node gets (docs/method.md §3.2–§3.4), decided from the graph before any
  * run, so `relprop inspect` can print it. Nodes are classified into kinds by
  * structure alone (never by name): the conv on the pixels, linear maps with a
  * constant weight and their bias Add, products and sums of activations, data

@@ -1,4 +1,4 @@
-/* Identity rule (METHOD.md §2, "Identity rule"): relevance passes unchanged.
+/* Identity rule (docs/method.md §4.1, "Identity rule"): relevance passes unchanged.
  *
  *     R_x += R_out[0]                  (x = the node's activation input)
  *

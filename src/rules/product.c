@@ -1,4 +1,4 @@
-/* Halved product rule for a bilinear op of two activations (METHOD.md §2,
+/* Halved product rule for a bilinear op of two activations (docs/method.md §4.6,
  * "Product of two activations"): MatMul / two-operand Einsum / Mul Z = U V,
  * e.g. Q K^T and A V in attention.
  *

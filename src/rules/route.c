@@ -1,4 +1,4 @@
-/* Route rule for data movement (METHOD.md §2, "Data movement"): Reshape,
+/* Route rule for data movement (docs/method.md §4.2, "Data movement"): Reshape,
  * Transpose, Flatten, Squeeze, Unsqueeze, Concat, Split, Slice, Gather,
  * Expand, Identity, Dropout, Cast, ReduceSum / ReduceMean.
  *

@@ -23,7 +23,7 @@ typedef struct set_row {
 
 #define END {-1, NULL, NULL, NULL, 0, NULL, 0}
 
-/* METHOD.md §2: what the authors' implementation does. */
+/* docs/method.md §3.4: what the authors' implementation does. */
 static const set_row paper[] = {
     {RP_KIND_FIRST_CONV, NULL, "zb", NULL, 0, NULL, 0},
     {RP_KIND_LINEAR, NULL, "alpha_beta", NULL, 0, NULL, 0},

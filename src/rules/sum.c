@@ -1,4 +1,4 @@
-/* Normalised sum rule for z = u + v or z = u - v (METHOD.md §2, "Sum of two
+/* Normalised sum rule for z = u + v or z = u - v (docs/method.md §4.5, "Sum of two
  * activations"): skip connections and the position-embedding Add. Either
  * operand may be a constant and either may be broadcast.
  *

@@ -1,4 +1,4 @@
-/* z^B (bounded input) rule for the linear map on the input pixels (METHOD.md
+/* z^B (bounded input) rule for the linear map on the input pixels (docs/method.md §4.4
  * §2, "Convolution on the input pixels"): the patch-embedding Conv, or any
  * MatMul / Gemm / Conv / two-operand Einsum with one constant weight W and an
  * activation x. F is the node's own kernel with the bias replaced by zeros.

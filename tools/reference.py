@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Reference implementation of docs/method.md §3–§5 in plain PyTorch.
 
-An independent implementation (written from the specification, ../shared/docs/METHOD.md, restated in docs/method.md; not from the paper
+An independent implementation (written from the specification,
+../shared/docs/METHOD.md, restated in docs/method.md; not from the paper
 authors' code) of the relevance propagation of Chefer, Gur & Wolf (CVPR 2021)
 and the six baselines relprop ships, on a plain PyTorch ViT whose token layout
 and attention layout are parameters:

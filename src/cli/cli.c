@@ -269,16 +269,6 @@ void print_predictions(const float *logits, int64_t n, int top, char **labels, b
     free(order);
 }
 
-int ensure_dir(const char *dir)
-{
-    struct stat st;
-    if (stat(dir, &st) == 0)
-        return S_ISDIR(st.st_mode) ? 0 : failf("%s: exists and is not a directory%s", dir, "");
-    if (mkdir(dir, 0777) != 0)
-        return failf("%s: cannot create directory: %s", dir, strerror(errno));
-    return 0;
-}
-
 int check_writable_dir(const char *dir)
 {
     struct stat st;

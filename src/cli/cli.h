@@ -66,7 +66,6 @@ void print_predictions(const float *logits, int64_t n, int top, char **labels, b
 /* Indices of the k largest logits, ties by index. order must hold n ints. */
 void top_classes(const float *logits, int64_t n, int k, int *order);
 
-int ensure_dir(const char *dir);
 /* Fails early, with the reason, if dir (or, when it does not exist yet, the
  * folder that would hold it) cannot be written. Creates nothing. */
 int check_writable_dir(const char *dir);

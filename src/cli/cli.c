@@ -536,13 +536,13 @@ int resolve_preprocess(const preprocess_flags *a, rp_model *m, int64_t budget, r
     for (int c = 0; c < 3; c++) {
         if (!isfinite(pre->mean[c])) {
             source_of(src, sizeof src, "--mean", a->mean, a->preset, m, "relprop.mean");
-            snprintf(msg, sizeof msg, "mean values must be finite numbers (from %s)", src);
+            snprintf(msg, sizeof msg, "%s: mean values must be finite numbers", src);
             return fail(msg);
         }
         if (!(pre->std[c] > 0) || !isfinite(pre->std[c])) {
             source_of(src, sizeof src, "--std", a->std, a->preset, m, "relprop.std");
-            snprintf(msg, sizeof msg, "std values must be positive finite numbers, got %g (from %s)",
-                     (double)pre->std[c], src);
+            snprintf(msg, sizeof msg, "%s: std values must be positive finite numbers, got %g", src,
+                     (double)pre->std[c]);
             return fail(msg);
         }
     }

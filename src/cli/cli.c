@@ -568,14 +568,17 @@ void stem_of(const char *path, char *out, size_t len)
 }
 
 typedef struct stem_entry {
-    char stem[1024];
-    int index; /* position in the list */
+    const char *stem; /* inside the path: after its last '/' */
+    size_t len;       /* up to its last '.', as stem_of cuts */
+    int index;        /* position in the list */
 } stem_entry;
 
 static int cmp_stem(const void *x, const void *y)
 {
     const stem_entry *a = x, *b = y;
-    int c = strcmp(a->stem, b->stem);
+    int c = memcmp(a->stem, b->stem, a->len < b->len ? a->len : b->len);
+    if (!c)
+        c = (a->len > b->len) - (a->len < b->len);
     return c ? c : (a->index > b->index) - (a->index < b->index);
 }
 
@@ -587,16 +590,18 @@ int check_unique_names(const char *const *paths, int n, const char *what, const 
     if (!sorted)
         return fail("out of memory");
     for (int i = 0; i < n; i++) {
-        stem_of(paths[i], sorted[i].stem, sizeof sorted[i].stem);
-        sorted[i].index = i;
+        const char *base = strrchr(paths[i], '/') ? strrchr(paths[i], '/') + 1 : paths[i];
+        const char *dot = strrchr(base, '.');
+        sorted[i] = (stem_entry){base, dot && dot != base ? (size_t)(dot - base) : strlen(base), i};
     }
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_stem);
     int rc = 0;
     for (int i = 1; i < n && !rc; i++)
-        if (strcmp(sorted[i - 1].stem, sorted[i].stem) == 0) {
+        if (sorted[i - 1].len == sorted[i].len && memcmp(sorted[i - 1].stem, sorted[i].stem, sorted[i].len) == 0) {
             char msg[10000];
-            snprintf(msg, sizeof msg, "inputs '%s' and '%s' would both write %s named '%s.*'; %s",
-                     paths[sorted[i - 1].index], paths[sorted[i].index], what, sorted[i].stem, advice);
+            snprintf(msg, sizeof msg, "inputs '%s' and '%s' would both write %s named '%.*s.*'; %s",
+                     paths[sorted[i - 1].index], paths[sorted[i].index], what, (int)sorted[i].len, sorted[i].stem,
+                     advice);
             rc = fail(msg);
         }
     free(sorted);

@@ -167,6 +167,22 @@ START_TEST(reads_within_bounds_without_blocking)
 }
 END_TEST
 
+/* A sparse 3 GB "model": refused by its size before a byte is read (the
+ * loader used to read 2 GiB of zeros first). */
+START_TEST(sparse_model_refused_by_size)
+{
+    rp_error err = {0};
+    int fd = open(at("big.onnx"), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)3 << 30), 0);
+    close(fd);
+    rp_model *m = NULL;
+    ck_assert_int_eq(rp_model_open(at("big.onnx"), &m, &err), RP_ERR_FORMAT);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(err.msg, "larger than 2 GiB") != NULL, "%s", err.msg);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("files");
@@ -175,6 +191,7 @@ static Suite *suite(void)
     tcase_add_test(tc, writes_and_replaces_regular_files);
     tcase_add_test(tc, refuses_what_is_not_a_regular_file);
     tcase_add_test(tc, reads_within_bounds_without_blocking);
+    tcase_add_test(tc, sparse_model_refused_by_size);
     suite_add_tcase(s, tc);
     return s;
 }

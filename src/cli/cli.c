@@ -251,16 +251,6 @@ void print_predictions(const float *logits, int64_t n, int top, char **labels, b
     free(order);
 }
 
-int ensure_dir(const char *dir)
-{
-    struct stat st;
-    if (stat(dir, &st) == 0)
-        return S_ISDIR(st.st_mode) ? 0 : failf("%s: exists and is not a directory%s", dir, "");
-    if (mkdir(dir, 0777) != 0)
-        return failf("%s: cannot create directory: %s", dir, strerror(errno));
-    return 0;
-}
-
 int check_writable_dir(const char *dir)
 {
     struct stat st;
@@ -517,13 +507,13 @@ int resolve_preprocess(const preprocess_flags *a, rp_model *m, int64_t budget, r
     for (int c = 0; c < 3; c++) {
         if (!isfinite(pre->mean[c])) {
             source_of(src, sizeof src, "--mean", a->mean, a->preset, m, "relprop.mean");
-            snprintf(msg, sizeof msg, "mean values must be finite numbers (from %s)", src);
+            snprintf(msg, sizeof msg, "%s: mean values must be finite numbers", src);
             return fail(msg);
         }
         if (!(pre->std[c] > 0) || !isfinite(pre->std[c])) {
             source_of(src, sizeof src, "--std", a->std, a->preset, m, "relprop.std");
-            snprintf(msg, sizeof msg, "std values must be positive finite numbers, got %g (from %s)",
-                     (double)pre->std[c], src);
+            snprintf(msg, sizeof msg, "%s: std values must be positive finite numbers, got %g", src,
+                     (double)pre->std[c]);
             return fail(msg);
         }
     }
@@ -549,14 +539,17 @@ void stem_of(const char *path, char *out, size_t len)
 }
 
 typedef struct stem_entry {
-    char stem[1024];
-    int index; /* position in the list */
+    const char *stem; /* inside the path: after its last '/' */
+    size_t len;       /* up to its last '.', as stem_of cuts */
+    int index;        /* position in the list */
 } stem_entry;
 
 static int cmp_stem(const void *x, const void *y)
 {
     const stem_entry *a = x, *b = y;
-    int c = strcmp(a->stem, b->stem);
+    int c = memcmp(a->stem, b->stem, a->len < b->len ? a->len : b->len);
+    if (!c)
+        c = (a->len > b->len) - (a->len < b->len);
     return c ? c : (a->index > b->index) - (a->index < b->index);
 }
 
@@ -568,16 +561,18 @@ int check_unique_names(const char *const *paths, int n, const char *what, const 
     if (!sorted)
         return fail("out of memory");
     for (int i = 0; i < n; i++) {
-        stem_of(paths[i], sorted[i].stem, sizeof sorted[i].stem);
-        sorted[i].index = i;
+        const char *base = strrchr(paths[i], '/') ? strrchr(paths[i], '/') + 1 : paths[i];
+        const char *dot = strrchr(base, '.');
+        sorted[i] = (stem_entry){base, dot && dot != base ? (size_t)(dot - base) : strlen(base), i};
     }
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_stem);
     int rc = 0;
     for (int i = 1; i < n && !rc; i++)
-        if (strcmp(sorted[i - 1].stem, sorted[i].stem) == 0) {
+        if (sorted[i - 1].len == sorted[i].len && memcmp(sorted[i - 1].stem, sorted[i].stem, sorted[i].len) == 0) {
             char msg[10000];
-            snprintf(msg, sizeof msg, "inputs '%s' and '%s' would both write %s named '%s.*'; %s",
-                     paths[sorted[i - 1].index], paths[sorted[i].index], what, sorted[i].stem, advice);
+            snprintf(msg, sizeof msg, "inputs '%s' and '%s' would both write %s named '%.*s.*'; %s",
+                     paths[sorted[i - 1].index], paths[sorted[i].index], what, (int)sorted[i].len, sorted[i].stem,
+                     advice);
             rc = fail(msg);
         }
     free(sorted);

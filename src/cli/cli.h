@@ -64,7 +64,6 @@ char **labels_from_model(const rp_model *m, int64_t n_classes);
  * sigmoid per class for multi-label models). */
 void print_predictions(const float *logits, int64_t n, int top, char **labels, bool multilabel);
 
-int ensure_dir(const char *dir);
 /* Fails early, with the reason, if dir (or, when it does not exist yet, the
  * folder that would hold it) cannot be written. Creates nothing. */
 int check_writable_dir(const char *dir);

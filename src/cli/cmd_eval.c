@@ -553,8 +553,8 @@ static char *results_json(const eval_job *j, const method_result *res)
 {
     const eval_args *a = j->a;
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", a->onnx);
-    cJSON_AddStringToObject(root, "data", a->data);
+    json_add_str(root, "model", a->onnx);
+    json_add_str(root, "data", a->data);
     cJSON_AddNumberToObject(root, "images", (double)j->n_images);
     cJSON_AddNumberToObject(root, "rows", (double)j->n_rows);
     cJSON_AddNumberToObject(root, "rows_with_mask", (double)j->n_masked);
@@ -562,7 +562,7 @@ static char *results_json(const eval_job *j, const method_result *res)
     cJSON_AddNumberToObject(root, "unperturbed_accuracy",
                             j->n_rows ? 100.0 * (double)j->n_unperturbed_hits / (double)j->n_rows : 0);
     cJSON_AddNumberToObject(root, "start_layer", (double)a->start_layer);
-    cJSON_AddStringToObject(root, "rules", a->rules ? a->rules : "paper");
+    json_add_str(root, "rules", a->rules ? a->rules : "paper");
     cJSON *p = cJSON_AddObjectToObject(root, "preprocessing");
     cJSON_AddStringToObject(p, "source", j->pre_source);
     cJSON_AddItemToObject(p, "mean", cJSON_CreateFloatArray(j->pre.mean, 3));

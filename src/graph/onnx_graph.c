@@ -734,6 +734,14 @@ rp_status rp_graph_load(const char *path, rp_graph **out, rp_error *err)
     if (fd < 0)
         return rp_fail(err, RP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
+    /* A regular file's size is known: past protobuf's limit it is refused
+     * before a byte is read (a sparse 3 GB file would cost 2 GiB first). */
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > RP_MAX_PROTO_FILE) {
+        close(fd);
+        return rp_fail(err, RP_ERR_FORMAT,
+                       "%s: %lld bytes, larger than 2 GiB, protobuf's limit for one message (models that big keep "
+                       "their weights in external data files)", path, (long long)sb.st_size);
+    }
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 && (uint64_t)sb.st_size <= RP_MAX_PROTO_FILE) {
         void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map != MAP_FAILED) {

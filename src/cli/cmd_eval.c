@@ -706,15 +706,6 @@ done:
     return rc;
 }
 
-/* Two paths naming one folder (one lock, one staging folder). */
-static bool same_dir(const char *p, const char *q)
-{
-    struct stat a, b;
-    if (stat(p, &a) != 0 || stat(q, &b) != 0)
-        return strcmp(p, q) == 0;
-    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
 /* Every file the run writes, in publication order: with --dump the maps
  * and hits.csv, then the results, results.json last. Registered before
  * the first forward pass, so names are checked (length, --force) up front. */
@@ -890,7 +881,7 @@ int cmd_eval(int argc, char **argv)
     if ((rc = out_dir_open(&out, a.outdir)))
         goto done;
     j.out = j.dump = &out;
-    if (a.dump && !same_dir(a.dump, a.outdir)) {
+    if (a.dump && !out_same_dir(a.dump, a.outdir)) {
         if ((rc = check_writable_dir(a.dump)) || (rc = out_dir_open(&dump, a.dump)))
             goto done;
         j.dump = &dump;

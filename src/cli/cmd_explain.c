@@ -635,15 +635,6 @@ static int check_unique_stems(const input_item *items, int n)
     return rc;
 }
 
-/* Two paths naming one folder (one lock, one staging folder). */
-static bool same_dir(const char *p, const char *q)
-{
-    struct stat a, b;
-    if (stat(p, &a) != 0 || stat(q, &b) != 0)
-        return strcmp(p, q) == 0;
-    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
 static bool uses_start_layer(const explain_args *a)
 {
     for (int i = 0; i < a->n_methods; i++)
@@ -865,7 +856,7 @@ int cmd_explain(int argc, char **argv)
     if ((rc = out_dir_open(&out, a.outdir)))
         goto done;
     j.out = j.dump = &out;
-    if (a.dump && !same_dir(a.dump, a.outdir)) {
+    if (a.dump && !out_same_dir(a.dump, a.outdir)) {
         if ((rc = check_writable_dir(a.dump)) || (rc = out_dir_open(&dump, a.dump)))
             goto done;
         j.dump = &dump;

@@ -54,6 +54,14 @@ void stop_reraise(void)
 
 /* ---- folders ---- */
 
+bool out_same_dir(const char *p, const char *q)
+{
+    struct stat a, b;
+    if (stat(p, &a) != 0 || stat(q, &b) != 0)
+        return strcmp(p, q) == 0;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 static int ensure_dir_made(const char *dir, bool *made)
 {
     struct stat st;

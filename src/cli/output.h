@@ -30,6 +30,9 @@ typedef struct out_dir {
     long name_max;  /* the file system's longest file name */
 } out_dir;
 
+/* Two paths naming one folder (one lock, one staging folder). */
+bool out_same_dir(const char *p, const char *q);
+
 /* Creates path if missing, locks it (a second process gets a one-line
  * error), and makes its staging folder. EXIT_BAD after printing. */
 int out_dir_open(out_dir *d, const char *path);

@@ -35,12 +35,16 @@ static bool is_decomposed_softmax(const rp_graph *g, const rp_node *n)
 }
 
 /* Follow A through pass-through ops to a product that takes it as the left
- * operand with an activation on the right. Returns the product node or -1. */
+ * operand with an activation on the right. Returns the product node or -1.
+ * Only A's readers can be either, looked at in node order. */
 static int find_product(const rp_graph *g, int value, int *left, int depth)
 {
     if (depth > 8)
         return -1;
-    for (int i = 0; i < g->n_nodes; i++) {
+    const int *readers;
+    int n_readers = rp_graph_consumer_list(g, value, &readers);
+    for (int r = 0; r < n_readers; r++) {
+        int i = readers[r];
         const rp_node *c = &g->nodes[i];
         if (c->folded || c->n_in < 1)
             continue;

@@ -213,5 +213,24 @@ expect_error "--batch with --check-conservation" "batch 1 only" "$relprop" expla
 expect_error "bench unknown mode" "unknown mode 'nope'" "$relprop" bench --onnx "$oracle/model.onnx" --mode nope
 expect_error "bench csv exists" "bench.csv" "$relprop" bench --onnx "$oracle/model.onnx" --runs 1 --csv "$tmp/bench.csv"
 
+# Labels in the model's metadata that do not match its classes name no class:
+# a warning, and class indices instead (appended as a ModelProto field 14
+# entry, which protobuf merges into the message).
+/usr/bin/python3 - "$oracle/model.onnx" "$tmp/labels_few.onnx" <<'PY'
+import sys
+def field(num, data):
+    n, out = len(data), bytearray([num << 3 | 2])
+    while True:
+        out.append((n & 0x7f) | (0x80 if n > 0x7f else 0))
+        n >>= 7
+        if not n:
+            return bytes(out) + data
+entry = field(1, b"relprop.labels") + field(2, b"only\ntwo")
+open(sys.argv[2], "wb").write(open(sys.argv[1], "rb").read() + field(14, entry))
+PY
+"$relprop" run --onnx "$tmp/labels_few.onnx" --input "$x0" >"$tmp/stdout" 2>"$tmp/stderr" \
+  && grep -q "relprop.labels has 2 lines, the model has 10 classes" "$tmp/stderr" && grep -qE '^1 +[0-9]+ +- ' "$tmp/stdout" \
+  && ok || ko "labels metadata of the wrong length: $(cat "$tmp/stderr" "$tmp/stdout")"
+
 echo "cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -220,7 +220,15 @@ char **labels_from_model(const rp_model *m, int64_t n_classes)
         }
         p += len + 1;
     }
-    if (n != n_classes) {
+    int64_t lines = 1;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n' && p[1];
+    if (n != n_classes || lines != n_classes) {
+        /* Labels that do not match the classes would name the wrong class:
+         * not used, and said so (a --labels file of the wrong length is an
+         * error). */
+        fprintf(stderr, "relprop: warning: %s: model metadata relprop.labels has %lld lines, the model has %lld "
+                "classes: class indices are shown instead\n", rp_model_path(m), (long long)lines, (long long)n_classes);
         free_labels(labels, n_classes);
         return NULL;
     }

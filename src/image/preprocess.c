@@ -204,7 +204,7 @@ static rp_status load_pnm(const char *path, const uint8_t *b, size_t n, rp_image
         return rp_fail(err, RP_ERR_FORMAT, "%s: zero-size image (%ux%u) in the PPM/PGM header", path, w, h);
     if (maxval == 0 || maxval > 65535)
         return rp_fail(err, RP_ERR_FORMAT, "%s: PPM/PGM maxval %u is out of range (1..65535)", path, maxval);
-    if ((int64_t)w * h > RP_IMAGE_MAX_PIXELS)
+    if ((uint64_t)w * h > (uint64_t)RP_IMAGE_MAX_PIXELS) /* two 32-bit sides: no overflow in 64 bits unsigned */
         return rp_fail(err, RP_ERR_VALUE,
                        "%s: image too large: the PPM/PGM header claims %ux%u pixels, more than the %lld relprop accepts",
                        path, w, h, (long long)RP_IMAGE_MAX_PIXELS);

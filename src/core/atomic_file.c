@@ -226,8 +226,8 @@ rp_status rp_file_open_regular(const char *path, const char *what, int64_t max_b
     return RP_OK;
 }
 
-rp_status rp_file_read_text(const char *path, const char *what, int64_t max_bytes, char **out, size_t *len,
-                               rp_error *err)
+rp_status rp_file_read_all(const char *path, const char *what, int64_t max_bytes, char **out, size_t *len,
+                           rp_error *err)
 {
     *out = NULL;
     *len = 0;
@@ -259,8 +259,6 @@ rp_status rp_file_read_text(const char *path, const char *what, int64_t max_byte
     close(fd);
     if (!st && n > (size_t)size)
         st = rp_fail(err, RP_ERR_IO, "%s: the %s grew while it was read", path, what ? what : "file");
-    if (!st && memchr(buf, 0, n))
-        st = rp_fail(err, RP_ERR_FORMAT, "%s: the %s contains NUL bytes; expected text", path, what ? what : "file");
     if (st) {
         free(buf);
         return st;
@@ -269,4 +267,17 @@ rp_status rp_file_read_text(const char *path, const char *what, int64_t max_byte
     *out = buf;
     *len = n;
     return RP_OK;
+}
+
+rp_status rp_file_read_text(const char *path, const char *what, int64_t max_bytes, char **out, size_t *len,
+                            rp_error *err)
+{
+    rp_status st = rp_file_read_all(path, what, max_bytes, out, len, err);
+    if (!st && memchr(*out, 0, *len)) {
+        free(*out);
+        *out = NULL;
+        *len = 0;
+        st = rp_fail(err, RP_ERR_FORMAT, "%s: the %s contains NUL bytes; expected text", path, what ? what : "file");
+    }
+    return st;
 }

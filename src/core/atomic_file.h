@@ -37,4 +37,10 @@ rp_status rp_atomic_commit(rp_atomic_file *af, rp_error *err);
 /* Removes the temporary and releases af. Safe on a released af. */
 void rp_atomic_abort(rp_atomic_file *af);
 
+/* A whole regular file of at most max_bytes, opened as rp_file_open_regular
+ * does, in *out (malloc'd, NUL after the last byte; the caller frees it).
+ * rp_file_read_text is this plus a refusal of NUL bytes. */
+rp_status rp_file_read_all(const char *path, const char *what, int64_t max_bytes, char **out, size_t *len,
+                           rp_error *err);
+
 #endif

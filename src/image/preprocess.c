@@ -76,39 +76,7 @@ void rp_image_release(rp_image *im)
  * refused by kind, before a byte is read). */
 static rp_status read_file(const char *path, uint8_t **out, size_t *len, rp_error *err)
 {
-    *out = NULL;
-    *len = 0;
-    int fd = -1;
-    int64_t size = 0;
-    rp_status st = rp_file_open_regular(path, "image", IMAGE_FILE_MAX, &fd, &size, err);
-    if (st)
-        return st;
-    uint8_t *buf = malloc(size > 0 ? (size_t)size : 1);
-    if (!buf) {
-        close(fd);
-        return rp_fail(err, RP_ERR_NOMEM, "%s: out of memory reading the image", path);
-    }
-    size_t n = 0;
-    while (n < (size_t)size) {
-        ssize_t got = read(fd, buf + n, (size_t)size - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            st = rp_fail(err, RP_ERR_IO, "%s: cannot read image: %s", path, strerror(errno));
-            break;
-        }
-        if (got == 0)
-            break; /* the file shrank while read: decode what is there, the decoder judges it */
-        n += (size_t)got;
-    }
-    close(fd);
-    if (st) {
-        free(buf);
-        return st;
-    }
-    *out = buf;
-    *len = n;
-    return RP_OK;
+    return rp_file_read_all(path, "image", IMAGE_FILE_MAX, (char **)out, len, err);
 }
 
 /* ---- decoding ---- */

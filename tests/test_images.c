@@ -20,31 +20,13 @@
 #include "core/error.h"
 #include "image/decode.h"
 #include "relprop/relprop.h"
+#include "support/slurp.h"
 
 #ifndef RELPROP_SOURCE_DIR
 #define RELPROP_SOURCE_DIR "."
 #endif
 #define IMG_DIR RELPROP_SOURCE_DIR "/tests/data/images"
 
-typedef struct buf {
-    uint8_t *b;
-    size_t n;
-} buf;
-
-static buf slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s: cannot open", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long len = ftell(f);
-    ck_assert_int_ge(len, 0);
-    rewind(f);
-    buf r = {malloc((size_t)len + 1), (size_t)len};
-    ck_assert_ptr_nonnull(r.b);
-    ck_assert_uint_eq(fread(r.b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    return r;
-}
 
 static rp_status status_of(const char *name)
 {
@@ -72,7 +54,7 @@ static size_t differing(const rp_image *a, const rp_image *b)
 
 START_TEST(test_files_decode_as_pillow)
 {
-    buf man = slurp(IMG_DIR "/MANIFEST.tsv");
+    test_buf man = test_slurp(IMG_DIR "/MANIFEST.tsv");
     man.b[man.n] = 0;
     int ok = 0, refused = 0, png = 0, bmp = 0;
     char *save = NULL;
@@ -121,7 +103,7 @@ START_TEST(test_files_decode_as_pillow)
 END_TEST
 
 /* Offset just past the last IDAT chunk (its CRC included). */
-static size_t end_of_idat(const buf *f)
+static size_t end_of_idat(const test_buf *f)
 {
     size_t p = 8, end = 0;
     while (p + 12 <= f->n) {
@@ -146,7 +128,7 @@ START_TEST(test_every_prefix)
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", IMG_DIR, names[k]);
-        buf f = slurp(path);
+        test_buf f = test_slurp(path);
         bool is_png = f.b[0] == 0x89;
         size_t complete = is_png ? end_of_idat(&f) : f.n;
         for (size_t n = 0; n < f.n; n++) {
@@ -181,7 +163,7 @@ END_TEST
  * anything is allocated for them. */
 START_TEST(test_size_limits)
 {
-    buf f = slurp(IMG_DIR "/bmp_rgb32.bmp");
+    test_buf f = test_slurp(IMG_DIR "/bmp_rgb32.bmp");
     rp_error err;
     rp_image im;
     /* 40000 x 40000 (1.6 Gpx), and a width of 2^31 + 1 (negative in int32) */
@@ -196,7 +178,7 @@ START_TEST(test_size_limits)
     }
     free(f.b);
 
-    f = slurp(IMG_DIR "/png_rgb16.png");
+    f = test_slurp(IMG_DIR "/png_rgb16.png");
     uint32_t pdims[][2] = {{1u << 27, 1}, {10000, 10000}, {0xffffffffu, 0xffffffffu}};
     for (size_t i = 0; i < 3; i++) {
         for (int b = 0; b < 4; b++) {

@@ -20,41 +20,23 @@
 #include "core/error.h"
 #include "image/decode.h"
 #include "relprop/relprop.h"
+#include "support/slurp.h"
 #ifndef RELPROP_SOURCE_DIR
 #define RELPROP_SOURCE_DIR "."
 #endif
 #define JPEG_DIR RELPROP_SOURCE_DIR "/tests/data/jpeg"
 
-typedef struct buf {
-    uint8_t *b;
-    size_t n;
-} buf;
 
-static buf slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s: cannot open", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long len = ftell(f);
-    ck_assert_int_ge(len, 0);
-    rewind(f);
-    buf r = {malloc((size_t)len + 1), (size_t)len};
-    ck_assert_ptr_nonnull(r.b);
-    ck_assert_uint_eq(fread(r.b, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    return r;
-}
-
-static buf fixture(const char *name)
+static test_buf fixture(const char *name)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", JPEG_DIR, name);
-    return slurp(path);
+    return test_slurp(path);
 }
 
 /* Offset of the 0xFF of the k-th (0-based) segment with marker code m,
  * walking segments and skipping scan data as the checker does; -1 if none. */
-static long find_segment(const buf *f, int m, int k)
+static long find_segment(const test_buf *f, int m, int k)
 {
     size_t p = 2;
     while (p + 1 < f->n) {
@@ -94,7 +76,7 @@ static long find_segment(const buf *f, int m, int k)
 }
 
 /* Segment content (after marker and length) of the k-th segment m. */
-static uint8_t *segment(const buf *f, int m, int k)
+static uint8_t *segment(const test_buf *f, int m, int k)
 {
     long at = find_segment(f, m, k);
     ck_assert_msg(at >= 0, "no segment 0xFF%02X #%d", m, k);
@@ -102,10 +84,10 @@ static uint8_t *segment(const buf *f, int m, int k)
 }
 
 /* Bytes [0, at) + insert[0, ni) + [at + drop, n) */
-static buf splice(const buf *f, size_t at, size_t drop, const void *insert, size_t ni)
+static test_buf splice(const test_buf *f, size_t at, size_t drop, const void *insert, size_t ni)
 {
     ck_assert_uint_le(at + drop, f->n);
-    buf r = {malloc(f->n - drop + ni + 1), f->n - drop + ni};
+    test_buf r = {malloc(f->n - drop + ni + 1), f->n - drop + ni};
     ck_assert_ptr_nonnull(r.b);
     memcpy(r.b, f->b, at);
     if (ni)
@@ -114,7 +96,7 @@ static buf splice(const buf *f, size_t at, size_t drop, const void *insert, size
     return r;
 }
 
-static rp_status decode(const char *what, const buf *f, rp_error *err)
+static rp_status decode(const char *what, const test_buf *f, rp_error *err)
 {
     rp_image im;
     memset(err, 0, sizeof *err);
@@ -128,7 +110,7 @@ static rp_status decode(const char *what, const buf *f, rp_error *err)
     return st;
 }
 
-static void expect_refused(const char *what, const buf *f, rp_status code, const char *needle)
+static void expect_refused(const char *what, const test_buf *f, rp_status code, const char *needle)
 {
     rp_error err;
     rp_status st = decode(what, f, &err);
@@ -139,7 +121,7 @@ static void expect_refused(const char *what, const buf *f, rp_status code, const
     ck_assert_msg(strstr(err.msg, needle) != NULL, "%s: message '%s' lacks '%s'", what, err.msg, needle);
 }
 
-static void expect_ok(const char *what, const buf *f)
+static void expect_ok(const char *what, const test_buf *f)
 {
     rp_error err;
     rp_status st = decode(what, f, &err);
@@ -163,7 +145,7 @@ static double cpu_seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
 
 START_TEST(test_files_decode_as_pillow)
 {
-    buf man = fixture("MANIFEST.tsv");
+    test_buf man = fixture("MANIFEST.tsv");
     man.b[man.n] = 0;
     int ok = 0, refused = 0;
     char *save = NULL;
@@ -222,7 +204,7 @@ END_TEST
  * AC table. */
 START_TEST(test_tables_between_scans)
 {
-    buf f = fixture("cjpeg_multiscan_baseline.jpg");
+    test_buf f = fixture("cjpeg_multiscan_baseline.jpg");
     ck_assert_int_gt(find_segment(&f, 0xC4, 2), find_segment(&f, 0xDA, 0));
     expect_ok("multiscan", &f);
     free(f.b);
@@ -237,8 +219,8 @@ END_TEST
 
 START_TEST(test_dht)
 {
-    buf f = fixture("pil_q75.jpg"); /* DHT DC0, AC0, DC1, AC1, one table each */
-    buf g = splice(&f, 0, 0, NULL, 0);
+    test_buf f = fixture("pil_q75.jpg"); /* DHT DC0, AC0, DC1, AC1, one table each */
+    test_buf g = splice(&f, 0, 0, NULL, 0);
     segment(&g, 0xC4, 0)[1 + 15] = 255; /* DC table 0: 12 + 255 codes */
     expect_refused("dht_sum", &g, RP_ERR_FORMAT, "corrupt JPEG: Bogus Huffman table definition");
     free(g.b);
@@ -283,7 +265,7 @@ START_TEST(test_dht)
     free(g.b);
 
     /* Progressive: the AC table of the second scan never defined. */
-    buf p = fixture("pil_progressive.jpg");
+    test_buf p = fixture("pil_progressive.jpg");
     p.b[find_segment(&p, 0xC4, 2) + 1] = 0xE4;
     expect_refused("prog_ac_undefined", &p, RP_ERR_FORMAT, "Huffman table 0x00 was not defined");
     free(p.b);
@@ -292,7 +274,7 @@ START_TEST(test_dht)
     uint8_t big[4 + 2 + 17 + 945 + 2] = {0xFF, 0xD8, 0xFF, 0xC4, (2 + 17 + 945) >> 8, (2 + 17 + 945) & 255, 0x00};
     big[7 + 12] = 255, big[7 + 13] = 255, big[7 + 14] = 255, big[7 + 15] = 180;
     big[sizeof big - 2] = 0xFF, big[sizeof big - 1] = 0xD9;
-    buf b945 = {big, sizeof big};
+    test_buf b945 = {big, sizeof big};
     expect_refused("dht_945", &b945, RP_ERR_FORMAT, "Bogus Huffman table definition");
     free(f.b);
 }
@@ -302,9 +284,9 @@ END_TEST
 
 START_TEST(test_frame_and_scan)
 {
-    buf f = fixture("pil_q75.jpg");
+    test_buf f = fixture("pil_q75.jpg");
     uint8_t *s;
-    buf g;
+    test_buf g;
 #define MUTATE(what, stmt, code, needle) \
     do { \
         g = splice(&f, 0, 0, NULL, 0); \
@@ -378,7 +360,7 @@ START_TEST(test_frame_and_scan)
 
     /* A frame component no scan codes: the third scan of a multi-scan file
      * gone. libjpeg, hence Pillow, decodes it with that component zero. */
-    buf m = fixture("cjpeg_multiscan_baseline.jpg");
+    test_buf m = fixture("cjpeg_multiscan_baseline.jpg");
     at = find_segment(&m, 0xDA, 2);
     ck_assert_int_gt(at, 0);
     g = splice(&m, (size_t)at, m.n - (size_t)at, "\xFF\xD9", 2);
@@ -393,8 +375,8 @@ END_TEST
 
 START_TEST(test_structure)
 {
-    buf f = fixture("pil_q75.jpg");
-    buf g;
+    test_buf f = fixture("pil_q75.jpg");
+    test_buf g;
     long dht = find_segment(&f, 0xC4, 0), sos = find_segment(&f, 0xDA, 0);
 
     g = splice(&f, (size_t)dht + 10, f.n - (size_t)dht - 10, NULL, 0);
@@ -446,9 +428,9 @@ START_TEST(test_structure)
     free(g.b);
 
     /* Nothing at all, and one byte, are refused without reading past them. */
-    buf tiny = {(uint8_t *)"\xFF", 1};
+    test_buf tiny = {(uint8_t *)"\xFF", 1};
     expect_refused("one_byte", &tiny, RP_ERR_FORMAT, "truncated JPEG");
-    buf soi = {(uint8_t *)"\xFF\xD8\xFF", 3};
+    test_buf soi = {(uint8_t *)"\xFF\xD8\xFF", 3};
     expect_refused("soi_only", &soi, RP_ERR_FORMAT, "truncated JPEG");
     free(f.b);
 }
@@ -466,12 +448,12 @@ START_TEST(test_every_prefix)
                            "hand_com_thumbnail.jpg", "cjpeg_arithmetic_progressive.jpg"};
     int truncated = 0;
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
-        buf f = fixture(names[k]);
+        test_buf f = fixture(names[k]);
         ck_assert(f.b[f.n - 2] == 0xFF && f.b[f.n - 1] == 0xD9);
         for (size_t n = 0; n < f.n; n++) {
             if (RUNNING_ON_VALGRIND && n % 7 && n + 64 < f.n)
                 continue;
-            buf cut = {malloc(n ? n : 1), n};
+            test_buf cut = {malloc(n ? n : 1), n};
             ck_assert_ptr_nonnull(cut.b);
             memcpy(cut.b, f.b, n);
             rp_error err;

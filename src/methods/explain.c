@@ -243,10 +243,7 @@ static rp_status check_request(const rp_model *m, int64_t n_logits, const int *c
                            (long long)n_logits);
     bool patch_methods = false;
     for (int i = 0; i < n_methods; i++) {
-        const rp_method_row *row = rp_method_row_of(methods[i]);
-        if (!row)
-            return rp_fail(err, RP_ERR_ARG, "unknown method %d", (int)methods[i]);
-        patch_methods |= !row->pixels;
+        patch_methods |= !rp_method_pixel_map(methods[i]); /* rp_explain refused unknown methods */
     }
     if (patch_methods && m->n_attn == 0)
         return rp_fail(err, RP_ERR_UNSUPPORTED,
